@@ -164,18 +164,16 @@ def judge_feature_drift(
         return Verdict.inconclusive(f"{name} drift: {problem}", statistic="js+chi2")
     n_b, n_c = float(sum(baseline_counts)), float(sum(canary_counts))
     n_eff = effective_samples(n_b, n_c)
-    common: dict[str, object] = {
-        "statistic": "js+chi2",
-        "threshold": js_threshold,
-        "samples": int(n_c),
-        "baseline_samples": int(n_b),
-    }
     if n_eff < min_samples or n_b == 0 or n_c == 0:
-        return Verdict.inconclusive(
+        return Verdict(
+            Outcome.INCONCLUSIVE,
             f"{name} drift: n_eff {n_eff:.0f} ({int(n_c)}/{int(n_b)} canary/stable), "
             f"need {min_samples}",
+            statistic="js+chi2",
+            threshold=js_threshold,
+            samples=int(n_c),
+            baseline_samples=int(n_b),
             details={"n_eff": n_eff},
-            **common,
         )
     index = psi(baseline_counts, canary_counts)
     js = js_distance(baseline_counts, canary_counts)
@@ -217,7 +215,10 @@ def judge_feature_drift(
             "n_eff": n_eff,
             "drifted": 1.0 if drifted else 0.0,
         },
-        **common,  # type: ignore[arg-type]
+        statistic="js+chi2",
+        threshold=js_threshold,
+        samples=int(n_c),
+        baseline_samples=int(n_b),
     )
 
 
@@ -241,8 +242,14 @@ def judge_dataset_drift(
         return Verdict.inconclusive("dataset drift: no features", statistic="drift-share")
     verdicts = {
         name: judge_feature_drift(
-            b, c, alpha=alpha, n_tests=len(per_feature), js_threshold=js_threshold,
-            psi_threshold=psi_threshold, min_samples=min_samples, name=name,
+            b,
+            c,
+            alpha=alpha,
+            n_tests=len(per_feature),
+            js_threshold=js_threshold,
+            psi_threshold=psi_threshold,
+            min_samples=min_samples,
+            name=name,
         )
         for name, (b, c) in per_feature.items()
     }
@@ -277,4 +284,3 @@ def judge_dataset_drift(
         baseline_samples=min(v.baseline_samples for v in verdicts.values()),
         details=details,
     )
-

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 
 from scipy import stats
 
@@ -162,17 +163,17 @@ def judge_latency(
         for q in (0.5, 0.95)
     }
     details = {k: v for k, v in details.items() if math.isfinite(v)}
-    common: dict[str, object] = {
-        "statistic": "mann-whitney",
-        "threshold": max_auc,
-        "samples": m,
-        "baseline_samples": n,
-        "details": details,
-    }
+    base = Verdict(
+        Outcome.INCONCLUSIVE,
+        f"latency: {m}/{n} requests (canary/stable), need {min_samples} per arm",
+        statistic="mann-whitney",
+        threshold=max_auc,
+        samples=m,
+        baseline_samples=n,
+        details=details,
+    )
     if n < min_samples or m < min_samples or n == 0 or m == 0:
-        return Verdict.inconclusive(
-            f"latency: {m}/{n} requests (canary/stable), need {min_samples} per arm", **common
-        )
+        return base
     u, auc, z, p = mann_whitney_from_buckets(bounds, baseline_cumulative, canary_cumulative)
     details.update(u=u, z=z, alpha=alpha)
     head = (
@@ -180,9 +181,13 @@ def judge_latency(
         f"stable {_ms(details.get('baseline_p50'))}/{_ms(details.get('baseline_p95'))} over "
         f"{m}/{n} requests, P(canary slower)={auc:.3f}, p={p:.2g}"
     )
-    numbers: dict[str, object] = dict(common, value=auc, baseline=0.5, score=auc, p_value=p)
+    base = replace(base, value=auc, baseline=0.5, score=auc, p_value=p)
     if p < alpha and auc > max_auc:
-        return Verdict(Outcome.FAIL, f"{head}: slower (p < {alpha:g}, AUC > {max_auc:g})", **numbers)  # type: ignore[arg-type]
+        return replace(
+            base,
+            outcome=Outcome.FAIL,
+            reason=f"{head}: slower (p < {alpha:g}, AUC > {max_auc:g})",
+        )
     if objective_seconds is not None and max_exceedance is not None:
         above, total = exceedance_share(bounds, canary_cumulative, objective_seconds)
         share = above / total
@@ -190,18 +195,25 @@ def judge_latency(
         details.update(exceedance=share, max_exceedance=max_exceedance, exceedance_lr=lr)
         over = f"{share:.2%} of canary requests slower than {objective_seconds:g}s"
         if lr >= 1.0 / alpha:
-            return Verdict(
-                Outcome.FAIL,
-                f"{head}: {over}, significantly above {max_exceedance:.2%} (Λ={lr:.3g})",
-                **numbers,  # type: ignore[arg-type]
+            # The failing test is the exceedance one: report its numbers.
+            return replace(
+                base,
+                outcome=Outcome.FAIL,
+                reason=f"{head}: {over}, significantly above {max_exceedance:.2%} "
+                f"(Λ={lr:.3g} ≥ {1.0 / alpha:.3g})",
+                statistic="exceedance",
+                value=share,
+                baseline=max_exceedance,
+                score=lr,
+                threshold=1.0 / alpha,
+                p_value=min(1.0, 1.0 / lr),
             )
         if share > max_exceedance:
-            return Verdict(
-                Outcome.INCONCLUSIVE,
-                f"{head}: {over}, above {max_exceedance:.2%} but not yet significantly",
-                **numbers,  # type: ignore[arg-type]
+            return replace(
+                base,
+                reason=f"{head}: {over}, above {max_exceedance:.2%} but not yet significantly",
             )
-    return Verdict(Outcome.PASS, f"{head}: not materially slower", **numbers)  # type: ignore[arg-type]
+    return replace(base, outcome=Outcome.PASS, reason=f"{head}: not materially slower")
 
 
 def _ms(seconds: float | None) -> str:

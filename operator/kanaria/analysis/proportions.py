@@ -6,6 +6,7 @@ Arms are always given baseline (stable, ``_b``) first, canary (``_c``) second.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from scipy import stats
 
@@ -129,19 +130,17 @@ def judge_accuracy(
     if problem is not None:
         return Verdict.inconclusive(f"accuracy: {problem}", statistic="msprt")
     threshold = 1.0 / alpha
-    common: dict[str, object] = {
-        "statistic": "msprt",
-        "threshold": threshold,
-        "samples": int(labelled_c),
-        "baseline_samples": int(labelled_b),
-    }
     if labelled_b < min_samples or labelled_c < min_samples or labelled_b == 0 or labelled_c == 0:
-        return Verdict.inconclusive(
+        return Verdict(
+            Outcome.INCONCLUSIVE,
             f"accuracy: {int(labelled_c)}/{int(labelled_b)} labels (canary/stable), "
             f"need {min_samples} per arm",
+            statistic="msprt",
             value=correct_c / labelled_c if labelled_c else None,
             baseline=correct_b / labelled_b if labelled_b else None,
-            **common,
+            threshold=threshold,
+            samples=int(labelled_c),
+            baseline_samples=int(labelled_b),
         )
     p_b, p_c = correct_b / labelled_b, correct_c / labelled_c
     delta = p_c - p_b
@@ -227,14 +226,16 @@ def judge_error_rate(
     threshold = 1.0 / alpha
     rate_c = errors_c / requests_c if requests_c else None
     rate_b = errors_b / requests_b if requests_b else None
-    numbers: dict[str, object] = {
-        "statistic": "binomial-mixture",
-        "value": rate_c,
-        "baseline": rate_b,
-        "threshold": threshold,
-        "samples": int(requests_c),
-        "baseline_samples": int(requests_b),
-    }
+    base = Verdict(
+        Outcome.INCONCLUSIVE,
+        "",
+        statistic="binomial-mixture",
+        value=rate_c,
+        baseline=rate_b,
+        threshold=threshold,
+        samples=int(requests_c),
+        baseline_samples=int(requests_b),
+    )
     shown = (
         f"canary error rate {_fmt(rate_c)} vs stable {_fmt(rate_b)} over "
         f"{int(requests_c)}/{int(requests_b)} requests"
@@ -245,20 +246,20 @@ def judge_error_rate(
         guard_lr = binomial_mixture_lr(errors_c, requests_c, max_error_rate)
         details.update(guardrail=max_error_rate, guardrail_lr=guard_lr)
         if guard_lr >= threshold:
-            return Verdict(
-                Outcome.FAIL,
-                f"{shown}: above the {max_error_rate:.3%} guardrail "
+            return replace(
+                base,
+                outcome=Outcome.FAIL,
+                reason=f"{shown}: above the {max_error_rate:.3%} guardrail "
                 f"(Λ={guard_lr:.3g} ≥ {threshold:.3g})",
                 score=guard_lr,
                 p_value=min(1.0, 1.0 / guard_lr),
                 details=details,
-                **numbers,  # type: ignore[arg-type]
             )
     if requests_c < min_requests or requests_b == 0 or rate_c is None:
-        return Verdict.inconclusive(
-            f"{shown}: need {min_requests} canary requests and stable traffic",
+        return replace(
+            base,
+            reason=f"{shown}: need {min_requests} canary requests and stable traffic",
             details=details,
-            **numbers,
         )
     share = requests_c / (requests_b + requests_c)
     ratio = 1.0 + relative_tolerance
@@ -271,7 +272,6 @@ def judge_error_rate(
         null_error_share=theta0,
         relative_lr=rel_lr,
     )
-    verdict_numbers = {"score": rel_lr, "p_value": min(1.0, 1.0 / rel_lr) if rel_lr else 1.0}
     if rel_lr >= threshold:
         outcome = Outcome.FAIL
         why = (
@@ -284,7 +284,14 @@ def judge_error_rate(
     else:
         outcome = Outcome.PASS
         why = f"within {ratio:.3g}× the stable rate (Λ={rel_lr:.3g} < {threshold:.3g})"
-    return Verdict(outcome, f"{shown}: {why}", details=details, **numbers, **verdict_numbers)  # type: ignore[arg-type]
+    return replace(
+        base,
+        outcome=outcome,
+        reason=f"{shown}: {why}",
+        score=rel_lr,
+        p_value=min(1.0, 1.0 / rel_lr) if rel_lr > 0 else 1.0,
+        details=details,
+    )
 
 
 def _fmt(rate: float | None) -> str:

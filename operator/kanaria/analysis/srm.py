@@ -53,7 +53,6 @@ def sample_ratio_mismatch(
     for i, (count, share) in enumerate(zip(observed_counts, shares, strict=True)):
         details[f"arm{i}.observed"] = count / total if total else 0.0
         details[f"arm{i}.expected"] = share
-    common: dict[str, object] = {"statistic": "chi2-srm", "samples": int(total)}
     stray = sum(c for c, s in zip(observed_counts, shares, strict=True) if s == 0)
     if stray > max(10.0, stray_tolerance * total):
         return Verdict(
@@ -63,15 +62,18 @@ def sample_ratio_mismatch(
             value=stray / total,
             baseline=0.0,
             details=details,
-            **common,  # type: ignore[arg-type]
+            statistic="chi2-srm",
+            samples=int(total),
         )
     weighted = [(float(c), s) for c, s in zip(observed_counts, shares, strict=True) if s > 0]
     n = sum(c for c, _ in weighted)
     if total < min_requests or any(n * s < 5 for _, s in weighted):
-        return Verdict.inconclusive(
+        return Verdict(
+            Outcome.INCONCLUSIVE,
             f"sample ratio: {int(total)} requests, need {min_requests} and 5 expected per arm",
+            statistic="chi2-srm",
+            samples=int(total),
             details=details,
-            **common,
         )
     dof = len(weighted) - 1
     if dof == 0:
@@ -82,7 +84,8 @@ def sample_ratio_mismatch(
             baseline=1.0,
             p_value=1.0,
             details=details,
-            **common,  # type: ignore[arg-type]
+            statistic="chi2-srm",
+            samples=int(total),
         )
     stat = sum((c - n * s) ** 2 / (n * s) for c, s in weighted)
     p = float(stats.chi2.sf(stat, dof))
@@ -111,7 +114,8 @@ def sample_ratio_mismatch(
         threshold=critical,
         p_value=p,
         details=dict(details, chi2=stat, dof=float(dof)),
-        **common,  # type: ignore[arg-type]
+        statistic="chi2-srm",
+        samples=int(total),
     )
 
 
