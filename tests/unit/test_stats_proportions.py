@@ -188,9 +188,7 @@ def test_error_rate_monotone_in_canary_errors(
     err_b, err_c = min(err_b, req_b), min(err_c, req_c)
     more = min(more, req_c - err_c)
     v1 = judge_error_rate(err_b, req_b, err_c, req_c, max_error_rate=guard, min_requests=500)
-    v2 = judge_error_rate(
-        err_b, req_b, err_c + more, req_c, max_error_rate=guard, min_requests=500
-    )
+    v2 = judge_error_rate(err_b, req_b, err_c + more, req_c, max_error_rate=guard, min_requests=500)
     assert RANK[v2.outcome] <= RANK[v1.outcome]
 
 

@@ -30,14 +30,16 @@ __all__ = [
 def bins_from_cumulative(cumulative: Sequence[float]) -> list[int]:
     """Per-bin counts from cumulative bucket counts.
 
-    Differences are rounded to integers (``increase()`` extrapolates to fractions) and negative
-    differences — counter resets and extrapolation noise — are clamped to 0.
+    Cumulative counts are rounded to integers first (``increase()`` extrapolates to fractions),
+    then differenced against the running maximum, so a dip — counter resets, extrapolation
+    noise — gives 0 for that bin and the total stays round(max cumulative).
     """
     bins: list[int] = []
-    previous = 0.0
+    previous = 0
     for value in cumulative:
-        bins.append(max(0, round(value - previous)))
-        previous = max(previous, value)
+        current = round(value)
+        bins.append(max(0, current - previous))
+        previous = max(previous, current)
     return bins
 
 

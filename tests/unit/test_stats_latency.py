@@ -1,0 +1,157 @@
+"""Mann-Whitney from histogram buckets against scipy on the expanded data, and properties."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy import stats
+
+from kanaria.analysis.latency import (
+    bucket_quantile,
+    exceedance_share,
+    judge_latency,
+    mann_whitney_from_buckets,
+)
+from kanaria.analysis.verdict import Outcome
+
+BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, math.inf]
+
+
+def cumulative(counts: list[int]) -> list[float]:
+    return [float(v) for v in np.cumsum(counts)]
+
+
+def scipy_reference(a: list[int], c: list[int]) -> tuple[float, float]:
+    """Expand bucket counts to one value per request (the bucket index) and ask scipy."""
+    xb = np.repeat(np.arange(len(a)), a)
+    xc = np.repeat(np.arange(len(c)), c)
+    res = stats.mannwhitneyu(
+        xc, xb, alternative="greater", method="asymptotic", use_continuity=False
+    )
+    return float(res.statistic), float(res.pvalue)
+
+
+counts = st.lists(st.integers(0, 60), min_size=len(BOUNDS), max_size=len(BOUNDS))
+
+
+@settings(max_examples=150, deadline=None)
+@given(counts, counts)
+def test_matches_scipy_on_expanded_data(a: list[int], c: list[int]) -> None:
+    if sum(a) == 0 or sum(c) == 0:
+        with pytest.raises(ValueError):
+            mann_whitney_from_buckets(BOUNDS, cumulative(a), cumulative(c))
+        return
+    u, auc, z, p = mann_whitney_from_buckets(BOUNDS, cumulative(a), cumulative(c))
+    u_ref, p_ref = scipy_reference(a, c)
+    assert u == pytest.approx(u_ref, abs=1e-9)
+    assert auc == pytest.approx(u_ref / (sum(a) * sum(c)), abs=1e-12)
+    if len({i for i, v in enumerate(a) if v} | {i for i, v in enumerate(c) if v}) > 1:
+        assert p == pytest.approx(p_ref, rel=1e-9, abs=1e-15)
+    else:  # everything in one bucket: scipy gives NaN, we say "no evidence"
+        assert (z, p) == (0.0, 0.5)
+    # Symmetry: swapping the arms maps U to nm − U, AUC to 1 − AUC and z to −z.
+    u2, auc2, z2, _ = mann_whitney_from_buckets(BOUNDS, cumulative(c), cumulative(a))
+    assert u2 == pytest.approx(sum(a) * sum(c) - u, abs=1e-9)
+    assert auc2 == pytest.approx(1 - auc, abs=1e-12)
+    assert z2 == pytest.approx(-z, abs=1e-9)
+
+
+def test_tie_corrected_variance_by_hand() -> None:
+    a, c = [3, 2, 0, 0, 0, 0, 0, 0, 0, 0], [1, 2, 2, 0, 0, 0, 0, 0, 0, 0]
+    n, m = 5, 5
+    u = 1 * (0 + 3 / 2) + 2 * (3 + 2 / 2) + 2 * (5 + 0)
+    big = n + m
+    ties = (4**3 - 4) + (4**3 - 4) + (2**3 - 2)
+    var = n * m / 12 * ((big + 1) - ties / (big * (big - 1)))
+    got_u, _, z, p = mann_whitney_from_buckets(BOUNDS, cumulative(a), cumulative(c))
+    assert got_u == u
+    assert z == pytest.approx((u - n * m / 2) / math.sqrt(var))
+    assert p == pytest.approx(stats.norm.sf(z))
+
+
+def test_exceedance_share_on_an_edge_only() -> None:
+    c = [0, 10, 50, 25, 10, 3, 1, 1, 0, 0]
+    assert exceedance_share(BOUNDS, cumulative(c), 0.1) == (5, 100)
+    assert exceedance_share(BOUNDS, cumulative(c), 2.5) == (0, 100)
+    with pytest.raises(ValueError):
+        exceedance_share(BOUNDS, cumulative(c), 0.3)
+
+
+def test_bucket_quantile_interpolates_like_histogram_quantile() -> None:
+    c = [0, 10, 50, 25, 10, 3, 1, 1, 0, 0]
+    # rank 50 lies in (0.01, 0.025] with 10 below and 50 inside: 0.01 + 0.015·40/50.
+    assert bucket_quantile(0.5, BOUNDS, cumulative(c)) == pytest.approx(0.01 + 0.015 * 0.8)
+    assert bucket_quantile(0.5, [1.0, math.inf], [0.0, 5.0]) == 1.0  # +Inf bucket
+    assert bucket_quantile(0.5, [1.0, math.inf], [4.0, 4.0]) == pytest.approx(0.5)
+    assert math.isnan(bucket_quantile(0.5, BOUNDS, [0.0] * len(BOUNDS)))
+
+
+def test_verdicts() -> None:
+    base = [0, 100, 500, 250, 100, 30, 10, 10, 0, 0]
+    slow = [0, 40, 350, 350, 160, 60, 20, 20, 0, 0]
+    fail = judge_latency(BOUNDS, cumulative(base), cumulative(slow), min_samples=500)
+    assert fail.outcome is Outcome.FAIL
+    assert fail.value is not None and fail.value > 0.56
+    assert fail.p_value is not None and fail.p_value < 0.01
+    assert (fail.samples, fail.baseline_samples) == (1000, 1000)
+    assert fail.threshold == 0.56 and fail.statistic == "mann-whitney"
+    assert {"canary_p50", "baseline_p95"} <= fail.details.keys()
+    same = judge_latency(BOUNDS, cumulative(base), cumulative(base), min_samples=500)
+    assert same.outcome is Outcome.PASS
+    few = judge_latency(BOUNDS, cumulative(base), cumulative(slow), min_samples=5000)
+    assert few.outcome is Outcome.INCONCLUSIVE and "need 5000" in few.reason
+    # Objective 0.1 s: 5% of the canary is slower; 1% allowed → significant excess fails.
+    over = judge_latency(
+        BOUNDS,
+        cumulative(base),
+        cumulative(base),
+        min_samples=500,
+        objective_seconds=0.1,
+        max_exceedance=0.01,
+    )
+    assert over.outcome is Outcome.FAIL and over.statistic == "exceedance"
+    assert over.value == pytest.approx(0.05)
+    ok = judge_latency(
+        BOUNDS,
+        cumulative(base),
+        cumulative(base),
+        min_samples=500,
+        objective_seconds=0.1,
+        max_exceedance=0.06,
+    )
+    assert ok.outcome is Outcome.PASS
+
+
+@pytest.mark.parametrize(
+    ("baseline", "canary"),
+    [
+        ([0.0] * 10, [0.0] * 10),
+        ([math.nan] * 10, list(range(10))),
+        ([math.inf] * 10, list(range(10))),
+        ([-5.0] * 10, list(range(10))),
+        ([1.0, 2.0], [1.0, 2.0]),
+        ([], []),
+    ],
+)
+def test_bad_input_is_inconclusive(baseline: list[float], canary: list[float]) -> None:
+    v = judge_latency(BOUNDS, baseline, canary, min_samples=0)
+    assert v.outcome is Outcome.INCONCLUSIVE and v.reason
+
+
+def test_counter_reset_noise_is_clamped() -> None:
+    from kanaria.analysis.drift import bins_from_cumulative
+
+    assert bins_from_cumulative([5, 4, 9, 9.4, 10.6]) == [5, 0, 4, 0, 2]
+    v = judge_latency(BOUNDS, [5, 4, 9, 9, 9, 9, 9, 9, 9, 9], list(range(10)), min_samples=1)
+    assert v.samples == 9 and v.baseline_samples == 9
+
+
+@settings(max_examples=100, deadline=None)
+@given(counts)
+def test_a_a_never_fails(a: list[int]) -> None:
+    v = judge_latency(BOUNDS, cumulative(a), cumulative(a), min_samples=0)
+    assert not v.failed
