@@ -1,0 +1,550 @@
+"""The ModelDeployment resource: what a user writes (spec) and what Kanaria reports (status).
+
+These pydantic models are the single source of truth: ``make crds`` generates
+``crds/modeldeployment.yaml`` from them, and the controller parses every object through them.
+Field docstrings become the CRD's descriptions, so ``kubectl explain`` shows them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from kanaria.api.durations import DURATION_PATTERN, parse_duration
+
+__all__ = [
+    "GROUP",
+    "VERSION",
+    "KIND",
+    "PLURAL",
+    "Model",
+    "PauseStep",
+    "AnalysisStep",
+    "CanaryStep",
+    "CanaryStrategy",
+    "ABTestStrategy",
+    "ShadowStrategy",
+    "Strategy",
+    "GatewayAPITraffic",
+    "ParentRef",
+    "IstioTraffic",
+    "ReplicasTraffic",
+    "Traffic",
+    "PrometheusProvider",
+    "MetricKind",
+    "Metric",
+    "Analysis",
+    "RollbackPolicy",
+    "ModelDeploymentSpec",
+    "Condition",
+    "MetricResult",
+    "HistoryEntry",
+    "Phase",
+    "ModelDeploymentStatus",
+]
+
+GROUP = "kanaria.io"
+VERSION = "v1alpha1"
+KIND = "ModelDeployment"
+PLURAL = "modeldeployments"
+
+Duration = str  # validated by DURATION_PATTERN, e.g. "30s", "5m", "1h"
+
+
+def _one_of(*fields: str) -> str:
+    return "[" + ", ".join(f"has(self.{f})" for f in fields) + "].filter(x, x).size() == 1"
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_attribute_docstrings=True,
+        frozen=True,
+    )
+
+
+# --------------------------------------------------------------------------- spec
+
+
+class Model(_Base):
+    """The model this deployment serves. Changing any field starts a rollout."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Model name, used as the `model` label on metrics (a DNS label)."""
+    version: str = Field(min_length=1, max_length=128)
+    """Human version of the model (for example v2 or 2026-11-01). Recorded in history."""
+    uri: str = Field(min_length=1, max_length=2048)
+    """Where the model artifact lives; reaches the pod as KANARIA_MODEL_URI."""
+
+
+class PauseStep(_Base):
+    """Hold the current weight. Without a duration the rollout waits for a promote action."""
+
+    duration: Duration | None = Field(default=None, pattern=DURATION_PATTERN)
+    """How long to hold, for example 30s or 5m. Omit to wait until a person promotes."""
+
+
+class AnalysisStep(_Base):
+    """Hold the current weight until every listed metric passes (evidence, not the clock)."""
+
+    metrics: list[str] | None = Field(default=None, max_length=32)
+    """Names of metrics from spec.analysis.metrics to judge here; all of them when omitted."""
+    deadline: Duration | None = Field(default=None, pattern=DURATION_PATTERN)
+    """Longest time to wait for a decision at this step; spec.analysis.progressDeadline when omitted."""
+
+
+class CanaryStep(_Base):
+    """One step of a canary: exactly one of setWeight, pause or analysis."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _one_of("setWeight", "pause", "analysis"),
+                    "message": "each step must set exactly one of setWeight, pause or analysis",
+                }
+            ]
+        }
+    )
+
+    set_weight: int | None = Field(default=None, ge=0, le=100)
+    """Percent of traffic for the new revision, 0 to 100."""
+    pause: PauseStep | None = None
+    """Hold the current weight for a duration, or until promoted."""
+    analysis: AnalysisStep | None = None
+    """Hold the current weight until the metrics decide."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CanaryStep:
+        if sum(x is not None for x in (self.set_weight, self.pause, self.analysis)) != 1:
+            raise ValueError("each step must set exactly one of setWeight, pause or analysis")
+        return self
+
+
+def _default_steps() -> list[CanaryStep]:
+    return [
+        CanaryStep(set_weight=10),
+        CanaryStep(analysis=AnalysisStep()),
+        CanaryStep(set_weight=50),
+        CanaryStep(analysis=AnalysisStep()),
+    ]
+
+
+class CanaryStrategy(_Base):
+    """Shift traffic to the new revision step by step; promote after the last step."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.steps.filter(s, has(s.setWeight)).map(s, s.setWeight).isSorted()",
+                    "message": "setWeight values must not decrease from one step to the next",
+                }
+            ]
+        }
+    )
+
+    steps: list[CanaryStep] = Field(min_length=1, max_length=50)
+    """The steps, in order; the new revision is promoted after the last one."""
+
+    @model_validator(mode="after")
+    def _non_decreasing(self) -> CanaryStrategy:
+        weights = [s.set_weight for s in self.steps if s.set_weight is not None]
+        if weights != sorted(weights):
+            raise ValueError("setWeight values must not decrease from one step to the next")
+        return self
+
+
+class ABTestStrategy(_Base):
+    """Split traffic at a fixed weight between the incumbent and the challenger, pick a winner."""
+
+    weight: int = Field(default=50, ge=1, le=99)
+    """Percent of traffic for the challenger (the new revision)."""
+    primary_metric: str = Field(min_length=1)
+    """Name of the metric (from spec.analysis.metrics) that decides the winner."""
+    guardrails: list[str] = Field(default_factory=list, max_length=32)
+    """Metrics every winner must pass."""
+    max_duration: Duration = Field(default="1h", pattern=DURATION_PATTERN)
+    """When no winner is decided by then, the incumbent stays."""
+
+
+class ShadowStrategy(_Base):
+    """Mirror live traffic to the new revision (responses discarded) before it gets any."""
+
+    percent: int = Field(default=100, ge=1, le=100)
+    """Percent of requests mirrored."""
+    duration: Duration = Field(default="10m", pattern=DURATION_PATTERN)
+    """Longest time to wait for the shadow's metrics to decide."""
+
+
+class Strategy(_Base):
+    """How a new revision earns its traffic: exactly one of canary, abTest or shadow."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "[has(self.canary), has(self.abTest), has(self.shadow)].filter(x, x).size() <= 1",
+                    "message": "choose at most one of canary, abTest or shadow",
+                }
+            ]
+        }
+    )
+
+    canary: CanaryStrategy | None = None
+    """Stepped canary (the default when no strategy is given)."""
+    ab_test: ABTestStrategy | None = None
+    """A/B test with a winner."""
+    shadow: ShadowStrategy | None = None
+    """Shadow (mirrored) traffic."""
+
+    @model_validator(mode="after")
+    def _at_most_one(self) -> Strategy:
+        if sum(x is not None for x in (self.canary, self.ab_test, self.shadow)) > 1:
+            raise ValueError("choose at most one of canary, abTest or shadow")
+        return self
+
+
+
+class ParentRef(_Base):
+    """A Gateway the HTTPRoute attaches to."""
+
+    name: str = Field(min_length=1)
+    """Name of the Gateway."""
+    namespace: str | None = None
+    """Namespace of the Gateway; the ModelDeployment's when omitted."""
+    section_name: str | None = None
+    """Listener name on the Gateway."""
+
+
+class GatewayAPITraffic(_Base):
+    """Route with a Gateway API HTTPRoute: Kanaria owns the weights of its backendRefs."""
+
+    http_route: str | None = Field(default=None, max_length=253)
+    """Name of the HTTPRoute. Defaults to the ModelDeployment's name."""
+    parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16)
+    """Gateways to attach to, when Kanaria creates the route."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port of the per-revision Services."""
+
+
+class IstioTraffic(_Base):
+    """Route with an Istio VirtualService: Kanaria owns the weights of its route destinations."""
+
+    virtual_service: str | None = Field(default=None, max_length=253)
+    """Name of the VirtualService. Defaults to the ModelDeployment's name."""
+    hosts: list[str] = Field(default_factory=list, max_length=16)
+    """Hosts of the VirtualService; the ModelDeployment's name when empty."""
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port of the per-revision Services."""
+
+
+class ReplicasTraffic(_Base):
+    """No mesh: one Service selects every revision; weights become replica ratios."""
+
+    port: int = Field(default=8080, ge=1, le=65535)
+    """Port of the shared Service."""
+
+
+class Traffic(_Base):
+    """How traffic reaches the revisions: exactly one of gatewayAPI, istio or replicas."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": _one_of("gatewayAPI", "istio", "replicas"),
+                    "message": "choose exactly one traffic router: gatewayAPI, istio or replicas",
+                }
+            ]
+        }
+    )
+
+    gateway_api: GatewayAPITraffic | None = Field(default=None, alias="gatewayAPI")
+    """Gateway API HTTPRoute weights."""
+    istio: IstioTraffic | None = None
+    """Istio VirtualService weights."""
+    replicas: ReplicasTraffic | None = None
+    """Replica ratios behind one Service (no mesh)."""
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Traffic:
+        if sum(x is not None for x in (self.gateway_api, self.istio, self.replicas)) != 1:
+            raise ValueError("choose exactly one traffic router: gatewayAPI, istio or replicas")
+        return self
+
+    @property
+    def router_kind(self) -> str:
+        if self.gateway_api is not None:
+            return "gatewayAPI"
+        if self.istio is not None:
+            return "istio"
+        return "replicas"
+
+
+class PrometheusProvider(_Base):
+    """The Prometheus that holds the model servers' metrics."""
+
+    address: str = Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")
+    """Base URL, for example http://prometheus.monitoring:9090."""
+    timeout: Duration = Field(default="10s", pattern=DURATION_PATTERN)
+    """Timeout of one query."""
+
+
+MetricKind = Literal["accuracy", "latency", "errorRate", "drift", "custom"]
+
+
+class Metric(_Base):
+    """One signal the new revision is judged on, compared with the revision serving beside it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "self.kind != 'custom' || (has(self.query) && has(self.condition))",
+                    "message": "a custom metric needs a query and a condition",
+                }
+            ]
+        }
+    )
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z][-a-zA-Z0-9_]*$")
+    """Name of this metric, referenced by steps and shown in status."""
+    kind: MetricKind
+    """accuracy (delayed ground-truth labels), latency (histogram), errorRate, drift (feature and
+    prediction histograms) or custom (your PromQL with a condition)."""
+    critical: bool = False
+    """A failure of a critical metric rolls back at once, whatever failureLimit says."""
+    min_samples: int | None = Field(default=None, ge=1, le=10_000_000)
+    """Fewest samples per arm before any verdict other than inconclusive (labels for accuracy,
+    requests otherwise). Defaults: accuracy 500, errorRate 1000, latency 200, drift 1000."""
+    margin: float | None = Field(default=None, ge=0, le=1)
+    """accuracy: the non-inferiority margin; the canary passes when it is not worse by more
+    than this (default 0.02)."""
+    max_error_rate: float | None = Field(default=None, ge=0, le=1)
+    """errorRate: an absolute guardrail on the canary's error rate (default 0.01)."""
+    max_auc: float | None = Field(default=None, ge=0.5, le=1)
+    """latency: the probability that a canary request is slower than a baseline request above
+    which a significant slowdown fails (default 0.56)."""
+    objective_seconds: float | None = Field(default=None, gt=0)
+    """latency: an objective on a histogram bucket edge, for the share of slow requests."""
+    features: list[str] | None = Field(default=None, max_length=256)
+    """drift: the features to check; every feature the model exports when omitted."""
+    share_threshold: float | None = Field(default=None, gt=0, le=1)
+    """drift: the share of drifted features that fails the metric (default 0.5)."""
+    alpha: float | None = Field(default=None, gt=0, lt=0.5)
+    """Significance level of the test (defaults per kind: 0.05, latency 0.01)."""
+    query: str | None = Field(default=None, max_length=4096)
+    """custom: a PromQL template. Variables: {{name}}, {{namespace}}, {{model}}, {{revision}},
+    {{stableRevision}}, {{window}}. Values are escaped for use inside label matchers."""
+    condition: str | None = Field(
+        default=None, max_length=64, pattern=r"^\s*(<|<=|>|>=|==|!=)\s*-?[0-9.]+(e-?[0-9]+)?\s*$"
+    )
+    """custom: how the query's single value passes, for example "< 0.05" or ">= 0.9"."""
+
+    @model_validator(mode="after")
+    def _custom_needs_query(self) -> Metric:
+        if self.kind == "custom" and (self.query is None or self.condition is None):
+            raise ValueError("a custom metric needs a query and a condition")
+        return self
+
+
+class Analysis(_Base):
+    """How the new revision is judged."""
+
+    prometheus: PrometheusProvider
+    """Where metrics are read from."""
+    interval: Duration = Field(default="30s", pattern=DURATION_PATTERN)
+    """How often metrics are measured during a rollout and the watch window."""
+    failure_limit: int = Field(default=0, ge=0, le=1000)
+    """Failed measurements tolerated; one more rolls back (0: the first failure rolls back)."""
+    inconclusive_limit: int = Field(default=20, ge=0, le=100_000)
+    """Consecutive inconclusive measurements tolerated at one step before onInconclusive acts."""
+    on_inconclusive: Literal["pause", "rollback"] = "pause"
+    """What happens after too long without evidence: pause for a person, or roll back."""
+    progress_deadline: Duration = Field(default="15m", pattern=DURATION_PATTERN)
+    """Longest time an analysis step may wait for a decision before onInconclusive acts."""
+    metrics: list[Metric] = Field(default_factory=list, max_length=32)
+    """The metrics."""
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Analysis:
+        names = [m.name for m in self.metrics]
+        if len(names) != len(set(names)):
+            raise ValueError("metric names must be unique")
+        return self
+
+
+class RollbackPolicy(_Base):
+    """What happens around promotion and rollback."""
+
+    post_promotion_window: Duration = Field(default="5m", pattern=DURATION_PATTERN)
+    """After promotion, metrics keep being watched this long with the prior revision kept warm;
+    a regression reverts to it. "0s" turns the window off."""
+    revision_history_limit: int = Field(default=3, ge=0, le=100)
+    """How many old revisions' records and scaled-down Deployments to keep."""
+    scale_down_delay: Duration = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    """How long a retired revision keeps its replicas before it is scaled to zero."""
+
+
+class ModelDeploymentSpec(_Base):
+    """The model to serve and how a new version of it must earn its traffic."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.strategy) || !has(self.strategy.canary) || "
+                    "!self.strategy.canary.steps.exists(s, has(s.analysis)) || "
+                    "(has(self.analysis) && size(self.analysis.metrics) > 0)",
+                    "message": "analysis steps need spec.analysis with at least one metric",
+                }
+            ]
+        }
+    )
+
+    model: Model
+    """The model served. A change here (or in template) starts a rollout."""
+    replicas: int = Field(default=1, ge=0, le=1000)
+    """Replicas of each serving revision."""
+    template: dict[str, Any] = Field(default_factory=dict)
+    """Pod template (a PodTemplateSpec) of the model server. The model's name, version, URI and
+    revision reach every container as KANARIA_MODEL_NAME, KANARIA_MODEL_VERSION,
+    KANARIA_MODEL_URI and KANARIA_REVISION."""
+    traffic: Traffic
+    """How traffic reaches the revisions."""
+    strategy: Strategy = Field(default_factory=Strategy)
+    """How a new revision earns traffic (canary with default steps when omitted)."""
+    analysis: Analysis | None = None
+    """How a new revision is judged. Without it, steps advance on the clock alone."""
+    rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
+    """The watch window after promotion, and history."""
+
+    @model_validator(mode="after")
+    def _analysis_steps_need_metrics(self) -> ModelDeploymentSpec:
+        steps = self.strategy.canary.steps if self.strategy.canary else []
+        if any(s.analysis is not None for s in steps) and (
+            self.analysis is None or not self.analysis.metrics
+        ):
+            raise ValueError("analysis steps need spec.analysis with at least one metric")
+        known = {m.name for m in self.analysis.metrics} if self.analysis else set()
+        for s in steps:
+            for name in (s.analysis.metrics or []) if s.analysis else []:
+                if name not in known:
+                    raise ValueError(f"analysis step names unknown metric {name!r}")
+        if self.strategy.ab_test is not None:
+            needed = [self.strategy.ab_test.primary_metric, *self.strategy.ab_test.guardrails]
+            for name in needed:
+                if name not in known:
+                    raise ValueError(f"abTest names unknown metric {name!r}")
+        return self
+
+    def canary_steps(self) -> list[CanaryStep]:
+        """The canary steps in force. Without a canary strategy: 10%, judge, 50%, judge (or
+        10%, wait 1m, 50%, wait 1m when there is no analysis)."""
+        if self.strategy.canary is not None:
+            return list(self.strategy.canary.steps)
+        if self.analysis is not None and self.analysis.metrics:
+            return _default_steps()
+        return [
+            CanaryStep(set_weight=10),
+            CanaryStep(pause=PauseStep(duration="1m")),
+            CanaryStep(set_weight=50),
+            CanaryStep(pause=PauseStep(duration="1m")),
+        ]
+
+    def interval_seconds(self) -> float:
+        return parse_duration(self.analysis.interval) if self.analysis else 10.0
+
+
+# --------------------------------------------------------------------------- status
+
+Phase = Literal[
+    "Pending", "Progressing", "Paused", "Watching", "Stable", "RolledBack", "Invalid"
+]
+
+
+class Condition(_Base):
+    """A standard Kubernetes condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str = ""
+    message: str = ""
+    last_transition_time: str = ""
+    observed_generation: int | None = None
+
+
+class MetricResult(_Base):
+    """The last verdict on one metric, with the numbers behind it."""
+
+    metric: str
+    kind: str = ""
+    verdict: Literal["pass", "fail", "inconclusive"]
+    value: float | None = None
+    """The new revision's measurement."""
+    baseline: float | None = None
+    """The measurement of the revision it is compared with."""
+    samples: int = 0
+    baseline_samples: int = 0
+    statistic: str = ""
+    score: float | None = None
+    threshold: float | None = None
+    p_value: float | None = None
+    reason: str = ""
+    at: str = ""
+
+
+class HistoryEntry(_Base):
+    """One revision's outcome."""
+
+    revision: str
+    model_version: str
+    outcome: Literal["deployed", "promoted", "rolledBack", "aborted", "superseded", "reverted"]
+    reason: str = ""
+    at: str = ""
+
+
+class ModelDeploymentStatus(_Base):
+    """What Kanaria observed and decided. Everything needed to resume after a restart is here."""
+
+    model_config = ConfigDict(frozen=False)
+
+    observed_generation: int | None = None
+    phase: Phase = "Pending"
+    message: str = ""
+    stable_revision: str | None = None
+    stable_version: str | None = None
+    canary_revision: str | None = None
+    canary_version: str | None = None
+    canary_weight: int = 0
+    """Percent of traffic the new revision has (the challenger's share in an A/B test)."""
+    current_step: int = 0
+    """Index of the canary step in force."""
+    step_started_at: str | None = None
+    rollout_started_at: str | None = None
+    last_analysis_at: str | None = None
+    failures: int = 0
+    """Failed measurements in this rollout."""
+    inconclusive_streak: int = 0
+    """Consecutive inconclusive measurements at this step."""
+    paused: bool = False
+    """A person paused the rollout."""
+    prior_revision: str | None = None
+    """The revision promoted over, kept warm through the watch window."""
+    prior_version: str | None = None
+    promoted_at: str | None = None
+    watch_until: str | None = None
+    retired: dict[str, str] = Field(default_factory=dict)
+    """Revisions taken out of service, with when; scaled to zero after scaleDownDelay."""
+    rejected_revision: str | None = None
+    """The last revision rolled back; it is not retried until the spec changes or retry."""
+    last_action: str | None = None
+    """The last user action handled (the value of the kanaria.io/action annotation)."""
+    analysis: list[MetricResult] = Field(default_factory=list)
+    history: list[HistoryEntry] = Field(default_factory=list)
+    conditions: list[Condition] = Field(default_factory=list)

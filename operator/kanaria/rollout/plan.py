@@ -1,0 +1,51 @@
+"""What to measure, and over which windows: a pure function of spec, status and time."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from kanaria.api.models import ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.rollout.clock import seconds_since
+from kanaria.rollout.types import AnalysisPlan, Arm
+
+__all__ = ["analysis_plan", "MAX_WINDOW"]
+
+MAX_WINDOW = 24 * 3600.0
+
+
+def _window(seconds: float, floor: float) -> float:
+    return min(MAX_WINDOW, max(floor, seconds))
+
+
+def analysis_plan(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime
+) -> AnalysisPlan | None:
+    """The measurement due now, or None.
+
+    During a canary the new revision is compared with the stable revision serving beside it,
+    both over the time since the current step started (evidence at the current weight
+    accumulates; it is not thrown away each interval). In the watch window after promotion
+    the promoted revision, over the time since promotion, is compared with the prior revision
+    over the whole rollout (its late labels still count). Nothing is measured while the new
+    revision has no traffic.
+    """
+    if spec.analysis is None or not spec.analysis.metrics:
+        return None
+    interval = spec.interval_seconds()
+    if status.last_analysis_at is not None and seconds_since(status.last_analysis_at, now) < interval:
+        return None
+    metrics = tuple(m.name for m in spec.analysis.metrics)
+    if status.canary_revision is not None and status.stable_revision is not None:
+        if status.canary_weight <= 0:
+            return None
+        window = _window(seconds_since(status.step_started_at, now), interval)
+        return AnalysisPlan(
+            metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window)
+        )
+    if status.phase == "Watching" and status.stable_revision and status.prior_revision:
+        since_promotion = _window(seconds_since(status.promoted_at, now), interval)
+        rollout = _window(seconds_since(status.rollout_started_at, now), interval)
+        return AnalysisPlan(
+            metrics, Arm(status.stable_revision, since_promotion), Arm(status.prior_revision, rollout)
+        )
+    return None

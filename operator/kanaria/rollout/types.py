@@ -1,0 +1,117 @@
+"""What the engine sees (observations) and what it asks for (a decision)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+from kanaria.analysis.verdict import Verdict
+from kanaria.api.models import ModelDeploymentStatus
+
+__all__ = [
+    "ACTIONS",
+    "UserAction",
+    "WorkloadState",
+    "Observations",
+    "Arm",
+    "AnalysisPlan",
+    "Event",
+    "Decision",
+]
+
+ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback")
+
+
+@dataclass(frozen=True)
+class UserAction:
+    """A request from a person, read from the ``kanaria.io/action`` annotation.
+
+    The annotation's value is ``VERB[:ARG]@ID``; ``ID`` makes each request distinct, so the same
+    verb can be asked for twice, and the handled value is kept in status.lastAction so that a
+    restart never performs it again.
+    """
+
+    verb: str
+    arg: str | None
+    raw: str
+
+    @staticmethod
+    def parse(raw: str | None) -> UserAction | None:
+        """None for no annotation; a verb of "invalid" when it cannot be read."""
+        if not raw:
+            return None
+        body = raw.split("@", 1)[0].strip()
+        verb, _, arg = body.partition(":")
+        verb = verb.strip().lower()
+        if verb not in ACTIONS or (verb == "rollback" and not arg.strip()):
+            return UserAction("invalid", body, raw)
+        return UserAction(verb, arg.strip() or None, raw)
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """A revision's Deployment as observed."""
+
+    replicas: int
+    ready: int
+
+
+@dataclass(frozen=True)
+class Observations:
+    """Everything ``decide`` may know about the world, gathered by the controller."""
+
+    revision: str
+    """Revision hash of the spec as it is now."""
+    version: str
+    """spec.model.version as it is now."""
+    generation: int = 0
+    workloads: Mapping[str, WorkloadState] = field(default_factory=dict)
+    weights: Mapping[str, int] | None = None
+    """Weights read back from the router; None when they could not be read."""
+    verdicts: Mapping[str, Verdict] | None = None
+    """Verdicts measured this cycle for the plan ``analysis_plan`` returned; None if none."""
+    action: UserAction | None = None
+    router_error: str | None = None
+    """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: a revision, measured over the last ``window`` seconds."""
+
+    revision: str
+    window: float
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """What to measure this cycle: the candidate arm against the baseline arm."""
+
+    metrics: tuple[str, ...]
+    candidate: Arm
+    baseline: Arm
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to record."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass
+class Decision:
+    """What the controller must do this cycle, and the status to write."""
+
+    status: ModelDeploymentStatus
+    replicas: dict[str, int] = field(default_factory=dict)
+    """Desired replicas per revision that must exist (0 = keep, scaled down)."""
+    delete: list[str] = field(default_factory=list)
+    """Revisions whose Deployment and Service go away."""
+    weights: dict[str, int] | None = None
+    """Desired traffic weights per revision (sum 100); None leaves traffic untouched."""
+    events: list[Event] = field(default_factory=list)
+    requeue_after: float = 10.0

@@ -1,0 +1,433 @@
+"""decide(): every transition of the rollout state machine, table by table, no I/O."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.rollout import Observations, UserAction, WorkloadState, analysis_plan, decide
+from kanaria.rollout.clock import iso
+
+T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+PASS = Verdict(Outcome.PASS, "fine", value=0.95, baseline=0.95, samples=900)
+FAIL = Verdict(Outcome.FAIL, "worse", value=0.80, baseline=0.95, samples=900)
+INC = Verdict(Outcome.INCONCLUSIVE, "too few labels", samples=10)
+
+
+def make_spec(**overrides: Any) -> ModelDeploymentSpec:
+    raw: dict[str, Any] = {
+        "model": {"name": "iris", "version": "v1", "uri": "file:///models/v1"},
+        "replicas": 2,
+        "traffic": {"gatewayAPI": {}},
+        "strategy": {
+            "canary": {
+                "steps": [
+                    {"setWeight": 10},
+                    {"analysis": {}},
+                    {"setWeight": 50},
+                    {"pause": {"duration": "30s"}},
+                ]
+            }
+        },
+        "analysis": {
+            "prometheus": {"address": "http://prom:9090"},
+            "interval": "10s",
+            "metrics": [
+                {"name": "accuracy", "kind": "accuracy"},
+                {"name": "latency", "kind": "latency"},
+            ],
+        },
+        "rollback": {"postPromotionWindow": "60s", "scaleDownDelay": "30s"},
+    }
+    raw.update(overrides)
+    return ModelDeploymentSpec.model_validate(raw)
+
+
+def ready(*revs: str, n: int = 2) -> dict[str, WorkloadState]:
+    return {r: WorkloadState(replicas=n, ready=n) for r in revs}
+
+
+def obs(rev: str = "r2", version: str = "v2", **kw: Any) -> Observations:
+    return Observations(revision=rev, version=version, generation=3, **kw)
+
+
+def canary_status(step: int = 0, weight: int = 0, **kw: Any) -> ModelDeploymentStatus:
+    base: dict[str, Any] = {
+        "phase": "Progressing",
+        "stable_revision": "r1",
+        "stable_version": "v1",
+        "canary_revision": "r2",
+        "canary_version": "v2",
+        "canary_weight": weight,
+        "current_step": step,
+        "step_started_at": iso(T0),
+        "rollout_started_at": iso(T0),
+    }
+    base.update(kw)
+    return ModelDeploymentStatus(**base)
+
+
+# --------------------------------------------------------------------------- steady state
+
+
+def test_first_deploy_goes_straight_to_stable_once_ready() -> None:
+    spec = make_spec()
+    d = decide(spec, ModelDeploymentStatus(), obs("r1", "v1"), T0)
+    assert d.status.stable_revision == "r1" and d.status.canary_revision is None
+    assert d.weights == {"r1": 100} and d.replicas == {"r1": 2}
+    assert d.status.phase == "Progressing"  # not ready yet
+    assert [h.outcome for h in d.status.history] == ["deployed"]
+    d2 = decide(spec, d.status, obs("r1", "v1", workloads=ready("r1")), T0)
+    assert d2.status.phase == "Stable"
+    assert len(d2.status.history) == 1
+
+
+def test_same_revision_as_stable_does_nothing() -> None:
+    st = ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
+    d = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1")), T0)
+    assert d.status.phase == "Stable" and d.status.canary_revision is None
+    assert d.weights == {"r1": 100} and not d.events
+
+
+def test_new_revision_starts_canary_at_step_zero() -> None:
+    st = ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
+    d = decide(make_spec(), st, obs(workloads=ready("r1")), T0)
+    s = d.status
+    assert (s.phase, s.canary_revision, s.current_step, s.canary_weight) == ("Progressing", "r2", 0, 0)
+    assert d.weights == {"r1": 100, "r2": 0}
+    assert d.replicas == {"r1": 2, "r2": 2}
+    assert d.events[0].reason == "RolloutStarted"
+
+
+# --------------------------------------------------------------------------- steps
+
+
+def test_canary_waits_for_ready_then_rolls_back_after_deadline() -> None:
+    spec = make_spec()
+    d = decide(spec, canary_status(), obs(workloads=ready("r1")), T0 + timedelta(seconds=5))
+    assert d.status.phase == "Progressing" and "waiting for canary" in d.status.message
+    late = T0 + timedelta(minutes=16)
+    d = decide(spec, canary_status(), obs(workloads=ready("r1")), late)
+    assert d.status.phase == "RolledBack"
+    assert "did not become ready" in d.status.history[-1].reason
+    assert any(e.reason == "RolledBack" and e.type == "Warning" for e in d.events)
+
+
+@pytest.mark.parametrize(
+    ("seen", "advanced"),
+    [
+        ({"r1": 90, "r2": 10}, True),
+        ({"r1": 100, "r2": 0}, False),  # router has not applied it yet
+        (None, False),  # weights could not be read back
+    ],
+)
+def test_set_weight_advances_only_when_router_confirms(
+    seen: dict[str, int] | None, advanced: bool
+) -> None:
+    d = decide(make_spec(), canary_status(), obs(workloads=ready("r1", "r2"), weights=seen), T0)
+    assert d.weights == {"r1": 90, "r2": 10}
+    assert d.status.canary_weight == 10
+    assert d.status.current_step == (1 if advanced else 0)
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "step", "phase"),
+    [
+        ({"accuracy": PASS, "latency": PASS}, 2, "Progressing"),
+        ({"accuracy": PASS, "latency": INC}, 1, "Progressing"),
+        ({"accuracy": PASS}, 1, "Progressing"),  # latency not measured: hold
+        ({"accuracy": FAIL, "latency": PASS}, 0, "RolledBack"),
+        (None, 1, "Progressing"),
+    ],
+)
+def test_analysis_step(verdicts: dict[str, Verdict] | None, step: int, phase: str) -> None:
+    st = canary_status(step=1, weight=10)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), verdicts=verdicts), T0)
+    assert d.status.phase == phase
+    assert d.status.current_step == step
+    if phase == "RolledBack":
+        assert d.weights == {"r1": 100, "r2": 0}
+        assert d.status.rejected_revision == "r2"
+        assert "accuracy fail" in d.status.history[-1].reason
+        assert d.status.analysis[0].value == 0.80  # the numbers are in status
+
+
+def test_analysis_step_with_named_metrics_ignores_others() -> None:
+    spec = make_spec(
+        strategy={"canary": {"steps": [{"setWeight": 10}, {"analysis": {"metrics": ["accuracy"]}}]}}
+    )
+    st = canary_status(step=1, weight=10)
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": PASS, "latency": INC}), T0)
+    assert d.status.current_step == 2
+
+
+def test_timed_pause_holds_then_advances() -> None:
+    st = canary_status(step=3, weight=50)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2")), T0 + timedelta(seconds=10))
+    assert d.status.current_step == 3 and "holding 50%" in d.status.message
+    assert d.requeue_after <= 20.0
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2")), T0 + timedelta(seconds=31))
+    assert d.status.current_step == 4
+
+
+def test_indefinite_pause_waits_for_promote() -> None:
+    spec = make_spec(strategy={"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})
+    st = canary_status(step=1, weight=20)
+    d = decide(spec, st, obs(workloads=ready("r1", "r2")), T0 + timedelta(hours=5))
+    assert d.status.phase == "Paused" and d.status.current_step == 1
+    act = UserAction.parse("promote@1")
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), action=act), T0 + timedelta(hours=5))
+    assert d.status.current_step == 2 and d.status.last_action == "promote@1"
+    # The same annotation seen again (for example after a restart) does nothing more.
+    d2 = decide(spec, d.status, obs(workloads=ready("r1", "r2"), action=act), T0 + timedelta(hours=5))
+    assert d2.status.current_step == 2
+
+
+def test_after_last_step_promotes_when_router_confirms_full_weight() -> None:
+    st = canary_status(step=4, weight=50)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), weights={"r1": 50, "r2": 50}), T0)
+    assert d.weights == {"r1": 0, "r2": 100} and d.status.canary_revision == "r2"
+    d = decide(make_spec(), d.status, obs(workloads=ready("r1", "r2"), weights={"r1": 0, "r2": 100}), T0)
+    s = d.status
+    assert (s.phase, s.stable_revision, s.prior_revision, s.canary_revision) == (
+        "Watching",
+        "r2",
+        "r1",
+        None,
+    )
+    assert d.replicas == {"r2": 2, "r1": 2}  # prior kept warm
+    assert s.history[-1].outcome == "promoted"
+    assert s.watch_until == iso(T0 + timedelta(seconds=60))
+
+
+def test_promote_without_watch_window_retires_prior() -> None:
+    spec = make_spec(rollback={"postPromotionWindow": "0s"})
+    st = canary_status(step=4, weight=100)
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), weights={"r2": 100}), T0)
+    assert d.status.phase == "Stable" and d.status.prior_revision is None
+    assert "r1" in d.status.retired
+
+
+# --------------------------------------------------------------------------- failures, limits
+
+
+def test_failure_limit_tolerates_then_rolls_back() -> None:
+    spec = make_spec(
+        analysis={
+            "prometheus": {"address": "http://p:9090"},
+            "failureLimit": 1,
+            "metrics": [{"name": "accuracy", "kind": "accuracy"}],
+        }
+    )
+    st = canary_status(step=1, weight=10)
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": FAIL}), T0)
+    assert d.status.phase == "Progressing" and d.status.failures == 1
+    d = decide(spec, d.status, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": FAIL}), T0)
+    assert d.status.phase == "RolledBack"
+
+
+def test_critical_metric_fails_at_once_even_with_failure_limit() -> None:
+    spec = make_spec(
+        analysis={
+            "prometheus": {"address": "http://p:9090"},
+            "failureLimit": 5,
+            "metrics": [{"name": "errors", "kind": "errorRate", "critical": True}],
+        }
+    )
+    st = canary_status(step=0, weight=10)
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), verdicts={"errors": FAIL}), T0)
+    assert d.status.phase == "RolledBack" and "critical" in d.status.message
+
+
+def test_background_analysis_fails_during_pause_step() -> None:
+    st = canary_status(step=3, weight=50)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), verdicts={"latency": FAIL}), T0)
+    assert d.status.phase == "RolledBack"
+
+
+@pytest.mark.parametrize(
+    ("policy", "phase"), [("pause", "Paused"), ("rollback", "RolledBack")]
+)
+def test_inconclusive_limit_acts_per_policy(policy: str, phase: str) -> None:
+    spec = make_spec(
+        analysis={
+            "prometheus": {"address": "http://p:9090"},
+            "inconclusiveLimit": 2,
+            "onInconclusive": policy,
+            "metrics": [{"name": "accuracy", "kind": "accuracy"}],
+        }
+    )
+    st = canary_status(step=1, weight=10)
+    for _ in range(2):
+        d = decide(spec, st, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": INC}), T0)
+        assert d.status.phase == "Progressing"
+        st = d.status
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": INC}), T0)
+    assert d.status.phase == phase
+    assert d.weights == ({"r1": 90, "r2": 10} if policy == "pause" else {"r1": 100, "r2": 0})
+
+
+def test_progress_deadline_without_evidence() -> None:
+    st = canary_status(step=1, weight=10)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2")), T0 + timedelta(minutes=16))
+    assert d.status.phase == "Paused" and "no decision within 900s" in d.status.message
+
+
+# --------------------------------------------------------------------------- user actions
+
+
+@pytest.mark.parametrize(
+    ("action", "phase", "step"),
+    [
+        ("pause@a", "Paused", 3),
+        ("abort@a", "RolledBack", 0),
+        ("promote-full@a", "Progressing", 4),
+        ("bogus@a", "Progressing", 3),
+    ],
+)
+def test_user_actions_during_canary(action: str, phase: str, step: int) -> None:
+    st = canary_status(step=3, weight=50)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), action=UserAction.parse(action)), T0)
+    assert d.status.phase == phase
+    assert d.status.current_step == step
+    assert d.status.last_action == action
+
+
+def test_resume_after_pause() -> None:
+    st = canary_status(step=3, weight=50, paused=True, phase="Paused")
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), action=UserAction.parse("resume@x")), T0)
+    assert d.status.phase == "Progressing" and not d.status.paused
+
+
+def test_retry_after_rollback_restarts_the_canary() -> None:
+    st = ModelDeploymentStatus(
+        phase="RolledBack", stable_revision="r1", stable_version="v1", rejected_revision="r2"
+    )
+    d = decide(make_spec(), st, obs(workloads=ready("r1")), T0)
+    assert d.status.phase == "RolledBack" and d.weights == {"r1": 100}
+    d = decide(make_spec(), st, obs(workloads=ready("r1"), action=UserAction.parse("retry@1")), T0)
+    assert d.status.canary_revision == "r2" and d.status.phase == "Progressing"
+
+
+def test_rollback_to_a_kept_revision() -> None:
+    st = ModelDeploymentStatus(
+        phase="Stable", stable_revision="r2", stable_version="v2", retired={"r1": iso(T0)}
+    )
+    act = UserAction.parse("rollback:r1@z")
+    d = decide(make_spec(), st, obs(workloads=ready("r2") | {"r1": WorkloadState(0, 0)}, action=act), T0)
+    assert d.status.stable_revision == "r1" and d.status.rejected_revision == "r2"
+    assert d.weights == {"r2": 100, "r1": 0}  # r1 not ready yet: traffic stays
+    d = decide(make_spec(), d.status, obs(workloads=ready("r1", "r2"), action=act), T0)
+    assert d.weights == {"r1": 100} and d.status.phase == "RolledBack"
+    bad = decide(make_spec(), st, obs(workloads=ready("r2"), action=UserAction.parse("rollback:zz@1")), T0)
+    assert bad.status.stable_revision == "r2" and bad.events[0].reason == "ActionRejected"
+
+
+# --------------------------------------------------------------------------- supersede, watch
+
+
+def test_newer_revision_supersedes_canary() -> None:
+    st = canary_status(step=2, weight=10)
+    d = decide(make_spec(), st, obs("r3", "v3", workloads=ready("r1", "r2")), T0)
+    s = d.status
+    assert (s.canary_revision, s.current_step, s.canary_weight) == ("r3", 0, 0)
+    assert s.history[-1].outcome == "superseded" and s.history[-1].revision == "r2"
+    assert "r2" in s.retired
+
+
+def test_spec_back_to_stable_ends_canary() -> None:
+    st = canary_status(step=2, weight=10)
+    d = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1", "r2")), T0)
+    assert d.status.canary_revision is None and d.status.phase == "Stable"
+    assert d.weights == {"r1": 100}
+
+
+def watching() -> ModelDeploymentStatus:
+    return ModelDeploymentStatus(
+        phase="Watching",
+        stable_revision="r2",
+        stable_version="v2",
+        prior_revision="r1",
+        prior_version="v1",
+        promoted_at=iso(T0),
+        rollout_started_at=iso(T0 - timedelta(minutes=5)),
+        watch_until=iso(T0 + timedelta(seconds=60)),
+    )
+
+
+def test_watch_window_regression_reverts_to_prior() -> None:
+    d = decide(make_spec(), watching(), obs(workloads=ready("r1", "r2"), verdicts={"accuracy": FAIL}), T0)
+    s = d.status
+    assert (s.phase, s.stable_revision, s.rejected_revision) == ("RolledBack", "r1", "r2")
+    assert d.weights == {"r1": 100, "r2": 0}
+    assert s.history[-1].outcome == "reverted"
+
+
+def test_watch_window_passes_and_retires_prior() -> None:
+    later = T0 + timedelta(seconds=61)
+    d = decide(make_spec(), watching(), obs(workloads=ready("r1", "r2")), later)
+    assert d.status.phase == "Stable" and d.status.prior_revision is None
+    assert d.replicas["r1"] == 2  # still warm until the scale-down delay
+    d = decide(make_spec(), d.status, obs(workloads=ready("r1", "r2")), later + timedelta(seconds=31))
+    assert d.replicas["r1"] == 0
+
+
+def test_history_limit_deletes_oldest_retired_revisions() -> None:
+    spec = make_spec(rollback={"revisionHistoryLimit": 1, "scaleDownDelay": "0s"})
+    st = ModelDeploymentStatus(
+        phase="Stable",
+        stable_revision="r3",
+        stable_version="v3",
+        retired={"r1": iso(T0 - timedelta(hours=2)), "r2": iso(T0 - timedelta(hours=1))},
+    )
+    d = decide(spec, st, obs("r3", "v3", workloads=ready("r1", "r2", "r3")), T0)
+    assert d.delete == ["r1"] and d.replicas["r2"] == 0
+    assert set(d.status.retired) == {"r2"}
+
+
+def test_unknown_workload_is_retired_not_orphaned() -> None:
+    st = ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
+    d = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1", "zz")), T0)
+    assert "zz" in d.status.retired
+
+
+def test_router_error_moves_no_traffic() -> None:
+    st = canary_status(step=0, weight=0)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), router_error="HTTPRoute CRD missing"), T0)
+    assert d.weights is None and d.status.current_step == 0
+    degraded = next(c for c in d.status.conditions if c.type == "Degraded")
+    assert degraded.status == "True" and "CRD missing" in degraded.message
+
+
+def test_conditions_keep_transition_time_when_unchanged() -> None:
+    st = ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
+    d1 = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1")), T0)
+    d2 = decide(make_spec(), d1.status, obs("r1", "v1", workloads=ready("r1")), T0 + timedelta(hours=1))
+    a1 = next(c for c in d1.status.conditions if c.type == "Available")
+    a2 = next(c for c in d2.status.conditions if c.type == "Available")
+    assert a1.status == a2.status == "True" and a1.last_transition_time == a2.last_transition_time
+
+
+# --------------------------------------------------------------------------- analysis plan
+
+
+def test_plan_compares_canary_with_stable_over_the_step() -> None:
+    st = canary_status(step=1, weight=10)
+    plan = analysis_plan(make_spec(), st, T0 + timedelta(seconds=45))
+    assert plan is not None
+    assert (plan.candidate.revision, plan.baseline.revision) == ("r2", "r1")
+    assert plan.candidate.window == plan.baseline.window == 45
+    again = st.model_copy(update={"last_analysis_at": iso(T0 + timedelta(seconds=40))})
+    assert analysis_plan(make_spec(), again, T0 + timedelta(seconds=45)) is None  # not due
+    assert analysis_plan(make_spec(), canary_status(weight=0), T0) is None  # no traffic yet
+
+
+def test_plan_in_watch_window_compares_with_prior() -> None:
+    plan = analysis_plan(make_spec(), watching(), T0 + timedelta(seconds=30))
+    assert plan is not None
+    assert (plan.candidate.revision, plan.candidate.window) == ("r2", 30)
+    assert (plan.baseline.revision, plan.baseline.window) == ("r1", 330)
