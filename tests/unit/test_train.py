@@ -1,0 +1,85 @@
+"""The training tool: artifacts load, noise makes a measurably worse model on held-out data."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kanaria.sandbox.train import (
+    artifact_path,
+    flip_region_labels,
+    load_artifact,
+    load_split,
+    train_revision,
+)
+
+OPERATOR_DIR = Path(__file__).resolve().parents[2] / "operator"
+
+
+def _held_out_accuracy(uri: str) -> float:
+    artifact = load_artifact(uri)
+    split = load_split(artifact.meta["dataset"], artifact.meta["split_seed"])
+    names, _ = artifact.predict(split.X_test)
+    truth = [split.classes[i] for i in split.y_test]
+    return float(np.mean([a == b for a, b in zip(names, truth, strict=True)]))
+
+
+def test_train_noisy_breast_cancer_model_is_worse_on_held_out(tmp_path: Path) -> None:
+    clean = train_revision("breast_cancer", "v1", tmp_path / "v1")
+    noisy = train_revision("breast_cancer", "v2", tmp_path / "v2", label_noise=0.1)
+    clean_acc = _held_out_accuracy(str(clean))
+    noisy_acc = _held_out_accuracy(f"file://{noisy}")
+    assert clean_acc >= 0.93
+    assert clean_acc - noisy_acc >= 0.05
+    meta = json.loads((noisy / "meta.json").read_text())
+    assert meta["test_accuracy"] == pytest.approx(noisy_acc)
+    assert meta["label_noise"] == 0.1 and meta["noise_feature"]
+
+
+@pytest.mark.parametrize("dataset", ["iris", "wine", "digits"])
+def test_train_other_datasets_and_profile(tmp_path: Path, dataset: str) -> None:
+    path = train_revision(dataset, "v1", tmp_path / dataset)
+    artifact = load_artifact(str(path))
+    split = load_split(dataset)
+    assert artifact.profile.feature_names == split.feature_names
+    assert artifact.profile.classes == split.classes
+    assert all(1 <= len(edges) <= 9 for edges in artifact.profile.feature_edges)
+    assert artifact.meta["test_accuracy"] > 0.85
+    # Training deciles: about 10% of training rows fall at or below the first edge.
+    j = int(np.argmax(split.X_train.std(axis=0)))
+    share = float(np.mean(split.X_train[:, j] <= artifact.profile.feature_edges[j][0]))
+    assert 0.05 <= share <= 0.5
+
+
+def test_train_flip_region_labels_moves_only_the_top_region() -> None:
+    X = np.column_stack([np.arange(100.0), np.zeros(100)])
+    y = (np.arange(100) >= 50).astype(int)
+    noisy, feature = flip_region_labels(X, y, 0.2, 2)
+    assert feature == 0
+    assert (noisy[80:] == 0).all() and (noisy[:80] == y[:80]).all()
+    with pytest.raises(ValueError):
+        flip_region_labels(X, y, 1.0, 2)
+
+
+def test_train_artifact_path_accepts_uris() -> None:
+    assert artifact_path("file:///tmp/a b") == Path("/tmp/a b")
+    assert artifact_path("/tmp/x") == Path("/tmp/x")
+    with pytest.raises(ValueError):
+        artifact_path("s3://bucket/model")
+
+
+def test_train_cli(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kanaria.sandbox.train", "--dataset", "iris", "--version", "v9",
+         "--out", str(tmp_path / "a"), "--delay-ms", "20", "--error-rate", "0.1"],
+        env={"PYTHONPATH": str(OPERATOR_DIR), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=True, timeout=60,
+    )
+    assert json.loads(out.stdout)["test_accuracy"] > 0.85
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["version"] == "v9" and meta["faults"] == {"delay_ms": 20.0, "error_rate": 0.1}
