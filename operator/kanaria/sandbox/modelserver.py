@@ -1,0 +1,450 @@
+"""Reference model server: a real scikit-learn model behind HTTP, instrumented for Kanaria.
+
+Endpoints:
+
+- ``POST /predict`` -- ``{"features": [...]}`` (one row; answer ``prediction``, ``score``,
+  ``request_id``, ``revision``) or ``{"instances": [[...], ...]}`` (answer ``predictions``:
+  a list of those). The request id comes from the ``X-Request-Id`` header or the
+  ``request_id`` (``request_ids`` for instances) field, else is generated. Every instance
+  counts as one request in the metrics. The response carries ``X-Kanaria-Revision``.
+- ``POST /feedback`` -- ``{"request_id": ..., "label": ...}`` (a class name or index); answers
+  ``{"accepted": bool}``. A label is credited only where the prediction was served.
+- ``GET /metrics`` (Prometheus text), ``GET /healthz``.
+- ``GET|POST /admin/faults`` -- read or change ``{"delay_ms": N, "error_rate": F}`` at run
+  time, so a regression can begin after promotion.
+
+Configuration comes from the environment the operator gives the pod: ``KANARIA_MODEL_URI``
+(required; ``file://`` URI or path of an artifact written by :mod:`kanaria.sandbox.train`),
+``KANARIA_MODEL_NAME``, ``KANARIA_REVISION``, ``KANARIA_MODEL_VERSION``,
+``KANARIA_FAULT_DELAY_MS``, ``KANARIA_FAULT_ERROR_RATE`` (these two override the artifact's
+``meta.json`` faults), ``KANARIA_FEEDBACK_MAX_PENDING``, ``KANARIA_FEEDBACK_TTL_SECONDS``,
+``KANARIA_FAULT_SEED``.
+
+    python -m kanaria.sandbox.modelserver [--host H] [--port P]
+
+With ``--port 0`` a free port is taken; the first line on stdout is always
+``listening on http://HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from kanaria.monitor import ModelMonitor
+from kanaria.sandbox.train import Artifact, load_artifact
+
+__all__ = [
+    "Faults",
+    "ModelServer",
+    "ModelServerProcess",
+    "ServerConfig",
+    "main",
+]
+
+REVISION_HEADER = "X-Kanaria-Revision"
+REQUEST_ID_HEADER = "X-Request-Id"
+_MAX_BODY = 16 * 1024 * 1024
+
+
+class Faults:
+    """Injected latency and error rate, changeable at run time. Thread-safe."""
+
+    def __init__(self, delay_ms: float = 0.0, error_rate: float = 0.0, seed: int | None = None):
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self.delay_ms = 0.0
+        self.error_rate = 0.0
+        self.update(delay_ms=delay_ms, error_rate=error_rate)
+
+    def update(self, delay_ms: float | None = None, error_rate: float | None = None) -> None:
+        if delay_ms is not None and (delay_ms < 0 or delay_ms > 60_000):
+            raise ValueError("delay_ms must be within [0, 60000]")
+        if error_rate is not None and not 0.0 <= error_rate <= 1.0:
+            raise ValueError("error_rate must be within [0, 1]")
+        with self._lock:
+            if delay_ms is not None:
+                self.delay_ms = float(delay_ms)
+            if error_rate is not None:
+                self.error_rate = float(error_rate)
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return {"delay_ms": self.delay_ms, "error_rate": self.error_rate}
+
+    def draw(self) -> tuple[float, bool]:
+        """(delay in seconds, fail this request?) for one request."""
+        with self._lock:
+            return self.delay_ms / 1000.0, self._rng.random() < self.error_rate
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    model_uri: str
+    model_name: str | None = None
+    revision: str = "local"
+    version: str | None = None
+    delay_ms: float | None = None
+    error_rate: float | None = None
+    pending_max: int = 100_000
+    pending_ttl_seconds: float = 3600.0
+    fault_seed: int | None = None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> ServerConfig:
+        def number(key: str) -> float | None:
+            raw = env.get(key, "").strip()
+            return float(raw) if raw else None
+
+        uri = env.get("KANARIA_MODEL_URI", "").strip()
+        if not uri:
+            raise ValueError("KANARIA_MODEL_URI is not set")
+        seed = env.get("KANARIA_FAULT_SEED", "").strip()
+        return cls(
+            model_uri=uri,
+            model_name=env.get("KANARIA_MODEL_NAME") or None,
+            revision=env.get("KANARIA_REVISION") or "local",
+            version=env.get("KANARIA_MODEL_VERSION") or None,
+            delay_ms=number("KANARIA_FAULT_DELAY_MS"),
+            error_rate=number("KANARIA_FAULT_ERROR_RATE"),
+            pending_max=int(env.get("KANARIA_FEEDBACK_MAX_PENDING") or 100_000),
+            pending_ttl_seconds=float(env.get("KANARIA_FEEDBACK_TTL_SECONDS") or 3600.0),
+            fault_seed=int(seed) if seed else None,
+        )
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class ModelServer:
+    """The model, its monitor and the HTTP server; ``start()`` serves in a daemon thread."""
+
+    def __init__(self, config: ServerConfig, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.artifact: Artifact = load_artifact(config.model_uri)
+        meta = self.artifact.meta
+        meta_faults = meta.get("faults", {})
+        self.model_name = config.model_name or str(meta.get("dataset", "model"))
+        self.revision = config.revision
+        self.version = config.version or str(meta.get("version", ""))
+        self.faults = Faults(
+            delay_ms=config.delay_ms
+            if config.delay_ms is not None
+            else float(meta_faults.get("delay_ms", 0.0)),
+            error_rate=config.error_rate
+            if config.error_rate is not None
+            else float(meta_faults.get("error_rate", 0.0)),
+            seed=config.fault_seed,
+        )
+        self.monitor = ModelMonitor(
+            self.model_name,
+            self.revision,
+            self.artifact.profile,
+            pending_max=config.pending_max,
+            pending_ttl_seconds=config.pending_ttl_seconds,
+            version=self.version,
+        )
+        self._httpd = _HTTPServer((host, port), _Handler, self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def start(self) -> ModelServer:
+        self._thread = threading.Thread(target=self.serve_forever, name=f"modelserver-{self.revision}", daemon=True)
+        self._thread.start()
+        return self
+
+    def request_shutdown(self) -> None:
+        """Ask ``serve_forever`` to return (safe from a signal handler)."""
+        threading.Thread(target=self._httpd.shutdown, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.server_close()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def __enter__(self) -> ModelServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- request handling (called from handler threads) ------------------------------------
+
+    def class_name(self, label: object) -> str:
+        classes = self.artifact.profile.classes
+        if isinstance(label, bool):
+            return str(label)
+        if isinstance(label, int) and str(label) not in classes and 0 <= label < len(classes):
+            return classes[label]
+        return str(label)
+
+    def predict(self, body: Mapping[str, Any], header_id: str | None) -> tuple[int, dict[str, Any]]:
+        started = time.perf_counter()
+        single = "features" in body
+        rows, ids = self._parse_rows(body, header_id, single)
+        delay, fail = self.faults.draw()
+        if delay > 0:
+            time.sleep(delay)
+        if fail:
+            latency = time.perf_counter() - started
+            for rid, row in zip(ids, rows, strict=True):
+                self.monitor.observe_request(rid, row, None, None, latency, error=True)
+            return HTTPStatus.INTERNAL_SERVER_ERROR, {
+                "error": "injected fault",
+                "request_ids": ids,
+                "revision": self.revision,
+            }
+        names, scores = self.artifact.predict(rows)
+        latency = time.perf_counter() - started
+        answers = []
+        for rid, row, name, score in zip(ids, rows, names, scores, strict=True):
+            self.monitor.observe_request(rid, row, name, score, latency)
+            answers.append({"prediction": name, "score": score, "request_id": rid})
+        common = {"revision": self.revision, "model": self.model_name, "version": self.version}
+        if single:
+            return HTTPStatus.OK, {**answers[0], **common}
+        return HTTPStatus.OK, {"predictions": answers, **common}
+
+    def _parse_rows(
+        self, body: Mapping[str, Any], header_id: str | None, single: bool
+    ) -> tuple[list[list[float]], list[str]]:
+        width = self.artifact.profile.n_features
+        raw = [body["features"]] if single else body.get("instances")
+        if not isinstance(raw, list) or not raw:
+            raise _BadRequest('expected {"features": [...]} or {"instances": [[...], ...]}')
+        try:
+            rows = [[float(v) for v in row] for row in raw]
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(f"features must be numbers: {exc}") from exc
+        if any(len(row) != width for row in rows):
+            raise _BadRequest(f"each instance needs {width} features")
+        if single:
+            ids = [str(body.get("request_id") or header_id or uuid.uuid4().hex)]
+        else:
+            given = body.get("request_ids")
+            if given is not None and (not isinstance(given, list) or len(given) != len(rows)):
+                raise _BadRequest("request_ids must be a list as long as instances")
+            ids = [str(i) for i in given] if given else [uuid.uuid4().hex for _ in rows]
+        return rows, ids
+
+    def feedback(self, body: Mapping[str, Any], header_id: str | None) -> dict[str, Any]:
+        rid = body.get("request_id") or header_id
+        if not rid or "label" not in body:
+            raise _BadRequest('expected {"request_id": ..., "label": ...}')
+        accepted = self.monitor.feedback(str(rid), self.class_name(body["label"]))
+        return {"accepted": accepted, "request_id": str(rid), "revision": self.revision}
+
+    def set_faults(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            self.faults.update(
+                delay_ms=None if body.get("delay_ms") is None else float(body["delay_ms"]),
+                error_rate=None if body.get("error_rate") is None else float(body["error_rate"]),
+            )
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+        return self.faults.as_dict()
+
+    def health(self) -> dict[str, Any]:
+        return {
+            "status": "ok",
+            "model": self.model_name,
+            "revision": self.revision,
+            "version": self.version,
+            "test_accuracy": self.artifact.meta.get("test_accuracy"),
+        }
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: ModelServer):
+        self.app = app
+        super().__init__(address, handler)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in two writes
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # quiet: request logs would drown the test output
+
+    def _send(self, status: int, payload: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        self.send_header(REVISION_HEADER, self.server.app.revision)
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _json(self, status: int, body: Mapping[str, Any]) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json")
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_BODY:
+            raise _BadRequest("body too large")
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError as exc:
+            raise _BadRequest(f"invalid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise _BadRequest("expected a JSON object")
+        return body
+
+    def do_GET(self) -> None:
+        app = self.server.app
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(HTTPStatus.OK, app.monitor.exposition(), CONTENT_TYPE_LATEST)
+        elif path in ("/healthz", "/readyz"):
+            self._json(HTTPStatus.OK, app.health())
+        elif path == "/admin/faults":
+            self._json(HTTPStatus.OK, app.faults.as_dict())
+        else:
+            self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
+
+    def do_POST(self) -> None:
+        app = self.server.app
+        path = self.path.split("?", 1)[0]
+        header_id = self.headers.get(REQUEST_ID_HEADER)
+        try:
+            body = self._body()
+            if path == "/predict":
+                status, answer = app.predict(body, header_id)
+                self._json(status, answer)
+            elif path == "/feedback":
+                self._json(HTTPStatus.OK, app.feedback(body, header_id))
+            elif path == "/admin/faults":
+                self._json(HTTPStatus.OK, app.set_faults(body))
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
+        except _BadRequest as exc:
+            self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc), "revision": app.revision})
+
+
+class ModelServerProcess:
+    """Run ``python -m kanaria.sandbox.modelserver`` as a child in its own process group.
+
+    ``env`` is added to the current environment (set ``KANARIA_MODEL_URI`` and friends there).
+    The port is chosen by the child (``--port 0``) and read from its first line of output.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 30.0,
+        python: str = sys.executable,
+    ) -> None:
+        child_env = {**os.environ, **env}
+        package_root = str(Path(__file__).resolve().parents[2])
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, child_env.get("PYTHONPATH", "")) if p
+        )
+        self.process = subprocess.Popen(
+            [python, "-m", "kanaria.sandbox.modelserver", "--host", host, "--port", str(port)],
+            env=child_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        self.url = self._await_listening(startup_timeout)
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.host = host
+
+    def _await_listening(self, timeout: float) -> str:
+        result: list[str] = []
+        stdout = self.process.stdout
+        assert stdout is not None
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        match = re.match(r"listening on (http://\S+)", result[0]) if result else None
+        if match is None:
+            self.stop()
+            _, err = self.process.communicate(timeout=5)
+            raise RuntimeError(f"model server did not start: {err.strip()[-2000:]}")
+        return match.group(1)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout)
+            except ProcessLookupError:
+                pass
+        for stream in (self.process.stdout, self.process.stderr):
+            if stream is not None:
+                stream.close()
+
+    def __enter__(self) -> ModelServerProcess:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kanaria.sandbox.modelserver")
+    parser.add_argument("--host", default=os.environ.get("KANARIA_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("KANARIA_PORT", "8080")))
+    args = parser.parse_args(argv)
+    server = ModelServer(ServerConfig.from_env(os.environ), host=args.host, port=args.port)
+
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: server.request_shutdown())
+    print(f"listening on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""The reference model server over real HTTP on 127.0.0.1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from kanaria.sandbox.modelserver import ModelServer, ModelServerProcess, ServerConfig
+from kanaria.sandbox.train import load_split, train_revision
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return train_revision("iris", "v1", tmp_path_factory.mktemp("art") / "v1")
+
+
+@pytest.fixture
+def server(artifact: Path) -> Iterator[ModelServer]:
+    config = ServerConfig(model_uri=f"file://{artifact}", model_name="iris", revision="rev1", fault_seed=1)
+    with ModelServer(config) as srv:
+        yield srv
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    raise KeyError(name)
+
+
+def test_modelserver_predicts_and_exports_metrics(server: ModelServer) -> None:
+    split = load_split("iris")
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        correct = 0
+        for i, (row, label) in enumerate(zip(split.X_test[:20], split.y_test[:20], strict=True)):
+            r = client.post("/predict", json={"features": list(row)}, headers={"X-Request-Id": f"q{i}"})
+            assert r.status_code == 200
+            body = r.json()
+            assert body["request_id"] == f"q{i}" and body["revision"] == "rev1"
+            assert r.headers["X-Kanaria-Revision"] == "rev1"
+            assert body["prediction"] in split.classes and 0.3 <= body["score"] <= 1.0
+            correct += body["prediction"] == split.classes[label]
+            fb = client.post("/feedback", json={"request_id": f"q{i}", "label": int(label)})
+            assert fb.json()["accepted"] is True
+        batch = client.post("/predict", json={"instances": [list(r) for r in split.X_test[:3]], "request_ids": ["b1", "b2", "b3"]})
+        assert [p["request_id"] for p in batch.json()["predictions"]] == ["b1", "b2", "b3"]
+        assert client.post("/predict", json={"features": [1, 2]}).status_code == 400
+        assert client.post("/predict", content=b"not json").status_code == 400
+        assert client.get("/healthz").json()["status"] == "ok"
+        text = client.get("/metrics").text
+
+    assert _metric(text, "kanaria_model_requests_total", model="iris", revision="rev1") == 23
+    assert _metric(text, "kanaria_model_errors_total", revision="rev1") == 0
+    assert _metric(text, "kanaria_model_labels_total", revision="rev1", outcome="correct") == correct
+    assert _metric(text, "kanaria_model_labels_total", revision="rev1", outcome="incorrect") == 20 - correct
+    assert _metric(text, "kanaria_model_feature_count", feature="petal length (cm)") == 23
+    assert _metric(text, "kanaria_model_prediction_count", revision="rev1") == 23
+    assert _metric(text, "kanaria_model_info", version="v1") == 1
+
+
+def test_modelserver_faults_change_at_run_time(server: ModelServer) -> None:
+    row = list(load_split("iris").X_test[0])
+    with httpx.Client(base_url=server.url, timeout=10) as client:
+        assert client.post("/predict", json={"features": row}).status_code == 200
+        assert client.post("/admin/faults", json={"error_rate": 1.0, "delay_ms": 30}).json() == {
+            "delay_ms": 30.0,
+            "error_rate": 1.0,
+        }
+        failed = client.post("/predict", json={"features": row})
+        assert failed.status_code == 500 and failed.json()["revision"] == "rev1"
+        assert client.post("/admin/faults", json={"error_rate": 2}).status_code == 400
+        client.post("/admin/faults", json={"error_rate": 0.0, "delay_ms": 0})
+        text = client.get("/metrics").text
+    assert _metric(text, "kanaria_model_requests_total") == 2
+    assert _metric(text, "kanaria_model_errors_total") == 1
+    # The delayed request landed above the 25 ms bucket.
+    assert _metric(text, "kanaria_model_request_duration_seconds_bucket", le="0.025") == 1
+
+
+def test_modelserver_cli_process_reads_env(artifact: Path) -> None:
+    env = {
+        "KANARIA_MODEL_URI": str(artifact),
+        "KANARIA_MODEL_NAME": "flowers",
+        "KANARIA_REVISION": "abc123",
+        "KANARIA_MODEL_VERSION": "v7",
+        "KANARIA_FAULT_ERROR_RATE": "1",
+    }
+    with ModelServerProcess(env) as proc:
+        r = httpx.post(f"{proc.url}/predict", json={"features": [5.0, 3.0, 1.5, 0.2]}, timeout=10)
+        assert r.status_code == 500
+        health = httpx.get(f"{proc.url}/healthz", timeout=10).json()
+        assert health["revision"] == "abc123" and health["version"] == "v7"
+        text = httpx.get(f"{proc.url}/metrics", timeout=10).text
+        assert _metric(text, "kanaria_model_errors_total", model="flowers", revision="abc123") == 1
+    assert proc.process.poll() is not None
+
+
+def test_modelserver_config_requires_uri() -> None:
+    with pytest.raises(ValueError):
+        ServerConfig.from_env({})
+    config = ServerConfig.from_env({"KANARIA_MODEL_URI": "/x", "KANARIA_FAULT_DELAY_MS": "5"})
+    assert config.delay_ms == 5.0 and config.error_rate is None and config.revision == "local"
