@@ -38,7 +38,7 @@ def scipy_reference(a: list[int], c: list[int]) -> tuple[float, float]:
 counts = st.lists(st.integers(0, 60), min_size=len(BOUNDS), max_size=len(BOUNDS))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(counts, counts)
 def test_matches_scipy_on_expanded_data(a: list[int], c: list[int]) -> None:
     if sum(a) == 0 or sum(c) == 0:
@@ -150,7 +150,7 @@ def test_counter_reset_noise_is_clamped() -> None:
     assert v.samples == 9 and v.baseline_samples == 9
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(counts)
 def test_a_a_never_fails(a: list[int]) -> None:
     v = judge_latency(BOUNDS, cumulative(a), cumulative(a), min_samples=0)

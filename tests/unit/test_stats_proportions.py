@@ -152,7 +152,7 @@ arm = st.tuples(st.integers(0, 5000), st.integers(1, 5000)).map(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(arm, arm)
 def test_accuracy_symmetry(b: tuple[int, int], c: tuple[int, int]) -> None:
     z1, p1 = two_proportion_z(b[0], b[1], c[0], c[1])
@@ -167,13 +167,13 @@ def test_accuracy_symmetry(b: tuple[int, int], c: tuple[int, int]) -> None:
         assert v2.passed
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(arm)
 def test_accuracy_a_a_never_fails(b: tuple[int, int]) -> None:
     assert not judge_accuracy(*b, *b, min_samples=0).failed
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     st.integers(0, 20000),
     st.integers(0, 300),
@@ -192,7 +192,7 @@ def test_error_rate_monotone_in_canary_errors(
     assert RANK[v2.outcome] <= RANK[v1.outcome]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.integers(0, 20000), st.integers(0, 2000))
 def test_error_rate_a_a_never_fails_without_guardrail(requests: int, errors: int) -> None:
     errors = min(errors, requests)

@@ -31,7 +31,7 @@ def sample_ratio_mismatch(
     * FAIL ("hold and say so") when p < α; PASS otherwise (and with a single weighted arm).
 
     ``value``/``baseline`` are the observed/expected share of the arm furthest from its
-    expected count (in standard deviations), ``score`` the chi-square and ``threshold`` its
+    expected count (in standard deviations; ties go to the smaller share, e.g. the canary), ``score`` the chi-square and ``threshold`` its
     critical value at 1 − α, ``samples`` the total request count. ``details`` has
     ``arm<i>.observed``/``.expected`` shares in the order given.
     """
@@ -92,7 +92,7 @@ def sample_ratio_mismatch(
     critical = float(stats.chi2.isf(alpha, dof))
     worst = max(
         range(len(observed_counts)),
-        key=lambda i: _deviation(float(observed_counts[i]), n, shares[i]),
+        key=lambda i: (round(_deviation(float(observed_counts[i]), n, shares[i]), 9), -shares[i]),
     )
     observed_share = float(observed_counts[worst]) / n
     head = (
