@@ -216,3 +216,30 @@ def test_error_rate_verdicts() -> None:
     assert early.outcome is Outcome.INCONCLUSIVE and "1000" in early.reason
     for bad in [(math.nan, 10, 1, 10), (1, 10, -1, 10), (1, 10, 11, 10), (0, 0, 0, 0)]:
         assert judge_error_rate(*bad).outcome is Outcome.INCONCLUSIVE
+
+
+def test_error_rate_tests_stay_valid_under_repeated_looks() -> None:
+    """Seeded simulation, a look every 500 canary requests: false FAIL rate below α.
+
+    The canary errs exactly at the guardrail (1%) and at the baseline's rate, with
+    relative_tolerance 0 — the hardest case for both always-valid tests.
+    """
+    rng = np.random.default_rng(3)
+    runs, looks, alpha = 300, 30, 0.05
+    failed = 0
+    for _ in range(runs):
+        err_c = np.cumsum(rng.binomial(500, 0.01, looks))
+        err_b = np.cumsum(rng.binomial(4500, 0.01, looks))
+        for k in range(looks):
+            verdict = judge_error_rate(
+                int(err_b[k]),
+                4500 * (k + 1),
+                int(err_c[k]),
+                500 * (k + 1),
+                relative_tolerance=0.0,
+                alpha=alpha,
+            )
+            if verdict.failed:
+                failed += 1
+                break
+    assert failed / runs < alpha

@@ -160,7 +160,9 @@ def judge_feature_drift(
     problem = sequence_problem("baseline", baseline_counts) or sequence_problem(
         "canary", canary_counts
     )
-    if problem is None and (len(baseline_counts) != len(canary_counts) or not baseline_counts):
+    if problem is None and (
+        len(baseline_counts) != len(canary_counts) or len(baseline_counts) == 0
+    ):
         problem = "the two histograms have different bucket layouts"
     if problem is not None:
         return Verdict.inconclusive(f"{name} drift: {problem}", statistic="js+chi2")

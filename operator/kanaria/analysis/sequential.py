@@ -14,6 +14,7 @@ All functions are pure.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 from scipy import special
@@ -37,7 +38,7 @@ def count_problem(**counts: float | None) -> str | None:
     for name, value in counts.items():
         if value is None:
             return f"{name} is missing"
-        if not isinstance(value, int | float) or not math.isfinite(value):
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
             return f"{name} is not a finite number ({value!r})"
         if value < 0:
             return f"{name} is negative ({value!r})"

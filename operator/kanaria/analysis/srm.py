@@ -38,7 +38,9 @@ def sample_ratio_mismatch(
     problem = sequence_problem("observed", observed_counts) or sequence_problem(
         "weight", expected_weights
     )
-    if problem is None and (len(observed_counts) != len(expected_weights) or not observed_counts):
+    if problem is None and (
+        len(observed_counts) != len(expected_weights) or len(observed_counts) == 0
+    ):
         problem = "need one weight per arm"
     if problem is None and sum(expected_weights) <= 0:
         problem = "all weights are zero"
