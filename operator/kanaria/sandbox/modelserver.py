@@ -36,6 +36,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -297,6 +298,12 @@ class _HTTPServer(ThreadingHTTPServer):
         self.app = app
         super().__init__(address, handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A proxy closing idle keep-alive connections is routine, not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     server: _HTTPServer
@@ -365,7 +372,8 @@ class ModelServerProcess:
     """Run ``python -m kanaria.sandbox.modelserver`` as a child in its own process group.
 
     ``env`` is added to the current environment (set ``KANARIA_MODEL_URI`` and friends there).
-    The port is chosen by the child (``--port 0``) and read from its first line of output.
+    The port is chosen by the child (``--port 0``) and read from its first line of output;
+    its stderr goes to ``log_path`` (a temporary file unless given).
     """
 
     def __init__(
@@ -375,20 +383,27 @@ class ModelServerProcess:
         port: int = 0,
         startup_timeout: float = 30.0,
         python: str = sys.executable,
+        log_path: str | Path | None = None,
     ) -> None:
+        if log_path is None:
+            handle, name = tempfile.mkstemp(prefix="kanaria-modelserver-", suffix=".log")
+            os.close(handle)
+            log_path = name
+        self.log_path = Path(log_path)
         child_env = {**os.environ, **env}
         package_root = str(Path(__file__).resolve().parents[2])
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, child_env.get("PYTHONPATH", "")) if p
         )
-        self.process = subprocess.Popen(
-            [python, "-m", "kanaria.sandbox.modelserver", "--host", host, "--port", str(port)],
-            env=child_env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [python, "-m", "kanaria.sandbox.modelserver", "--host", host, "--port", str(port)],
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+            )
         self.url = self._await_listening(startup_timeout)
         self.port = int(self.url.rsplit(":", 1)[1])
         self.host = host
@@ -403,7 +418,7 @@ class ModelServerProcess:
         match = re.match(r"listening on (http://\S+)", result[0]) if result else None
         if match is None:
             self.stop()
-            _, err = self.process.communicate(timeout=5)
+            err = self.log_path.read_text(errors="replace")
             raise RuntimeError(f"model server did not start: {err.strip()[-2000:]}")
         return match.group(1)
 
@@ -417,9 +432,8 @@ class ModelServerProcess:
                 self.process.wait(timeout)
             except ProcessLookupError:
                 pass
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
 
     def __enter__(self) -> ModelServerProcess:
         return self
