@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["DURATION_PATTERN", "parse_duration", "format_duration"]
+__all__ = ["DURATION_PATTERN", "OPTIONAL_DURATION_PATTERN", "parse_duration", "format_duration"]
 
-DURATION_PATTERN = r"^[0-9]+(ms|s|m|h)$"
+DURATION_PATTERN = r"^[1-9][0-9]*(ms|s|m|h)$"
+"""A positive duration (intervals, timeouts, pauses, deadlines)."""
+OPTIONAL_DURATION_PATTERN = r"^[0-9]+(ms|s|m|h)$"
+"""A duration that may be zero, meaning "off" (watch window, scale-down delay)."""
 _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-_RE = re.compile(DURATION_PATTERN)
+_RE = re.compile(OPTIONAL_DURATION_PATTERN)
 
 
 def parse_duration(text: str) -> float:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from kanaria.api.durations import DURATION_PATTERN, parse_duration
+from kanaria.api.durations import DURATION_PATTERN, OPTIONAL_DURATION_PATTERN, parse_duration
 
 __all__ = [
     "GROUP",
@@ -382,12 +382,12 @@ class Analysis(_Base):
 class RollbackPolicy(_Base):
     """What happens around promotion and rollback."""
 
-    post_promotion_window: Duration = Field(default="5m", pattern=DURATION_PATTERN)
+    post_promotion_window: Duration = Field(default="5m", pattern=OPTIONAL_DURATION_PATTERN)
     """After promotion, metrics keep being watched this long with the prior revision kept warm;
     a regression reverts to it. "0s" turns the window off."""
     revision_history_limit: int = Field(default=3, ge=0, le=100)
     """How many old revisions' records and scaled-down Deployments to keep."""
-    scale_down_delay: Duration = Field(default="30s", pattern=r"^[0-9]+(ms|s|m|h)$")
+    scale_down_delay: Duration = Field(default="30s", pattern=OPTIONAL_DURATION_PATTERN)
     """How long a retired revision keeps its replicas before it is scaled to zero."""
 
 

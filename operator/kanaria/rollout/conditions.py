@@ -27,6 +27,9 @@ def conditions_for(
     state = obs.workloads.get(stable) if stable else None
     available = state is not None and state.ready > 0
     in_rollout = status.canary_revision is not None
+    metrics_down = next(
+        (r.reason for r in status.analysis if r.reason.startswith("metrics unavailable")), None
+    )
     wanted = [
         _cond(
             "Available",
@@ -42,17 +45,22 @@ def conditions_for(
             ),
             status.message,
         ),
-        _cond(
-            "Degraded",
-            status.phase == "RolledBack" or obs.router_error is not None,
-            "RouterUnavailable"
-            if obs.router_error is not None
-            else ("RolledBack" if status.phase == "RolledBack" else "Healthy"),
-            obs.router_error or (status.message if status.phase == "RolledBack" else ""),
-        ),
+        _degraded(status, obs, metrics_down),
         _cond("InvalidSpec", False, "SpecValid", ""),
     ]
     return merge_conditions(previous, wanted, status.observed_generation, now)
+
+
+def _degraded(
+    status: ModelDeploymentStatus, obs: Observations, metrics_down: str | None
+) -> tuple[str, str, str, str]:
+    if obs.router_error is not None:
+        return _cond("Degraded", True, "RouterUnavailable", obs.router_error)
+    if status.phase == "RolledBack":
+        return _cond("Degraded", True, "RolledBack", status.message)
+    if metrics_down is not None:
+        return _cond("Degraded", True, "MetricsUnavailable", metrics_down + " (holding)")
+    return _cond("Degraded", False, "Healthy", "")
 
 
 def merge_conditions(

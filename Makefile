@@ -1,0 +1,75 @@
+# Kanaria — `make demo` runs the local stack end to end, `make test` runs every test.
+# Both do all set-up on a fresh machine: Debian packages, a virtualenv, the control-plane binaries.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_WORKERS ?= 2
+export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
+
+.PHONY: help deps system-deps venv cluster-bin crds check-crds test test-unit test-e2e \
+        test-fast lint demo bench bench-stats kind-up cluster-up clean
+
+help:
+	@echo "make demo        the local stack: a rollout promoted, a bad one rolled back"
+	@echo "make test        every test (sets up everything first)"
+	@echo "make test-unit   fast tests: no cluster, no Prometheus"
+	@echo "make test-e2e    only the tests on the real stack"
+	@echo "make lint        ruff and mypy"
+	@echo "make crds        regenerate crds/ from the API models"
+	@echo "make cluster-bin build the pinned control-plane binaries (cached)"
+	@echo "make cluster-up  a local control plane for development (Ctrl-C stops it)"
+	@echo "make bench-stats the statistics benchmark"
+	@echo "make kind-up     a kind cluster (needs Docker and kind)"
+
+system-deps:
+	@bash hack/install-system-deps.sh
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@echo "installing Python dependencies into $(VENV) ..."
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(VENV)/.installed
+
+cluster-bin: system-deps
+	@bash hack/localcluster/build.sh >/dev/null
+
+deps: system-deps venv cluster-bin
+
+crds: venv
+	@$(PY) -m kanaria.api.crd > crds/modeldeployment.yaml
+	@echo "wrote crds/modeldeployment.yaml"
+
+test: deps
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+
+test-unit: venv
+	@$(PY) -m pytest tests/unit -q $(PYTEST_ARGS)
+
+test-e2e: deps
+	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup tests/e2e tests/testbed $(PYTEST_ARGS)
+
+lint: venv
+	@$(VENV)/bin/ruff check operator tests hack
+	@$(VENV)/bin/mypy
+
+demo: deps
+	@$(PY) -m kanaria.sandbox.demo $(DEMO_ARGS)
+
+bench-stats: venv
+	@$(PY) hack/bench_stats.py $(BENCH_ARGS)
+
+bench: bench-stats
+
+cluster-up: deps
+	@$(PY) -m kanaria.sandbox.cluster up
+
+kind-up:
+	@bash hack/kind-up.sh
+
+clean:
+	rm -rf $(VENV) artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,259 @@
+"""Measure, then judge: turn an analysis plan into one verdict per metric.
+
+Measuring (queries) and judging (pure statistics) are separate steps. A query that fails, or
+returns nothing, NaN or Inf, leads to an inconclusive verdict that says so — never a pass.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from kanaria.analysis import drift, latency, proportions
+from kanaria.analysis.provider import MetricProvider, QueryResult
+from kanaria.analysis.templates import (
+    TemplateError,
+    buckets_increase,
+    counter_increase,
+    fill_template,
+)
+from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.api.durations import format_duration
+from kanaria.api.models import Metric
+from kanaria.rollout.types import AnalysisPlan, Arm
+
+__all__ = ["Target", "measure", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES"]
+
+DEFAULT_MIN_SAMPLES = {"accuracy": 500, "errorRate": 1000, "latency": 200, "drift": 1000, "custom": 1}
+
+METRIC_NAMES = {
+    "requests": "kanaria_model_requests_total",
+    "errors": "kanaria_model_errors_total",
+    "latency": "kanaria_model_request_duration_seconds",
+    "labels": "kanaria_model_labels_total",
+    "feature": "kanaria_model_feature",
+    "prediction": "kanaria_model_prediction",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Who is being measured: the ModelDeployment and its model."""
+
+    name: str
+    namespace: str
+    model: str
+
+
+def measure(
+    metrics: list[Metric],
+    plan: AnalysisPlan,
+    provider: MetricProvider,
+    target: Target,
+) -> dict[str, Verdict]:
+    """One verdict per metric named in the plan."""
+    wanted = {m.name: m for m in metrics}
+    out: dict[str, Verdict] = {}
+    for name in plan.metrics:
+        metric = wanted.get(name)
+        if metric is None:
+            out[name] = Verdict.inconclusive(f"metric {name!r} is not defined in spec.analysis")
+            continue
+        judge = _JUDGES[metric.kind]
+        try:
+            out[name] = judge(metric, plan, provider, target)
+        except _NoData as missing:
+            out[name] = Verdict.inconclusive(str(missing), statistic=metric.kind)
+    return out
+
+
+class _NoData(Exception):
+    """A query gave no usable evidence (error, empty, NaN or Inf)."""
+
+
+def _labels(target: Target, arm: Arm) -> dict[str, str]:
+    return {"model": target.model, "revision": arm.revision}
+
+
+def _count(provider: MetricProvider, query: str) -> int:
+    result = provider.query(query)
+    _check(result)
+    total = result.total()
+    if not math.isfinite(total) or total < 0:
+        raise _NoData(f"query returned {total}: {query}")
+    return int(round(total))
+
+
+def _check(result: QueryResult) -> None:
+    if result.error is not None:
+        raise _NoData(f"metrics unavailable: {result.error}")
+    for sample in result.samples:
+        if not math.isfinite(sample.value):
+            raise _NoData(f"query returned {sample.value}: {result.query}")
+
+
+def _cumulative(provider: MetricProvider, query: str) -> tuple[list[float], list[float]]:
+    """(upper bounds, cumulative counts) of a ``sum by (le)`` result, sorted, +Inf last."""
+    result = provider.query(query)
+    _check(result)
+    pairs = sorted((float(s.labels.get("le", "nan")), s.value) for s in result.samples)
+    pairs = [(le, v) for le, v in pairs if not math.isnan(le)]
+    return [le for le, _ in pairs], [max(0.0, v) for _, v in pairs]
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    counts = []
+    for arm in (plan.baseline, plan.candidate):
+        labels = _labels(t, arm)
+        correct = _count(p, counter_increase(METRIC_NAMES["labels"], {**labels, "outcome": "correct"}, arm.window))
+        total = _count(p, counter_increase(METRIC_NAMES["labels"], labels, arm.window))
+        counts.append((min(correct, total), total))
+    (xb, nb), (xc, nc) = counts
+    return proportions.judge_accuracy(
+        xb,
+        nb,
+        xc,
+        nc,
+        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["accuracy"],
+        margin=m.margin if m.margin is not None else 0.02,
+        alpha=m.alpha or 0.05,
+    )
+
+
+def _error_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    counts = []
+    for arm in (plan.baseline, plan.candidate):
+        labels = _labels(t, arm)
+        errors = _count(p, counter_increase(METRIC_NAMES["errors"], labels, arm.window))
+        requests = _count(p, counter_increase(METRIC_NAMES["requests"], labels, arm.window))
+        counts.append((min(errors, requests), requests))
+    (eb, rb), (ec, rc) = counts
+    return proportions.judge_error_rate(
+        eb,
+        rb,
+        ec,
+        rc,
+        max_error_rate=m.max_error_rate if m.max_error_rate is not None else 0.01,
+        min_requests=m.min_samples or DEFAULT_MIN_SAMPLES["errorRate"],
+        alpha=m.alpha or 0.05,
+    )
+
+
+def _latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    b_bounds, b_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.baseline), plan.baseline.window))
+    c_bounds, c_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.candidate), plan.candidate.window))
+    if not b_bounds or not c_bounds:
+        raise _NoData("no latency histogram samples yet for one of the revisions")
+    if b_bounds != c_bounds:
+        raise _NoData("the two revisions export different latency buckets; cannot compare")
+    return latency.judge_latency(
+        b_bounds,
+        b_cum,
+        c_cum,
+        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["latency"],
+        max_auc=m.max_auc or 0.56,
+        alpha=m.alpha or 0.01,
+        objective_seconds=m.objective_seconds,
+    )
+
+
+def _per_feature(p: MetricProvider, t: Target, arm: Arm) -> dict[str, list[float]]:
+    """Cumulative bucket counts per feature (and the prediction score as "prediction")."""
+    out: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for metric, key in ((METRIC_NAMES["feature"], "feature"), (METRIC_NAMES["prediction"], None)):
+        by = ("feature", "le") if key else ("le",)
+        result = p.query(buckets_increase(metric, _labels(t, arm), arm.window, by=by))
+        _check(result)
+        for s in result.samples:
+            name = s.labels.get("feature", "") if key else "prediction"
+            le = float(s.labels.get("le", "nan"))
+            if name and not math.isnan(le):
+                out[name].append((le, max(0.0, s.value)))
+    return {k: [v for _, v in sorted(pairs)] for k, pairs in out.items()}
+
+
+def _drift(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    base = _per_feature(p, t, plan.baseline)
+    cand = _per_feature(p, t, plan.candidate)
+    names = m.features or sorted(set(base) & set(cand))
+    if not names:
+        raise _NoData("no feature histograms yet for one of the revisions")
+    pairs = {}
+    for name in names:
+        if name not in base or name not in cand:
+            raise _NoData(f"feature {name!r} has no histogram for one of the revisions")
+        if len(base[name]) != len(cand[name]):
+            raise _NoData(f"feature {name!r} has different bins on the two revisions")
+        pairs[name] = (drift.bins_from_cumulative(base[name]), drift.bins_from_cumulative(cand[name]))
+    return drift.judge_dataset_drift(
+        pairs,
+        share_threshold=m.share_threshold or 0.5,
+        alpha=m.alpha or 0.05,
+        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["drift"],
+    )
+
+
+_CONDITION_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def parse_condition(text: str) -> tuple[str, float]:
+    """``"< 0.05"`` → ("<", 0.05). ValueError with the text otherwise."""
+    stripped = text.strip()
+    for op in ("<=", ">=", "==", "!=", "<", ">"):
+        if stripped.startswith(op):
+            return op, float(stripped[len(op) :])
+    raise ValueError(f"not a condition: {text!r} (expected for example '< 0.05')")
+
+
+def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    assert m.query is not None and m.condition is not None
+    values: Mapping[str, str] = {
+        "name": t.name,
+        "namespace": t.namespace,
+        "model": t.model,
+        "revision": plan.candidate.revision,
+        "stableRevision": plan.baseline.revision,
+        "window": format_duration(plan.candidate.window),
+    }
+    try:
+        query = fill_template(m.query, values)
+        op, bound = parse_condition(m.condition)
+    except (TemplateError, ValueError) as bad:
+        return Verdict.inconclusive(f"custom metric cannot run: {bad}", statistic="custom")
+    result = p.query(query)
+    _check(result)
+    value = result.scalar()
+    if value is None:
+        n = len(result.samples)
+        raise _NoData(f"custom query returned {n} series, expected exactly one finite value")
+    ok = _CONDITION_OPS[op](value, bound)
+    return Verdict(
+        Outcome.PASS if ok else Outcome.FAIL,
+        f"{value:.6g} {op} {bound:g} is {'true' if ok else 'false'}",
+        statistic="custom",
+        value=value,
+        threshold=bound,
+        samples=1,
+    )
+
+
+_JUDGES: dict[str, Callable[[Metric, AnalysisPlan, MetricProvider, Target], Verdict]] = {
+    "accuracy": _accuracy,
+    "errorRate": _error_rate,
+    "latency": _latency,
+    "drift": _drift,
+    "custom": _custom,
+}
+

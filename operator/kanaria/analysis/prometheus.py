@@ -1,0 +1,43 @@
+"""The Prometheus metric provider (through prometheus-api-client)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_api_client import PrometheusConnect
+
+from kanaria.analysis.provider import QueryResult, Sample
+
+__all__ = ["PrometheusProvider"]
+
+
+class PrometheusProvider:
+    """Instant queries against one Prometheus; every failure becomes QueryResult.error."""
+
+    def __init__(self, address: str, timeout: float = 10.0) -> None:
+        self.address = address.rstrip("/")
+        self.timeout = timeout
+        self._client = PrometheusConnect(url=self.address, disable_ssl=True, timeout=int(max(1, timeout)))
+
+    def query(self, promql: str) -> QueryResult:
+        try:
+            raw: Any = self._client.custom_query(promql, timeout=int(max(1, self.timeout)))
+        except Exception as exc:  # the client raises many types; all mean "no evidence"
+            return QueryResult(promql, error=f"{type(exc).__name__}: {_short(exc)}")
+        samples = []
+        for item in raw if isinstance(raw, list) else []:
+            try:
+                value = float(item["value"][1])
+            except (KeyError, IndexError, TypeError, ValueError):
+                return QueryResult(promql, error=f"unexpected result shape: {str(item)[:200]}")
+            samples.append(Sample(dict(item.get("metric", {})), value))
+        return QueryResult(promql, tuple(samples))
+
+    def online(self) -> str | None:
+        result = self.query("vector(1)")
+        return result.error
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).replace("\n", " ")
+    return text if len(text) < 300 else text[:297] + "..."

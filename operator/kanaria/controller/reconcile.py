@@ -1,0 +1,225 @@
+"""One reconcile cycle of one ModelDeployment: read → decide → act → write status.
+
+Nothing here decides anything: observations go to ``rollout.decide`` and its decision is
+carried out. All progress lives in the object's status, written once per cycle with the
+resourceVersion read at its start, so a second writer (or a stale leader) gets a conflict
+instead of a double step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from pydantic import ValidationError
+
+from kanaria.analysis.measure import Target, measure
+from kanaria.analysis.provider import MetricProvider, provider_for
+from kanaria.analysis.verdict import Verdict
+from kanaria.api.durations import parse_duration
+from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api.revision import revision_hash
+from kanaria.controller.events import post_event
+from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
+from kanaria.rollout.conditions import invalid_spec_condition
+from kanaria.traffic import Router, router_for
+from kanaria.workloads.kube import RevisionCollision, Workloads
+
+__all__ = ["ACTION_ANNOTATION", "Runtime", "reconcile"]
+
+log = logging.getLogger("kanaria.reconcile")
+
+ACTION_ANNOTATION = "kanaria.io/action"
+
+
+@dataclass
+class Runtime:
+    """Clients and hooks shared by every reconcile (built once at startup)."""
+
+    api: client.ApiClient
+    is_leader: Callable[[], bool] = lambda: True
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    providers: dict[tuple[str, float], MetricProvider] = field(default_factory=dict)
+    on_decision: Callable[[dict[str, Any], Decision], None] | None = None
+    on_verdicts: Callable[[dict[str, Any], dict[str, Verdict], float], None] | None = None
+
+    def provider(self, address: str, timeout: float) -> MetricProvider:
+        key = (address, timeout)
+        if key not in self.providers:
+            self.providers[key] = provider_for("prometheus", address, timeout)
+        return self.providers[key]
+
+
+def _status_dump(status: ModelDeploymentStatus) -> dict[str, Any]:
+    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def _read_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
+    known = set(ModelDeploymentStatus.model_fields) | {
+        f.alias for f in ModelDeploymentStatus.model_fields.values() if f.alias
+    }
+    data = {k: v for k, v in (raw or {}).items() if k in known}
+    try:
+        return ModelDeploymentStatus.model_validate(data)
+    except ValidationError as exc:
+        log.error("status unreadable, keeping what can be kept: %s", exc)
+        return ModelDeploymentStatus()
+
+
+def reconcile(rt: Runtime, namespace: str, name: str) -> float:
+    """Run one cycle; returns seconds until the next one."""
+    custom = client.CustomObjectsApi(rt.api)
+    try:
+        obj: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return 60.0
+        raise
+    meta = obj["metadata"]
+    status = _read_status(obj.get("status"))
+    now = rt.clock()
+    try:
+        spec = ModelDeploymentSpec.model_validate(obj.get("spec") or {})
+    except ValidationError as exc:
+        _write_invalid(rt, obj, status, _validation_message(exc), now)
+        return 300.0
+    if not rt.is_leader():
+        return 2.0
+
+    router = router_for(rt.api, name, namespace, meta["uid"], spec)
+    workloads = Workloads(rt.api, name, namespace, meta["uid"])
+    states, models = workloads.observe()
+    router_error = router.check()
+    weights = router.read() if router_error is None else None
+    verdicts = _measure(rt, spec, status, now, namespace, name, obj)
+    obs = Observations(
+        revision=revision_hash(spec),
+        version=spec.model.version,
+        generation=int(meta.get("generation") or 0),
+        workloads=states,
+        weights=weights,
+        verdicts=verdicts,
+        action=UserAction.parse((meta.get("annotations") or {}).get(ACTION_ANNOTATION)),
+        router_error=router_error,
+    )
+    decision = decide(spec, status, obs, now)
+    if not rt.is_leader():
+        return 2.0  # lost the lease while measuring: act on nothing
+    try:
+        _act(decision, spec, router, workloads, models, obs)
+    except RevisionCollision as exc:
+        _write_invalid(rt, obj, status, str(exc), now)
+        return 300.0
+    for event in decision.events:
+        post_event(rt.api, obj, event)
+    _write_status(rt, obj, status, decision.status)
+    if rt.on_decision is not None:
+        rt.on_decision(obj, decision)
+    return decision.requeue_after
+
+
+def _measure(
+    rt: Runtime,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    now: datetime,
+    namespace: str,
+    name: str,
+    obj: dict[str, Any],
+) -> dict[str, Verdict] | None:
+    plan = analysis_plan(spec, status, now)
+    if plan is None or spec.analysis is None:
+        return None
+    provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    started = rt.clock()
+    verdicts = measure(list(spec.analysis.metrics), plan, provider, Target(name, namespace, spec.model.name))
+    if rt.on_verdicts is not None:
+        rt.on_verdicts(obj, verdicts, (rt.clock() - started).total_seconds())
+    return verdicts
+
+
+def _act(
+    decision: Decision,
+    spec: ModelDeploymentSpec,
+    router: Router,
+    workloads: Workloads,
+    models: dict[str, str],
+    obs: Observations,
+) -> None:
+    """Workloads first (a revision must exist before it gets traffic), then weights, then
+    deletions (a revision leaves only after traffic has left it)."""
+    replicas = router.replicas(decision.replicas, decision.weights)
+    port = _service_port(spec)
+    current = {rev for rev in (decision.status.stable_revision, decision.status.canary_revision) if rev}
+    for rev, count in sorted(replicas.items()):
+        seen = obs.workloads.get(rev)
+        if rev in current and rev == obs.revision and (seen is None or seen.replicas != count):
+            workloads.ensure(spec, rev, count, models.get(rev), port)
+        elif seen is not None and seen.replicas != count:
+            workloads.scale(rev, count)
+    if decision.weights is not None and obs.router_error is None:
+        if obs.weights is None or dict(obs.weights) != {k: v for k, v in decision.weights.items()}:
+            router.apply(decision.weights)
+    for rev in decision.delete:
+        workloads.delete(rev)
+
+
+def _service_port(spec: ModelDeploymentSpec) -> int | None:
+    t = spec.traffic
+    if t.gateway_api is not None:
+        return t.gateway_api.port
+    if t.istio is not None:
+        return t.istio.port
+    return None  # the replica router serves every revision through one shared Service
+
+
+def _write_status(
+    rt: Runtime, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
+) -> None:
+    new = _status_dump(after)
+    if new == _status_dump(before) and obj.get("status") is not None:
+        return
+    # A whole replacement carrying the resourceVersion read at the start of the cycle: fields
+    # that went away are removed, and a concurrent writer makes this a 409, not a double step.
+    body = {**obj, "status": new}
+    custom = client.CustomObjectsApi(rt.api)
+    try:
+        custom.replace_namespaced_custom_object_status(
+            GROUP, VERSION, obj["metadata"]["namespace"], PLURAL, obj["metadata"]["name"], body
+        )
+    except ApiException as exc:
+        if exc.status == 409:
+            log.info("status of %s changed meanwhile; the next cycle decides again", obj["metadata"]["name"])
+            return
+        raise
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "spec"
+        parts.append(f"spec.{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _write_invalid(
+    rt: Runtime, obj: dict[str, Any], status: ModelDeploymentStatus, message: str, now: datetime
+) -> None:
+    """Mark the spec invalid once: no traffic moves, nothing is retried until the spec changes."""
+    generation = int(obj["metadata"].get("generation") or 0)
+    if status.phase == "Invalid" and status.message == message and status.observed_generation == generation:
+        return
+    after = status.model_copy(deep=True)
+    after.phase = "Invalid"
+    after.message = message
+    after.observed_generation = generation
+    after.conditions = invalid_spec_condition(status.conditions, message, generation, now)
+    from kanaria.rollout.types import Event
+
+    post_event(rt.api, obj, Event("Warning", "InvalidSpec", message))
+    _write_status(rt, obj, status, after)

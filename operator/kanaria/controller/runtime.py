@@ -1,0 +1,87 @@
+"""The operator's process-wide state, built once at startup and kept in kopf's memo."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from kubernetes import client, config
+
+from kanaria.controller.leader import LeaderElector
+from kanaria.controller.reconcile import Runtime
+
+__all__ = ["OperatorState", "build_state", "load_api_client"]
+
+log = logging.getLogger("kanaria.runtime")
+
+
+def load_api_client() -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        config.load_incluster_config()
+        return client.ApiClient()
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
+    return client.ApiClient(cfg)
+
+
+@dataclass
+class OperatorState:
+    runtime: Runtime
+    leader: LeaderElector | None
+    _wakeups: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
+    _failures: dict[tuple[str, str], int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wakeup(self, namespace: str, name: str) -> threading.Event:
+        with self._lock:
+            return self._wakeups.setdefault((namespace, name), threading.Event())
+
+    def forget(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._wakeups.pop((namespace, name), None)
+            self._failures.pop((namespace, name), None)
+
+    def reconciled(self, namespace: str, name: str) -> None:
+        with self._lock:
+            self._failures.pop((namespace, name), None)
+
+    def failed(self, namespace: str, name: str, exc: Exception) -> float:
+        """Log a failed cycle and return the back-off before the next one (1 s doubling to 60 s)."""
+        with self._lock:
+            n = self._failures.get((namespace, name), 0) + 1
+            self._failures[(namespace, name)] = n
+        delay = min(60.0, 2.0 ** (n - 1))
+        log.warning("reconcile %s/%s failed (%d in a row, next try in %.0fs): %s: %s",
+                    namespace, name, n, delay, type(exc).__name__, exc, exc_info=n == 1)
+        return delay
+
+    def stop(self) -> None:
+        if self.leader is not None:
+            self.leader.stop()
+
+
+def build_state() -> OperatorState:
+    api = load_api_client()
+    leader = None
+    if os.environ.get("KANARIA_LEADER_ELECTION", "true").lower() != "false":
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{uuid.uuid4().hex[:6]}"
+        leader = LeaderElector(
+            api,
+            namespace=os.environ.get("KANARIA_NAMESPACE", "kanaria-system"),
+            name=os.environ.get("KANARIA_LEASE_NAME", "kanaria-operator"),
+            identity=identity,
+            duration=float(os.environ.get("KANARIA_LEASE_SECONDS", "15")),
+            renew=float(os.environ.get("KANARIA_LEASE_RENEW_SECONDS", "5")),
+        )
+        leader.start()
+        started = time.monotonic()
+        if leader.wait_until_leader(timeout=1.0):
+            log.info("leader after %.1fs", time.monotonic() - started)
+    runtime = Runtime(api=api, is_leader=leader.is_leader if leader else (lambda: True))
+    return OperatorState(runtime=runtime, leader=leader)

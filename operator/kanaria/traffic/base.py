@@ -1,0 +1,49 @@
+"""The traffic Router interface, and the helpers every router shares."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+__all__ = ["Router", "normalise", "revision_of"]
+
+
+class Router(Protocol):
+    """Moves traffic between a ModelDeployment's revisions."""
+
+    kind: str
+
+    def check(self) -> str | None:
+        """None when the router can be used; otherwise a message a person can act on."""
+        ...
+
+    def apply(self, weights: Mapping[str, int]) -> None:
+        """Make traffic follow these weights (percent per revision, summing to 100)."""
+        ...
+
+    def read(self) -> dict[str, int] | None:
+        """The weights in force, read back from the cluster; None when unknown."""
+        ...
+
+    def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
+        """Replicas per revision given the engine's wishes (routers by replica ratio adjust)."""
+        ...
+
+
+def normalise(raw: Mapping[str, int]) -> dict[str, int]:
+    """Relative weights to percents summing to 100 (largest remainder)."""
+    total = sum(max(0, w) for w in raw.values())
+    if total <= 0:
+        return {k: 0 for k in raw}
+    exact = {k: max(0, w) * 100 / total for k, w in raw.items()}
+    floors = {k: int(v) for k, v in exact.items()}
+    short = 100 - sum(floors.values())
+    for k in sorted(exact, key=lambda k: exact[k] - floors[k], reverse=True)[:short]:
+        floors[k] += 1
+    return floors
+
+
+def revision_of(deployment: str, service: str) -> str | None:
+    """The revision a per-revision Service name belongs to (``NAME-REVISION``)."""
+    prefix = f"{deployment}-"
+    return service[len(prefix) :] if service.startswith(prefix) else None

@@ -1,0 +1,97 @@
+"""Gateway API router: Kanaria owns the backendRefs weights of one HTTPRoute.
+
+Written with server-side apply under the field manager ``kanaria``. When the route already
+exists (for example it is managed by a GitOps tool), its rules' matches and filters are kept
+and only backendRefs are replaced; tell the GitOps tool to ignore ``/spec/rules/*/backendRefs``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kanaria.api.models import GatewayAPITraffic
+from kanaria.api.revision import revision_name
+from kanaria.traffic.base import normalise, revision_of
+from kanaria.workloads.kube import apply
+from kanaria.workloads.objects import labels_for, owner_reference
+
+__all__ = ["GatewayAPIRouter", "GROUP", "VERSION", "weights_from_route"]
+
+GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
+
+
+def weights_from_route(deployment: str, route: Mapping[str, Any]) -> dict[str, int] | None:
+    """Percent per revision from the first rule's backendRefs (weight defaults to 1)."""
+    rules = (route.get("spec") or {}).get("rules") or []
+    if not rules:
+        return None
+    raw: dict[str, int] = {}
+    for ref in rules[0].get("backendRefs") or []:
+        rev = revision_of(deployment, str(ref.get("name", "")))
+        if rev is not None:
+            raw[rev] = raw.get(rev, 0) + int(ref.get("weight", 1))
+    return normalise(raw) if raw else None
+
+
+class GatewayAPIRouter:
+    kind = "gatewayAPI"
+
+    def __init__(
+        self, api: client.ApiClient, name: str, namespace: str, uid: str, cfg: GatewayAPITraffic
+    ) -> None:
+        self.api = api
+        self.custom = client.CustomObjectsApi(api)
+        self.name, self.namespace, self.uid, self.cfg = name, namespace, uid, cfg
+        self.route = cfg.http_route or name
+
+    def check(self) -> str | None:
+        try:
+            client.ApiextensionsV1Api(self.api).read_custom_resource_definition(f"{PLURAL}.{GROUP}")
+        except ApiException as exc:
+            if exc.status == 404:
+                return (
+                    "the Gateway API HTTPRoute CRD (httproutes.gateway.networking.k8s.io) is not "
+                    "installed; install Gateway API or choose spec.traffic.istio or replicas"
+                )
+            return f"cannot check the HTTPRoute CRD: {exc.status} {exc.reason}"
+        return None
+
+    def _existing(self) -> dict[str, Any] | None:
+        try:
+            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.route)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj if isinstance(obj, dict) else None
+
+    def apply(self, weights: Mapping[str, int]) -> None:
+        refs = [
+            {"name": revision_name(self.name, rev), "port": self.cfg.port, "weight": int(w)}
+            for rev, w in sorted(weights.items())
+        ]
+        existing = self._existing()
+        old_rules = ((existing or {}).get("spec") or {}).get("rules") or [{}]
+        rules = [{**{k: v for k, v in rule.items() if k != "backendRefs"}, "backendRefs": refs} for rule in old_rules]
+        spec: dict[str, Any] = {"rules": rules}
+        if self.cfg.parent_refs:
+            spec["parentRefs"] = [
+                {k: v for k, v in p.model_dump(by_alias=True).items() if v is not None}
+                for p in self.cfg.parent_refs
+            ]
+        metadata: dict[str, Any] = {"name": self.route, "namespace": self.namespace}
+        if existing is None:  # Kanaria created it: Kanaria owns it
+            metadata["labels"] = labels_for(self.name)
+            metadata["ownerReferences"] = [owner_reference(self.name, self.uid)]
+        apply(self.api, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HTTPRoute", "metadata": metadata, "spec": spec})
+
+    def read(self) -> dict[str, int] | None:
+        existing = self._existing()
+        return None if existing is None else weights_from_route(self.name, existing)
+
+    def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
+        return dict(wanted)

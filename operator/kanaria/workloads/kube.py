@@ -1,0 +1,108 @@
+"""Applying and observing revisions' workloads through the Kubernetes API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from kanaria.api.models import ModelDeploymentSpec
+from kanaria.api.revision import revision_name
+from kanaria.rollout.types import WorkloadState
+from kanaria.workloads.objects import (
+    ANNOTATION_MODEL,
+    LABEL_DEPLOYMENT,
+    LABEL_REVISION,
+    deployment_manifest,
+    model_fingerprint,
+    service_manifest,
+)
+
+__all__ = ["FIELD_MANAGER", "apply", "Workloads", "RevisionCollision"]
+
+FIELD_MANAGER = "kanaria"
+
+
+class RevisionCollision(RuntimeError):
+    """A Deployment with this revision's name records a different model."""
+
+
+def apply(api: client.ApiClient, manifest: dict[str, Any]) -> None:
+    """Server-side apply under Kanaria's field manager (force: these fields are Kanaria's)."""
+    meta = manifest["metadata"]
+    name, namespace, kind = meta["name"], meta["namespace"], manifest["kind"]
+    common: dict[str, Any] = {
+        "field_manager": FIELD_MANAGER,
+        "force": True,
+        "_content_type": "application/apply-patch+yaml",
+    }
+    if kind == "Deployment":
+        client.AppsV1Api(api).patch_namespaced_deployment(name, namespace, manifest, **common)
+    elif kind == "Service":
+        client.CoreV1Api(api).patch_namespaced_service(name, namespace, manifest, **common)
+    else:
+        group, version = manifest["apiVersion"].split("/")
+        plural = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices"}[kind]
+        client.CustomObjectsApi(api).patch_namespaced_custom_object(
+            group, version, namespace, plural, name, manifest, **common
+        )
+
+
+class Workloads:
+    """The Deployments and Services of one ModelDeployment's revisions."""
+
+    def __init__(self, api: client.ApiClient, name: str, namespace: str, uid: str) -> None:
+        self.api = api
+        self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
+        self.name, self.namespace, self.uid = name, namespace, uid
+
+    def observe(self) -> tuple[dict[str, WorkloadState], dict[str, str]]:
+        """Ready state per revision, and the model recorded on each revision's Deployment."""
+        found = self.apps.list_namespaced_deployment(
+            self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}"
+        )
+        states: dict[str, WorkloadState] = {}
+        models: dict[str, str] = {}
+        for dep in found.items:
+            rev = (dep.metadata.labels or {}).get(LABEL_REVISION)
+            if not rev:
+                continue
+            states[rev] = WorkloadState(
+                replicas=dep.spec.replicas or 0, ready=(dep.status.ready_replicas or 0)
+            )
+            models[rev] = (dep.metadata.annotations or {}).get(ANNOTATION_MODEL, "")
+        return states, models
+
+    def ensure(
+        self,
+        spec: ModelDeploymentSpec,
+        revision: str,
+        replicas: int,
+        recorded_model: str | None,
+        service_port: int | None,
+    ) -> None:
+        """Create or scale a revision's Deployment (and its Service when a port is given)."""
+        if recorded_model and recorded_model != model_fingerprint(spec) and replicas > 0:
+            raise RevisionCollision(
+                f"Deployment {revision_name(self.name, revision)} exists for a different model "
+                f"({recorded_model}); refusing to adopt it"
+            )
+        apply(self.api, deployment_manifest(self.name, self.namespace, self.uid, spec, revision, replicas))
+        if service_port is not None:
+            apply(self.api, service_manifest(self.name, self.namespace, self.uid, revision, service_port))
+
+    def scale(self, revision: str, replicas: int) -> None:
+        """Scale an existing revision without touching its template (its spec may be older)."""
+        self.apps.patch_namespaced_deployment_scale(
+            revision_name(self.name, revision), self.namespace, {"spec": {"replicas": replicas}}
+        )
+
+    def delete(self, revision: str) -> None:
+        for call in (self.apps.delete_namespaced_deployment, self.core.delete_namespaced_service):
+            try:
+                call(revision_name(self.name, revision), self.namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise

@@ -1,0 +1,220 @@
+"""The operator against the real control plane and a real Prometheus.
+
+Metric values come from the exporter fixture (a real /metrics endpoint scraped by Prometheus);
+the operator runs as its own process under the RBAC in manifests/. Real model servers and the
+proxy come in tests/e2e/test_metrics_path.py.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from kanaria.api import ModelDeploymentSpec, revision_hash
+from kanaria.sandbox.cluster import LocalCluster
+from kanaria.sandbox.exporter import MetricsExporter
+from kanaria.sandbox.operator import OperatorProcess
+from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget
+from kanaria.sandbox.timeline import TimelineRecorder
+from tests.e2e.conftest import apply_md, get_md, md_manifest
+from tests.helpers import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.e2e]
+
+QUALITY = 'max(kanaria_test_quality{revision="{{revision}}"})'
+
+
+def spec_for(prom: LocalPrometheus, steps: list[dict[str, Any]], **analysis: Any) -> dict[str, Any]:
+    return {
+        "strategy": {"canary": {"steps": steps}},
+        "analysis": {
+            "prometheus": {"address": prom.url},
+            "interval": "1s",
+            "metrics": [{"name": "quality", "kind": "custom", "query": QUALITY, "condition": ">= 0.9"}],
+            **analysis,
+        },
+        "rollback": {"postPromotionWindow": "0s", "scaleDownDelay": "0s"},
+    }
+
+
+def rev(body: dict[str, Any]) -> str:
+    return revision_hash(ModelDeploymentSpec.model_validate(body["spec"]))
+
+
+def phase_is(api: client.ApiClient, ns: str, name: str, phase: str, revision: str) -> bool:
+    st = get_md(api, ns, name).get("status") or {}
+    return st.get("phase") == phase and st.get("stableRevision") == revision
+
+
+STEPS = [{"setWeight": 20}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
+
+
+@pytest.fixture
+def prom(
+    exporter: MetricsExporter, prometheus_factory: Callable[..., LocalPrometheus]
+) -> LocalPrometheus:
+    return prometheus_factory([ScrapeTarget(exporter.target)])
+
+
+def test_promote_then_rollback(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    exporter: MetricsExporter,
+    prom: LocalPrometheus,
+    start_operator: Callable[..., OperatorProcess],
+    artifacts: Path,
+) -> None:
+    start_operator()
+    name = "iris"
+    v1 = md_manifest(name, namespace, "v1", **spec_for(prom, STEPS))
+    r1 = rev(v1)
+    exporter.gauge("kanaria_test_quality", {"revision": r1}).set(0.95)
+    apply_md(cluster, v1)
+    wait_for(lambda: phase_is(k8s, namespace, name, "Stable", r1), 60, message="v1 stable")
+
+    # v2 is good: the HTTPRoute walks 20 → 50 → 100 and v2 becomes stable.
+    v2 = md_manifest(name, namespace, "v2", **spec_for(prom, STEPS))
+    r2 = rev(v2)
+    exporter.gauge("kanaria_test_quality", {"revision": r2}).set(0.97)
+    with TimelineRecorder(k8s, namespace, name) as timeline:
+        apply_md(cluster, v2)
+        wait_for(lambda: phase_is(k8s, namespace, name, "Stable", r2), 90, message="v2 promoted")
+    timeline.dump(artifacts / "v2-timeline.json")
+    assert timeline.route_weights_seen(r2)[-3:] == [20, 50, 100], timeline.route_weights_seen(r2)
+    st = get_md(k8s, namespace, name)["status"]
+    assert st["history"][-1]["outcome"] == "promoted" and st["history"][-1]["revision"] == r2
+
+    # v3 fails its metric: all traffic back on v2, RolledBack, with an Event and a condition.
+    v3 = md_manifest(name, namespace, "v3", **spec_for(prom, STEPS))
+    r3 = rev(v3)
+    exporter.gauge("kanaria_test_quality", {"revision": r3}).set(0.5)
+    with TimelineRecorder(k8s, namespace, name) as timeline:
+        apply_md(cluster, v3)
+        wait_for(
+            lambda: (get_md(k8s, namespace, name).get("status") or {}).get("phase") == "RolledBack",
+            90,
+            message="v3 rolled back",
+        )
+        wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(r3) == 0, 20, message="route back")
+    timeline.dump(artifacts / "v3-timeline.json")
+    assert 20 in timeline.route_weights_seen(r3) and timeline.route_weights_seen(r3)[-1] == 0
+    st = get_md(k8s, namespace, name)["status"]
+    assert st["stableRevision"] == r2 and st["history"][-1]["outcome"] == "rolledBack"
+    assert "quality fail" in st["history"][-1]["reason"] and "0.5" in st["history"][-1]["reason"]
+    degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True" and degraded["reason"] == "RolledBack"
+    events = client.CoreV1Api(k8s).list_namespaced_event(namespace)
+    rolled = [e for e in events.items if e.reason == "RolledBack"]
+    assert rolled and "0.5 >= 0.9 is false" in rolled[-1].message
+
+
+def test_restart_mid_rollout_resumes_without_double_step(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    exporter: MetricsExporter,
+    prom: LocalPrometheus,
+    start_operator: Callable[..., OperatorProcess],
+    artifacts: Path,
+) -> None:
+    steps = [{"setWeight": 10}, {"pause": {}}, {"setWeight": 40}, {"pause": {"duration": "3s"}}]
+    name = "resume"
+    op = start_operator()
+    v1 = md_manifest(name, namespace, "v1", **spec_for(prom, steps))
+    r1 = rev(v1)
+    apply_md(cluster, v1)
+    wait_for(lambda: phase_is(k8s, namespace, name, "Stable", r1), 60, message="v1 stable")
+    v2 = md_manifest(name, namespace, "v2", **spec_for(prom, steps))
+    r2 = rev(v2)
+    exporter.gauge("kanaria_test_quality", {"revision": r1}).set(0.95)
+    exporter.gauge("kanaria_test_quality", {"revision": r2}).set(0.95)
+    with TimelineRecorder(k8s, namespace, name, interval=0.1) as timeline:
+        apply_md(cluster, v2)
+
+        def at_pause() -> bool:
+            st = get_md(k8s, namespace, name).get("status") or {}
+            return st.get("currentStep") == 1 and st.get("phase") == "Paused"
+
+        wait_for(at_pause, 60, message="paused at step 1")
+        op.kill()
+        assert not op.alive()
+        op = start_operator(name="operator-2")
+        # The restarted operator holds at the indefinite pause: same step, same weight.
+        wait_for(lambda: timeline.snapshot()[-1].step == 1, 10, message="still at step 1")
+        cluster.kubectl("annotate", "--overwrite", "-n", namespace, f"modeldeployment/{name}",
+                        "kanaria.io/action=promote@1")
+        wait_for(lambda: phase_is(k8s, namespace, name, "Stable", r2), 60, message="v2 promoted")
+    timeline.dump(artifacts / "timeline.json")
+    steps_seen = [p.step for p in timeline.snapshot() if p.canary == r2]
+    assert steps_seen == sorted(steps_seen), steps_seen
+    assert all(b - a <= 1 for a, b in zip(steps_seen, steps_seen[1:], strict=False)), steps_seen
+    assert timeline.route_weights_seen(r2)[-3:] == [10, 40, 100]
+
+
+def test_invalid_spec_is_rejected_by_the_api_server(cluster: LocalCluster, namespace: str) -> None:
+    bad = md_manifest("bad", namespace, "v1", traffic={"gatewayAPI": {}, "istio": {}},
+                      strategy={"canary": {"steps": [{"setWeight": 60}, {"setWeight": 20}]}})
+    with pytest.raises(subprocess.CalledProcessError) as err:
+        apply_md(cluster, bad)
+    text = str(err.value.stderr or "") + str(err.value.output or "")
+    assert "choose exactly one traffic router" in text
+    assert "setWeight values must not decrease" in text
+
+
+def test_router_crd_missing_marks_degraded_and_moves_nothing(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    start_operator()
+    body = md_manifest("mesh", namespace, "v1", traffic={"istio": {}})
+    apply_md(cluster, body)
+
+    def degraded() -> dict[str, Any] | None:
+        st = get_md(k8s, namespace, "mesh").get("status") or {}
+        return next((c for c in st.get("conditions", []) if c["type"] == "Degraded" and c["status"] == "True"), None)
+
+    cond = wait_for(degraded, 60, message="Degraded condition")
+    assert cond["reason"] == "RouterUnavailable" and "Istio VirtualService CRD" in cond["message"]
+
+
+def test_unreachable_prometheus_holds_and_says_so(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    from kanaria.sandbox._proc import free_port
+
+    start_operator()
+    dead = f"http://127.0.0.1:{free_port()}"
+    spec = {
+        "strategy": {"canary": {"steps": [{"setWeight": 30}, {"analysis": {}}]}},
+        "analysis": {
+            "prometheus": {"address": dead, "timeout": "1s"},
+            "interval": "1s",
+            "metrics": [{"name": "quality", "kind": "custom", "query": QUALITY, "condition": ">= 0.9"}],
+        },
+    }
+    v1 = md_manifest("blind", namespace, "v1", **spec)
+    apply_md(cluster, v1)
+    wait_for(lambda: phase_is(k8s, namespace, "blind", "Stable", rev(v1)), 60, message="v1 stable")
+    v2 = md_manifest("blind", namespace, "v2", **spec)
+    apply_md(cluster, v2)
+
+    def metrics_down() -> dict[str, Any] | None:
+        st = get_md(k8s, namespace, "blind").get("status") or {}
+        return next((c for c in st.get("conditions", []) if c.get("reason") == "MetricsUnavailable"), None)
+
+    cond = wait_for(metrics_down, 60, message="MetricsUnavailable")
+    assert "metrics unavailable" in cond["message"]
+    st = get_md(k8s, namespace, "blind")["status"]
+    assert st["currentStep"] == 1 and st["canaryWeight"] == 30  # held at the analysis step
+    assert st["phase"] == "Progressing"

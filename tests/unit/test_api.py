@@ -1,0 +1,120 @@
+"""The API models, the generated CRD, revision hashing and the import rule."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from kanaria.api import ModelDeploymentSpec, parse_duration, revision_hash
+from kanaria.api.crd import crd_manifest, crd_yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spec(**kw: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "model": {"name": "iris", "version": "v1", "uri": "file:///m/v1"},
+        "traffic": {"gatewayAPI": {}},
+    }
+    base.update(kw)
+    return base
+
+
+def test_crds_folder_matches_the_models() -> None:
+    on_disk = (ROOT / "crds" / "modeldeployment.yaml").read_text()
+    assert on_disk == crd_yaml(), "crds/ is stale: run `make crds`"
+
+
+def test_every_spec_field_has_a_description() -> None:
+    root = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    missing: list[str] = []
+
+    def walk(node: dict[str, object], path: str) -> None:
+        if "description" not in node:
+            missing.append(path)
+        props = node.get("properties") or {}
+        assert isinstance(props, dict)
+        for key, sub in props.items():
+            walk(sub, f"{path}.{key}")
+        items = node.get("items")
+        if isinstance(items, dict) and "properties" in items:
+            for key, sub in items["properties"].items():
+                walk(sub, f"{path}[].{key}")
+
+    walk(root, "spec")
+    assert not missing
+
+
+def test_crd_has_printer_columns_short_name_and_status() -> None:
+    crd = crd_manifest()
+    version = crd["spec"]["versions"][0]
+    assert crd["spec"]["names"]["shortNames"] == ["mdep"]
+    assert version["subresources"] == {"status": {}}
+    assert [c["name"] for c in version["additionalPrinterColumns"]] == [
+        "Phase", "Stable", "Canary", "Weight", "Step", "Age"]
+    text = yaml.safe_dump(crd)
+    assert "$ref" not in text and "anyOf" not in text
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"traffic": {"gatewayAPI": {}, "istio": {}}}, "exactly one traffic router"),
+        ({"strategy": {"canary": {"steps": [{"setWeight": 50}, {"setWeight": 10}]}}}, "must not decrease"),
+        ({"strategy": {"canary": {"steps": [{"setWeight": 150}]}}}, "less than or equal to 100"),
+        ({"strategy": {"canary": {"steps": [{"setWeight": 10, "pause": {}}]}}}, "exactly one of"),
+        ({"strategy": {"canary": {"steps": [{"analysis": {}}]}}}, "need spec.analysis"),
+        ({"analysis": {"prometheus": {"address": "http://p"}, "interval": "0s"}}, "should match pattern"),
+        ({"analysis": {"prometheus": {"address": "http://p"},
+                       "metrics": [{"name": "x", "kind": "custom"}]}}, "needs a query and a condition"),
+        ({"unknown": 1}, "Extra inputs are not permitted"),
+    ],
+)
+def test_invalid_specs_are_refused_with_a_clear_message(patch: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        ModelDeploymentSpec.model_validate(spec(**patch))
+    assert message in str(err.value)
+
+
+def test_revision_hash_is_stable_and_depends_on_model_and_template_only() -> None:
+    a = ModelDeploymentSpec.model_validate(spec())
+    b = ModelDeploymentSpec.model_validate(spec(replicas=5, traffic={"replicas": {}}))
+    c = ModelDeploymentSpec.model_validate(spec(model={"name": "iris", "version": "v2", "uri": "file:///m/v1"}))
+    d = ModelDeploymentSpec.model_validate(spec(template={"metadata": {"labels": {"x": "y"}}}))
+    assert revision_hash(a) == revision_hash(b)
+    assert len({revision_hash(a), revision_hash(c), revision_hash(d)}) == 3
+    assert len(revision_hash(a)) == 10
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("250ms", 0.25), ("30s", 30), ("5m", 300), ("2h", 7200)])
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+def test_durations_refuse_garbage() -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration("5 minutes")
+
+
+PURE = ("rollout", "analysis", "api")
+FORBIDDEN = ("kopf", "kubernetes", "kanaria.controller", "kanaria.traffic", "kanaria.workloads")
+
+
+@pytest.mark.parametrize("package", PURE)
+def test_engine_and_analysis_import_no_kubernetes_or_kopf(package: str) -> None:
+    offenders = []
+    for path in (ROOT / "operator" / "kanaria" / package).rglob("*.py"):
+        if path.name == "prometheus.py":
+            continue  # the Prometheus provider is the analysis package's one I/O adapter
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN or n.startswith(FORBIDDEN)]
+    assert not offenders
