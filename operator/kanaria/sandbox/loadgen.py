@@ -1,0 +1,365 @@
+"""Load generator: held-out rows through the proxy, with delayed ground-truth feedback.
+
+Requests are the held-out split of a bundled data set (the same split the trainer keeps
+out, see :func:`kanaria.sandbox.train.load_split`), sent at ``rate`` per second with a
+request id each, until ``total`` requests or ``duration`` seconds (one of them is required,
+and ``max_duration`` caps every run: the generator always stops by itself). Targets must be
+on 127.0.0.1.
+
+Feedback: ``feedback_delay_s`` after a prediction is answered, its true label is posted to
+``/feedback`` at the same base URL with the ``X-Kanaria-Server`` header the proxy put on the
+prediction's response. The proxy routes a request with that header to that very server
+(see :mod:`kanaria.sandbox.proxy`), so the label reaches the revision that served the
+prediction even after the split changed. Without a proxy (one server) the header is absent
+and the label goes to the only server there is.
+
+Input drift: ``Drift(feature, shift_sd, fraction)`` adds ``shift_sd`` training standard
+deviations to one feature of a ``fraction`` of the requests.
+
+    python -m kanaria.sandbox.loadgen --url http://127.0.0.1:PORT --dataset breast_cancer \
+        --rate 50 (--total N | --duration S) [--feedback-delay 1] [--no-feedback] \
+        [--drift-feature K --drift-sd S --drift-fraction F] [--seed N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import random
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+from kanaria.sandbox.proxy import SERVER_HEADER
+from kanaria.sandbox.train import DATASETS, load_split
+
+__all__ = ["Drift", "LoadGenerator", "LoadStats", "main"]
+
+ALLOWED_HOSTS = ("127.0.0.1",)
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Shift feature ``feature`` (index or name) by ``shift_sd`` standard deviations."""
+
+    feature: int | str
+    shift_sd: float
+    fraction: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.fraction <= 1.0:
+            raise ValueError("drift fraction must be within [0, 1]")
+
+
+@dataclass(frozen=True)
+class LoadStats:
+    """What was sent and what came back, by the revision that answered."""
+
+    sent: int = 0
+    ok: int = 0
+    errors: int = 0  # 5xx answers
+    failed: int = 0  # no answer, or another status
+    drifted: int = 0
+    by_revision: dict[str, int] = field(default_factory=dict)
+    errors_by_revision: dict[str, int] = field(default_factory=dict)
+    correct_by_revision: dict[str, int] = field(default_factory=dict)
+    feedback_sent: int = 0
+    feedback_accepted: int = 0
+    feedback_rejected: int = 0
+    feedback_failed: int = 0
+    elapsed_s: float = 0.0
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+@dataclass(order=True)
+class _Label:
+    due: float
+    request_id: str = field(compare=False)
+    label: str = field(compare=False)
+    server: str | None = field(compare=False)
+
+
+class _Counters:
+    """Mutable tallies behind one lock; ``snapshot`` makes a :class:`LoadStats`."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.totals: Counter[str] = Counter()
+        self.by_revision: Counter[str] = Counter()
+        self.errors_by_revision: Counter[str] = Counter()
+        self.correct_by_revision: Counter[str] = Counter()
+
+    def add(self, **amounts: int) -> None:
+        with self.lock:
+            self.totals.update(amounts)
+
+    def snapshot(self, elapsed: float) -> LoadStats:
+        with self.lock:
+            t = self.totals
+            return LoadStats(
+                sent=t["sent"], ok=t["ok"], errors=t["errors"], failed=t["failed"],
+                drifted=t["drifted"], by_revision=dict(self.by_revision),
+                errors_by_revision=dict(self.errors_by_revision),
+                correct_by_revision=dict(self.correct_by_revision),
+                feedback_sent=t["feedback_sent"], feedback_accepted=t["feedback_accepted"],
+                feedback_rejected=t["feedback_rejected"], feedback_failed=t["feedback_failed"],
+                elapsed_s=elapsed,
+            )  # fmt: skip
+
+
+class LoadGenerator:
+    """Send predictions at a fixed rate and their labels after a delay; see the module doc.
+
+    ``run()`` blocks until done; ``start()`` runs it in a daemon thread, ``stop()`` ends it
+    early (pending labels are then not sent), ``stats()`` may be read at any time.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        dataset: str = "breast_cancer",
+        *,
+        rate: float = 50.0,
+        total: int | None = None,
+        duration: float | None = None,
+        feedback: bool = True,
+        feedback_delay_s: float = 1.0,
+        drift: Drift | None = None,
+        seed: int = 0,
+        split_seed: int = 0,
+        concurrency: int = 8,
+        timeout: float = 10.0,
+        max_duration: float = 3600.0,
+    ) -> None:
+        parsed = urlparse(base_url)
+        if parsed.scheme != "http" or parsed.hostname not in ALLOWED_HOSTS:
+            raise ValueError(f"only http://127.0.0.1 targets are allowed, not {base_url!r}")
+        if total is None and duration is None:
+            raise ValueError("give total or duration: a load generator must stop by itself")
+        if not 0 < rate <= 5000:
+            raise ValueError("rate must be within (0, 5000] requests per second")
+        if total is not None and total < 0:
+            raise ValueError("total must not be negative")
+        self.base_url = base_url.rstrip("/")
+        self.rate = rate
+        self.total = total
+        self.duration = min(duration, max_duration) if duration is not None else max_duration
+        self.feedback = feedback
+        self.feedback_delay_s = feedback_delay_s
+        self.timeout = timeout
+        self.concurrency = concurrency
+        split = load_split(dataset, split_seed)
+        self._rows = split.X_test.copy()
+        self._labels = [split.classes[int(y)] for y in split.y_test]
+        self._drift = drift
+        self._drift_index: int | None = None
+        self._drift_shift = 0.0
+        if drift is not None:
+            index = (
+                split.feature_names.index(drift.feature)
+                if isinstance(drift.feature, str)
+                else int(drift.feature)
+            )
+            self._drift_index = index
+            self._drift_shift = drift.shift_sd * float(np.std(split.X_train[:, index]))
+        self._rng = random.Random(seed)
+        self._order = list(range(len(self._labels)))
+        self._rng.shuffle(self._order)
+        self._prefix = uuid.uuid4().hex[:8]
+        self._counters = _Counters()
+        self._labels_due: list[_Label] = []
+        self._labels_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._started_at: float | None = None
+        self._finished_at: float | None = None
+
+    # -- control ----------------------------------------------------------------------------
+
+    def start(self) -> LoadGenerator:
+        self._thread = threading.Thread(target=self.run, name="loadgen", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the run to end; True if it has."""
+        return self._done.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return self._started_at is not None and not self._done.is_set()
+
+    def stats(self) -> LoadStats:
+        if self._started_at is None:
+            return self._counters.snapshot(0.0)
+        end = self._finished_at if self._finished_at is not None else time.monotonic()
+        return self._counters.snapshot(end - self._started_at)
+
+    # -- the run ----------------------------------------------------------------------------
+
+    def run(self) -> LoadStats:
+        self._started_at = start = time.monotonic()
+        deadline = start + self.duration
+        in_flight: list[Future[None]] = []
+        try:
+            with httpx.Client(base_url=self.base_url, timeout=self.timeout) as client, ThreadPoolExecutor(
+                self.concurrency, thread_name_prefix="loadgen"
+            ) as pool:
+                index = 0
+                while not self._stop.is_set():
+                    now = time.monotonic()
+                    if now >= deadline or (self.total is not None and index >= self.total):
+                        break
+                    self._send_due_labels(client, pool, now)
+                    next_send = start + index / self.rate
+                    if now >= next_send:
+                        in_flight.append(pool.submit(self._predict, client, index))
+                        index += 1
+                        in_flight = [f for f in in_flight if not f.done()]
+                        continue
+                    self._stop.wait(min(next_send, self._next_label_due(next_send)) - now)
+                for future in in_flight:
+                    future.result()
+                drain_until = time.monotonic() + self.feedback_delay_s + self.timeout + 1.0
+                while not self._stop.is_set() and self._pending_labels():
+                    now = time.monotonic()
+                    if now > min(drain_until, deadline + self.feedback_delay_s + self.timeout):
+                        break
+                    self._send_due_labels(client, pool, now)
+                    self._stop.wait(max(0.0, min(self._next_label_due(now + 0.1), now + 0.1) - now))
+        finally:
+            self._finished_at = time.monotonic()
+            self._done.set()
+        return self.stats()
+
+    def _pending_labels(self) -> bool:
+        with self._labels_lock:
+            return bool(self._labels_due)
+
+    def _next_label_due(self, default: float) -> float:
+        with self._labels_lock:
+            return self._labels_due[0].due if self._labels_due else default
+
+    def _send_due_labels(self, client: httpx.Client, pool: ThreadPoolExecutor, now: float) -> None:
+        due: list[_Label] = []
+        with self._labels_lock:
+            while self._labels_due and self._labels_due[0].due <= now:
+                due.append(heapq.heappop(self._labels_due))
+        for item in due:
+            pool.submit(self._post_label, client, item)
+
+    def _row(self, index: int) -> tuple[list[float], str, bool]:
+        position = self._order[index % len(self._order)]
+        row = self._rows[position].astype(float)
+        drifted = False
+        if self._drift is not None and self._drift_index is not None:
+            with self._labels_lock:  # the shared Random is not thread-safe
+                drifted = self._rng.random() < self._drift.fraction
+            if drifted:
+                row[self._drift_index] += self._drift_shift
+        return [float(v) for v in row], self._labels[position], drifted
+
+    def _predict(self, client: httpx.Client, index: int) -> None:
+        features, label, drifted = self._row(index)
+        request_id = f"{self._prefix}-{index}"
+        self._counters.add(sent=1, drifted=int(drifted))
+        try:
+            response = client.post("/predict", json={"features": features, "request_id": request_id})
+        except httpx.HTTPError:
+            self._counters.add(failed=1)
+            return
+        revision = response.headers.get("X-Kanaria-Revision", "")
+        try:
+            body = response.json()
+            revision = str(body.get("revision") or revision)
+        except ValueError:
+            body = {}
+        if response.status_code >= 500:
+            with self._counters.lock:
+                self._counters.totals["errors"] += 1
+                self._counters.errors_by_revision[revision or "<none>"] += 1
+            return
+        if response.status_code != 200:
+            self._counters.add(failed=1)
+            return
+        with self._counters.lock:
+            self._counters.totals["ok"] += 1
+            self._counters.by_revision[revision] += 1
+            self._counters.correct_by_revision[revision] += int(body.get("prediction") == label)
+        if self.feedback:
+            item = _Label(
+                time.monotonic() + self.feedback_delay_s,
+                str(body.get("request_id") or request_id),
+                label,
+                response.headers.get(SERVER_HEADER),
+            )
+            with self._labels_lock:
+                heapq.heappush(self._labels_due, item)
+
+    def _post_label(self, client: httpx.Client, item: _Label) -> None:
+        headers = {SERVER_HEADER: item.server} if item.server else {}
+        self._counters.add(feedback_sent=1)
+        try:
+            response = client.post(
+                "/feedback", json={"request_id": item.request_id, "label": item.label}, headers=headers
+            )
+            accepted = response.status_code == 200 and bool(response.json().get("accepted"))
+        except (httpx.HTTPError, ValueError):
+            self._counters.add(feedback_failed=1)
+            return
+        self._counters.add(feedback_accepted=int(accepted), feedback_rejected=int(not accepted))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kanaria.sandbox.loadgen")
+    parser.add_argument("--url", required=True, help="base URL, e.g. the proxy's http://127.0.0.1:PORT")
+    parser.add_argument("--dataset", choices=DATASETS, default="breast_cancer")
+    parser.add_argument("--rate", type=float, default=50.0)
+    parser.add_argument("--total", type=int)
+    parser.add_argument("--duration", type=float)
+    parser.add_argument("--feedback-delay", type=float, default=1.0)
+    parser.add_argument("--no-feedback", action="store_true")
+    parser.add_argument("--drift-feature")
+    parser.add_argument("--drift-sd", type=float, default=0.0)
+    parser.add_argument("--drift-fraction", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--concurrency", type=int, default=8)
+    args = parser.parse_args(argv)
+    drift = None
+    if args.drift_feature is not None:
+        feature: int | str = int(args.drift_feature) if args.drift_feature.isdigit() else args.drift_feature
+        drift = Drift(feature, args.drift_sd, args.drift_fraction)
+    generator = LoadGenerator(
+        args.url, args.dataset, rate=args.rate, total=args.total, duration=args.duration,
+        feedback=not args.no_feedback, feedback_delay_s=args.feedback_delay, drift=drift,
+        seed=args.seed, concurrency=args.concurrency,
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: generator.stop())
+    try:
+        stats = generator.run()
+    except KeyboardInterrupt:
+        generator.stop()
+        stats = generator.stats()
+    print(stats.to_json(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
