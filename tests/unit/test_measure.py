@@ -1,0 +1,122 @@
+"""Query templates (escaping) and measure() turning query results into verdicts.
+
+The provider here is a stand-in for one function's unit test: it answers queries from a
+table. The real Prometheus path is covered in tests/e2e.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from kanaria.analysis.measure import Target, measure, parse_condition
+from kanaria.analysis.provider import QueryResult, Sample
+from kanaria.analysis.templates import TemplateError, escape_label_value, fill_template
+from kanaria.api.models import Metric
+from kanaria.rollout.types import AnalysisPlan, Arm
+
+PLAN = AnalysisPlan(("m",), Arm("canary1", 60), Arm("stable1", 60))
+TARGET = Target("iris", "models", "iris")
+
+
+class TableProvider:
+    def __init__(self, answer: dict[str, QueryResult] | None = None, default: QueryResult | None = None) -> None:
+        self.answer = answer or {}
+        self.default = default
+        self.queries: list[str] = []
+
+    def query(self, promql: str) -> QueryResult:
+        self.queries.append(promql)
+        for needle, result in self.answer.items():
+            if needle in promql:
+                return result
+        return self.default or QueryResult(promql)
+
+    def online(self) -> str | None:
+        return None
+
+
+@pytest.mark.parametrize("hostile", ['a"} or vector(1) #', "x\\", "line\nbreak", 'a"}[5m])) or up{x="'])
+def test_label_values_cannot_change_the_query(hostile: str) -> None:
+    q = fill_template('sum(x{revision="{{revision}}"})', {"revision": hostile})
+    # The value stays one PromQL string: only the one pair of unescaped quotes around it.
+    body = q[len('sum(x{revision="') : -len('"})')]
+    assert escape_label_value(hostile) == body
+    unescaped = [i for i, ch in enumerate(body) if ch == '"' and (i == 0 or body[i - 1] != "\\")]
+    assert not unescaped and "\n" not in body
+
+
+def test_placeholders_outside_quotes_are_refused() -> None:
+    with pytest.raises(TemplateError, match="inside double quotes"):
+        fill_template("sum(x) by ({{revision}})", {"revision": "r"})
+    with pytest.raises(TemplateError, match="unknown variable"):
+        fill_template('x{a="{{nope}}"}', {"revision": "r"})
+    assert fill_template('rate(x{r="{{revision}}"}[{{window}}])', {"revision": "r", "window": "60s"}) == 'rate(x{r="r"}[60s])'
+
+
+@pytest.mark.parametrize(("text", "parsed"), [("< 0.05", ("<", 0.05)), (">=0.9", (">=", 0.9)), ("!= 1", ("!=", 1.0))])
+def test_conditions(text: str, parsed: tuple[str, float]) -> None:
+    assert parse_condition(text) == parsed
+
+
+def custom(condition: str = "< 0.05") -> Metric:
+    return Metric(name="m", kind="custom", query='max(e{revision="{{revision}}"})', condition=condition)
+
+
+@pytest.mark.parametrize(
+    ("result", "outcome"),
+    [
+        (QueryResult("q", (Sample({}, 0.01),)), "pass"),
+        (QueryResult("q", (Sample({}, 0.2),)), "fail"),
+        (QueryResult("q", ()), "inconclusive"),  # empty
+        (QueryResult("q", (Sample({}, math.nan),)), "inconclusive"),
+        (QueryResult("q", (Sample({}, math.inf),)), "inconclusive"),
+        (QueryResult("q", error="ConnectionError: refused"), "inconclusive"),
+        (QueryResult("q", (Sample({"a": "1"}, 0.01), Sample({"a": "2"}, 0.01))), "inconclusive"),
+    ],
+)
+def test_custom_metric_never_passes_on_missing_evidence(result: QueryResult, outcome: str) -> None:
+    v = measure([custom()], PLAN, TableProvider(default=result), TARGET)["m"]
+    assert v.outcome.value == outcome
+    if result.error:
+        assert "metrics unavailable" in v.reason
+
+
+def test_accuracy_counts_flow_into_the_judge() -> None:
+    answers = {
+        'revision="stable1",outcome="correct"': QueryResult("q", (Sample({}, 9000.0),)),
+        'revision="stable1"}': QueryResult("q", (Sample({}, 10000.0),)),
+        'revision="canary1",outcome="correct"': QueryResult("q", (Sample({}, 1500.0),)),
+        'revision="canary1"}': QueryResult("q", (Sample({}, 2000.0),)),
+    }
+    provider = TableProvider(answers)
+    v = measure([Metric(name="m", kind="accuracy")], PLAN, provider, TARGET)["m"]
+    assert v.outcome.value == "fail"
+    assert (v.samples, v.baseline_samples) == (2000, 10000)
+    assert v.value == pytest.approx(0.75) and v.baseline == pytest.approx(0.9)
+    assert all("[60s]" in q for q in provider.queries)
+
+
+def test_accuracy_waits_for_enough_labels() -> None:
+    answers = {
+        'outcome="correct"': QueryResult("q", (Sample({}, 5.0),)),
+        "labels_total": QueryResult("q", (Sample({}, 10.0),)),
+    }
+    v = measure([Metric(name="m", kind="accuracy")], PLAN, TableProvider(answers), TARGET)["m"]
+    assert v.outcome.value == "inconclusive"
+
+
+def test_latency_from_buckets() -> None:
+    bounds = ["0.05", "0.1", "0.2", "+Inf"]
+    slow = QueryResult("q", tuple(Sample({"le": le}, c) for le, c in zip(bounds, [0, 100, 900, 1000], strict=True)))
+    fast = QueryResult("q", tuple(Sample({"le": le}, c) for le, c in zip(bounds, [500, 900, 1000, 1000], strict=True)))
+    provider = TableProvider({'revision="canary1"': slow, 'revision="stable1"': fast})
+    v = measure([Metric(name="m", kind="latency")], PLAN, provider, TARGET)["m"]
+    assert v.outcome.value == "fail" and v.samples == 1000
+
+
+def test_undefined_metric_is_inconclusive() -> None:
+    plan = AnalysisPlan(("ghost",), PLAN.candidate, PLAN.baseline)
+    v = measure([custom()], plan, TableProvider(), TARGET)["ghost"]
+    assert v.outcome.value == "inconclusive" and "not defined" in v.reason
