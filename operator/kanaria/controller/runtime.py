@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from kubernetes import client, config
 
 from kanaria.controller.leader import LeaderElector
+from kanaria.controller.metrics import OperatorMetrics
 from kanaria.controller.reconcile import Runtime
 
 __all__ = ["OperatorState", "build_state", "load_api_client"]
@@ -34,6 +35,7 @@ def load_api_client() -> client.ApiClient:
 class OperatorState:
     runtime: Runtime
     leader: LeaderElector | None
+    metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     _wakeups: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -57,6 +59,7 @@ class OperatorState:
             n = self._failures.get((namespace, name), 0) + 1
             self._failures[(namespace, name)] = n
         delay = min(60.0, 2.0 ** (n - 1))
+        self.metrics.on_reconcile_error(namespace, name)
         log.warning("reconcile %s/%s failed (%d in a row, next try in %.0fs): %s: %s",
                     namespace, name, n, delay, type(exc).__name__, exc, exc_info=n == 1)
         return delay
@@ -64,6 +67,7 @@ class OperatorState:
     def stop(self) -> None:
         if self.leader is not None:
             self.leader.stop()
+        self.metrics.stop()
 
 
 def build_state() -> OperatorState:
@@ -83,5 +87,20 @@ def build_state() -> OperatorState:
         started = time.monotonic()
         if leader.wait_until_leader(timeout=1.0):
             log.info("leader after %.1fs", time.monotonic() - started)
-    runtime = Runtime(api=api, is_leader=leader.is_leader if leader else (lambda: True))
-    return OperatorState(runtime=runtime, leader=leader)
+    metrics = OperatorMetrics()
+    port = int(os.environ.get("KANARIA_METRICS_PORT", "8080"))
+    if port > 0:
+        metrics.serve(port, addr=os.environ.get("KANARIA_METRICS_ADDRESS", "0.0.0.0"))
+
+    def is_leader() -> bool:
+        leading = leader.is_leader() if leader else True
+        metrics.leader.set(1 if leading else 0)
+        return leading
+
+    runtime = Runtime(
+        api=api,
+        is_leader=is_leader,
+        on_decision=metrics.on_decision,
+        on_verdicts=metrics.on_verdicts,
+    )
+    return OperatorState(runtime=runtime, leader=leader, metrics=metrics)

@@ -34,6 +34,7 @@ class OperatorProcess:
             "KUBECONFIG": str(kubeconfig),
             "KANARIA_NAMESPACE": namespace,
             "KANARIA_METRICS_PORT": str(self.metrics_port),
+            "KANARIA_METRICS_ADDRESS": "127.0.0.1",
             "PYTHONUNBUFFERED": "1",
             **(extra_env or {}),
         }

@@ -1,0 +1,88 @@
+"""The operator's own Prometheus metrics, served at /metrics."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from kanaria.analysis.verdict import Verdict
+from kanaria.api.models import Phase
+from kanaria.rollout.types import Decision
+
+__all__ = ["OperatorMetrics"]
+
+PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Paused", "Watching", "Stable", "RolledBack", "Invalid")
+
+
+class OperatorMetrics:
+    """Counters and gauges about rollouts; one registry per operator process."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        labels = ["namespace", "name"]
+        self.phase = Gauge("kanaria_rollout_phase", "1 for the phase a ModelDeployment is in", [*labels, "phase"], registry=r)
+        self.weight = Gauge("kanaria_canary_weight", "Percent of traffic on the new revision", labels, registry=r)
+        self.step = Gauge("kanaria_rollout_step", "Index of the canary step in force", labels, registry=r)
+        self.verdicts = Counter("kanaria_verdicts", "Verdicts by metric and outcome", [*labels, "metric", "outcome"], registry=r)
+        self.promotions = Counter("kanaria_promotions", "Revisions promoted", labels, registry=r)
+        self.rollbacks = Counter("kanaria_rollbacks", "Revisions rolled back or reverted", [*labels, "reason"], registry=r)
+        self.analysis_seconds = Histogram(
+            "kanaria_analysis_duration_seconds", "Time to measure and judge all metrics once", labels,
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r,
+        )
+        self.query_errors = Counter("kanaria_metric_query_errors", "Metric queries that returned no evidence because of an error", [*labels, "metric"], registry=r)
+        self.reconcile_errors = Counter("kanaria_reconcile_errors", "Reconcile cycles that raised", labels, registry=r)
+        self.leader = Gauge("kanaria_leader", "1 when this replica holds the leader lease", registry=r)
+        self._server: WSGIServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def serve(self, port: int, addr: str = "0.0.0.0") -> None:
+        self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    def on_decision(self, obj: dict[str, Any], decision: Decision) -> None:
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        st = decision.status
+        for phase in PHASES:
+            self.phase.labels(ns, name, phase).set(1 if st.phase == phase else 0)
+        self.weight.labels(ns, name).set(st.canary_weight)
+        self.step.labels(ns, name).set(st.current_step)
+        for event in decision.events:
+            if event.reason == "Promoted":
+                self.promotions.labels(ns, name).inc()
+            elif event.reason in ("RolledBack", "Reverted"):
+                self.rollbacks.labels(ns, name, _reason_class(event.message)).inc()
+
+    def on_verdicts(self, obj: dict[str, Any], verdicts: dict[str, Verdict], seconds: float) -> None:
+        ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]
+        self.analysis_seconds.labels(ns, name).observe(seconds)
+        for metric, verdict in verdicts.items():
+            self.verdicts.labels(ns, name, metric, verdict.outcome.value).inc()
+            if verdict.reason.startswith("metrics unavailable"):
+                self.query_errors.labels(ns, name, metric).inc()
+
+    def on_reconcile_error(self, namespace: str, name: str) -> None:
+        self.reconcile_errors.labels(namespace, name).inc()
+
+
+def _reason_class(message: str) -> str:
+    """A low-cardinality reason for a rollback, from its message."""
+    for needle, reason in (
+        ("aborted", "aborted"),
+        ("did not become ready", "not_ready"),
+        ("not enough evidence", "no_evidence"),
+        ("critical metric", "critical_metric"),
+        ("failed measurement", "metric_failed"),
+        ("by a person", "manual"),
+    ):
+        if needle in message:
+            return reason
+    return "other"
