@@ -1,0 +1,1 @@
+"""Seeded simulation benchmarks of Kanaria's analysis (see docs/benchmarks.md)."""

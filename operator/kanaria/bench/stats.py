@@ -1,0 +1,722 @@
+"""Simulated rollouts: Kanaria's sequential judges against a per-interval threshold policy.
+
+Both policies see the very same seeded streams. A stream is one canary analysis at a fixed
+traffic weight, one row per rollout and one column per analysis interval:
+
+* requests: Poisson per interval with a per-rollout rate (log-uniform) and a per-interval
+  log-normal wobble; each request goes to the canary with probability ``weight``;
+* errors: Bernoulli per request (binomial counts);
+* latency: log-normal per request, binned into the Prometheus buckets (:data:`BUCKETS`);
+* accuracy: a share ``coverage`` of predictions gets a ground-truth label, which arrives after
+  an exponential delay (discretised to intervals) and is credited to the arm that served the
+  prediction. The stable revision served all traffic before the step, so its labels from
+  before the step keep arriving during it (a warm-up of ``max_label_delay_intervals``).
+
+Kanaria's policy calls the real ``judge_*`` functions once per interval on cumulative counts
+since the start of the step, with the operator's defaults, and rolls back on the first FAIL
+(``failureLimit: 0``). Every rollout is judged up to a horizon, so the false-rollback rate is
+that of a rollout that keeps being watched, not only until its first PASS.
+
+The threshold policy is what Flagger and Argo Rollouts do by default: each interval, compute the
+canary's metric over that interval only, compare it with a fixed objective, count failed checks
+and roll back after ``N`` of them; an interval without data is either a failed check or skipped.
+
+Everything here is pure (numpy + the analysis package); no I/O.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats
+
+from kanaria.analysis.latency import judge_latency
+from kanaria.analysis.measure import DEFAULT_MIN_SAMPLES
+from kanaria.analysis.proportions import judge_accuracy, judge_error_rate, required_samples_per_arm
+from kanaria.analysis.sequential import normal_mixture_radius
+from kanaria.analysis.verdict import Outcome
+
+__all__ = [
+    "BUCKETS",
+    "Effect",
+    "MetricRun",
+    "Row",
+    "Scenario",
+    "StreamConfig",
+    "ThresholdVariant",
+    "default_scenarios",
+    "histogram_quantile",
+    "label_delay_shares",
+    "msprt_required_samples",
+    "run_benchmark",
+    "summarise",
+]
+
+Metric = Literal["accuracy", "latency", "errors"]
+IntArray = NDArray[np.int64]
+FloatArray = NDArray[np.float64]
+
+BUCKETS: tuple[float, ...] = (
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0, math.inf,
+)
+
+# The operator's defaults (kanaria.analysis.measure and the judges' keyword defaults).
+ACCURACY_ALPHA = 0.05
+ACCURACY_MARGIN = 0.02
+ERROR_ALPHA = 0.05
+MAX_ERROR_RATE = 0.01
+LATENCY_ALPHA = 0.01
+LATENCY_MAX_AUC = 0.56
+ALPHA: dict[str, float] = {"accuracy": ACCURACY_ALPHA, "latency": LATENCY_ALPHA, "errors": ERROR_ALPHA}
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """How the simulated traffic looks. Ranges are drawn per rollout (uniform unless noted)."""
+
+    weight: float = 0.5
+    """Canary traffic share during the analysed step."""
+    interval_s: float = 60.0
+    """Analysis interval (Flagger's default is 60 s)."""
+    rate_per_s: tuple[float, float] = (5.0, 50.0)
+    """Requests per second over both arms (log-uniform)."""
+    rate_wobble: float = 0.2
+    """Per-interval log-normal sigma of the request rate."""
+    baseline_accuracy: tuple[float, float] = (0.80, 0.95)
+    label_coverage: tuple[float, float] = (0.5, 1.0)
+    """Share of predictions that ever get a ground-truth label."""
+    label_delay_mean_s: tuple[float, float] = (120.0, 900.0)
+    """Mean of the exponential label delay."""
+    max_label_delay_intervals: int = 60
+    baseline_error_rate: float = 0.005
+    latency_median_s: tuple[float, float] = (0.04, 0.12)
+    latency_sigma: tuple[float, float] = (0.4, 0.6)
+    """Log-normal shape of per-request latency."""
+    accuracy_horizon_factor: float = 1.0
+    """Accuracy is judged until the canary has this many times the sample size the sequential
+    test needs (:func:`msprt_required_samples`), capped at ``max_intervals``."""
+    max_intervals: int = 240
+    time_horizon_intervals: int = 30
+    """Latency and error rate are judged for this many intervals."""
+
+
+@dataclass(frozen=True)
+class Effect:
+    """What is wrong with the canary (nothing, by default)."""
+
+    accuracy_drop: float = 0.0
+    latency_scale: float = 1.0
+    error_factor: float = 1.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    metric: Metric
+    effect: Effect = Effect()
+
+    @property
+    def bad(self) -> bool:
+        return self.effect != Effect()
+
+
+def default_scenarios() -> tuple[Scenario, ...]:
+    return (
+        Scenario("A/A", "accuracy"),
+        Scenario("accuracy -2 points", "accuracy", Effect(accuracy_drop=0.02)),
+        Scenario("A/A", "latency"),
+        Scenario("latency +20%", "latency", Effect(latency_scale=1.2)),
+        Scenario("A/A", "errors"),
+        Scenario("errors x2", "errors", Effect(error_factor=2.0)),
+        Scenario("errors x3", "errors", Effect(error_factor=3.0)),
+    )
+
+
+@dataclass(frozen=True)
+class ThresholdVariant:
+    """A per-interval threshold policy: roll back after ``failures`` failed checks."""
+
+    name: str
+    failures: int
+    no_data_fails: bool
+
+
+THRESHOLD_VARIANTS = (
+    ThresholdVariant("threshold N=1, no data = fail", 1, True),
+    ThresholdVariant("threshold N=5, no data skipped", 5, False),
+)
+TUNED = ThresholdVariant("threshold N=5, objective tuned on A/A", 5, False)
+
+# The fixed objectives of the threshold policy sit exactly at the effect to be detected:
+# accuracy ≥ stable's − 2 points, error rate ≤ 1% (2× the stable's 0.5%), p99 ≤ 1.2 × the
+# stable's p99. "Badness" per interval is compared with a limit: larger is worse.
+DEFAULT_LIMIT: dict[str, float] = {"accuracy": 0.02, "errors": 0.01, "latency": 1.2}
+TUNING_GRID: dict[str, FloatArray] = {
+    "accuracy": np.round(np.arange(0.0, 0.4001, 0.005), 4),  # shortfall below the stable's
+    "errors": np.round(np.geomspace(0.005, 0.5, 81), 6),  # interval error rate
+    "latency": np.round(np.geomspace(1.0, 20.0, 81), 4),  # interval p99 / stable's true p99
+}
+
+
+# --------------------------------------------------------------------------- sample sizes
+
+
+def msprt_required_samples(
+    p_baseline: float,
+    drop: float,
+    *,
+    alpha: float = ACCURACY_ALPHA,
+    tau: float = 0.02,
+    power: float = 0.8,
+    ratio: float = 1.0,
+) -> int:
+    """Canary labels at which :func:`judge_accuracy` FAILs a ``drop`` with probability ``power``.
+
+    judge_accuracy fails when Δ̂ + r(V) < 0, r the always-valid radius. With Δ̂ ~ N(−drop, V)
+    and V = p_c(1−p_c)/n + p_b(1−p_b)/(ratio·n), the smallest n with
+    −drop + z_power·√V + r(V) ≤ 0 (one look at n; earlier looks only add power). The
+    fixed-horizon numbers of :func:`required_samples_per_arm` are smaller: the price of
+    being allowed to look after every interval.
+    """
+    p_c = p_baseline - drop
+    z = float(stats.norm.ppf(power))
+
+    def short(n: float) -> float:
+        v = p_c * (1 - p_c) / n + p_baseline * (1 - p_baseline) / (ratio * n)
+        return -drop + z * math.sqrt(v) + normal_mixture_radius(v, tau, alpha)
+
+    lo, hi = 2.0, 2.0
+    while short(hi) > 0:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if short(mid) <= 0 else (mid, hi)
+    return math.ceil(hi)
+
+
+# --------------------------------------------------------------------------- streams
+
+
+def label_delay_shares(mean_intervals: FloatArray, slots: int) -> FloatArray:
+    """P(label arrives d intervals after the one its prediction was made in), d < slots.
+
+    The request time within its interval is uniform, the delay exponential with the given
+    mean (in intervals): Y = U + X, F(y) = y − (1 − e^{−λy})/λ on [0, 1] and
+    1 − e^{−λy}(e^λ − 1)/λ beyond. Renormalised over the ``slots`` offsets (the tail beyond is
+    < e^{−slots/mean}). Shape (rollouts, slots).
+    """
+    lam = 1.0 / np.asarray(mean_intervals, dtype=float)[:, None]
+    y = np.arange(slots + 1, dtype=float)[None, :]
+    inside = y - (1.0 - np.exp(-lam * y)) / lam
+    beyond = 1.0 - np.exp(-lam * y) * np.expm1(lam) / lam
+    cdf = np.where(y <= 1.0, inside, beyond)
+    shares = np.diff(cdf, axis=1)
+    shares = np.clip(shares, 0.0, None)
+    out: FloatArray = shares / shares.sum(axis=1, keepdims=True)
+    return out
+
+
+def _uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> FloatArray:
+    return rng.uniform(bounds[0], bounds[1], n)
+
+
+@dataclass
+class _Traffic:
+    canary: IntArray
+    baseline: IntArray
+
+
+def _traffic(rng: np.random.Generator, cfg: StreamConfig, n: int, warmup: int, t: int) -> _Traffic:
+    lo, hi = np.log(cfg.rate_per_s[0]), np.log(cfg.rate_per_s[1])
+    rate = np.exp(rng.uniform(lo, hi, n))[:, None]
+    wobble = rng.lognormal(-0.5 * cfg.rate_wobble**2, cfg.rate_wobble, (n, warmup + t))
+    total = rng.poisson(rate * cfg.interval_s * wobble)
+    canary = rng.binomial(total, cfg.weight)
+    canary[:, :warmup] = 0  # before the step the stable revision served everything
+    return _Traffic(canary=canary, baseline=total - canary)
+
+
+def _delayed(
+    rng: np.random.Generator, made: IntArray, shares: FloatArray, warmup: int
+) -> IntArray:
+    """Spread counts made per interval over their arrival intervals; drop the warm-up columns."""
+    split = rng.multinomial(made, shares[:, None, :])  # (n, T, slots)
+    width = made.shape[1]
+    arrived = np.zeros_like(made)
+    for d in range(shares.shape[1]):
+        if d >= width:
+            break
+        arrived[:, d:] += split[:, : width - d, d]
+    return arrived[:, warmup:]
+
+
+@dataclass
+class Streams:
+    """One scenario's streams; counts are per interval (not cumulative), canary ``_c``."""
+
+    metric: Metric
+    samples_c: IntArray
+    """Per-interval canary samples the metric is judged on (labels or requests)."""
+    baseline_accuracy: FloatArray | None = None
+    correct_b: IntArray | None = None
+    labelled_b: IntArray | None = None
+    correct_c: IntArray | None = None
+    labelled_c: IntArray | None = None
+    requests_b: IntArray | None = None
+    requests_c: IntArray | None = None
+    errors_b: IntArray | None = None
+    errors_c: IntArray | None = None
+    buckets_b: IntArray | None = None
+    buckets_c: IntArray | None = None
+    """Per-interval, per-bucket (not cumulative) latency counts, shape (n, T, buckets)."""
+    stable_p99: FloatArray | None = None
+
+
+def generate_streams(
+    rng: np.random.Generator, scenario: Scenario, cfg: StreamConfig, n: int
+) -> Streams:
+    """Seeded streams for ``n`` rollouts of one scenario."""
+    eff = scenario.effect
+    if scenario.metric == "accuracy":
+        t, warmup = cfg.max_intervals, cfg.max_label_delay_intervals
+        traffic = _traffic(rng, cfg, n, warmup, t)
+        p_b = _uniform(rng, cfg.baseline_accuracy, n)
+        p_c = p_b - eff.accuracy_drop
+        coverage = _uniform(rng, cfg.label_coverage, n)[:, None]
+        delay = _uniform(rng, cfg.label_delay_mean_s, n) / cfg.interval_s
+        shares = label_delay_shares(delay, cfg.max_label_delay_intervals)
+        counts = {}
+        for arm, req, p in (("b", traffic.baseline, p_b), ("c", traffic.canary, p_c)):
+            labelled = rng.binomial(req, coverage)
+            correct = rng.binomial(labelled, p[:, None])
+            right = _delayed(rng, correct, shares, warmup)
+            wrong = _delayed(rng, labelled - correct, shares, warmup)
+            counts[arm] = (right, right + wrong)
+        return Streams(
+            metric="accuracy",
+            samples_c=counts["c"][1],
+            baseline_accuracy=p_b,
+            correct_b=counts["b"][0],
+            labelled_b=counts["b"][1],
+            correct_c=counts["c"][0],
+            labelled_c=counts["c"][1],
+        )
+    t = cfg.time_horizon_intervals
+    traffic = _traffic(rng, cfg, n, 0, t)
+    if scenario.metric == "errors":
+        e_b = cfg.baseline_error_rate
+        return Streams(
+            metric="errors",
+            samples_c=traffic.canary,
+            requests_b=traffic.baseline,
+            requests_c=traffic.canary,
+            errors_b=rng.binomial(traffic.baseline, e_b),
+            errors_c=rng.binomial(traffic.canary, min(1.0, e_b * eff.error_factor)),
+        )
+    median = _uniform(rng, cfg.latency_median_s, n)
+    sigma = _uniform(rng, cfg.latency_sigma, n)
+    edges = np.array(BUCKETS[:-1])
+
+    def bucket_shares(scale: FloatArray) -> FloatArray:
+        z = (np.log(edges[None, :]) - np.log(scale)[:, None]) / sigma[:, None]
+        cdf = np.concatenate([stats.norm.cdf(z), np.ones((n, 1))], axis=1)
+        return np.diff(cdf, axis=1, prepend=0.0)
+
+    buckets_b = rng.multinomial(traffic.baseline, bucket_shares(median)[:, None, :])
+    buckets_c = rng.multinomial(
+        traffic.canary, bucket_shares(median * eff.latency_scale)[:, None, :]
+    )
+    return Streams(
+        metric="latency",
+        samples_c=traffic.canary,
+        requests_b=traffic.baseline,
+        requests_c=traffic.canary,
+        buckets_b=buckets_b,
+        buckets_c=buckets_c,
+        stable_p99=median * np.exp(sigma * stats.norm.ppf(0.99)),
+    )
+
+
+# --------------------------------------------------------------------------- Kanaria
+
+
+def _first(hit: bool, i: int, current: int) -> int:
+    return i if hit and current < 0 else current
+
+
+def kanaria_policy(streams: Streams, last: IntArray) -> tuple[IntArray, IntArray]:
+    """First FAIL and first PASS interval per rollout (−1: none up to ``last`` inclusive).
+
+    Calls the real judge once per interval on cumulative counts since the step started, with
+    the operator's defaults; stops at the first FAIL (rollback).
+    """
+    n = streams.samples_c.shape[0]
+    first_fail = np.full(n, -1, dtype=np.int64)
+    first_pass = np.full(n, -1, dtype=np.int64)
+    judge = _judge_for(streams)
+    for r in range(n):
+        fail, passed = -1, -1
+        for i, outcome in enumerate(judge(r, int(last[r]))):
+            if outcome is Outcome.FAIL:
+                fail = i
+                break
+            passed = _first(outcome is Outcome.PASS, i, passed)
+        first_fail[r], first_pass[r] = fail, passed
+    return first_fail, first_pass
+
+
+def _judge_for(streams: Streams) -> Callable[[int, int], Any]:
+    """A generator factory: outcomes of interval 0..last for rollout r."""
+    if streams.metric == "accuracy":
+        assert streams.correct_b is not None and streams.labelled_b is not None
+        assert streams.correct_c is not None and streams.labelled_c is not None
+        cols = [np.cumsum(a, axis=1) for a in (
+            streams.correct_b, streams.labelled_b, streams.correct_c, streams.labelled_c
+        )]
+        min_n = DEFAULT_MIN_SAMPLES["accuracy"]
+
+        def accuracy(r: int, last: int) -> Any:
+            xb, nb, xc, nc = (c[r, : last + 1].tolist() for c in cols)
+            for i in range(last + 1):
+                if nb[i] < min_n or nc[i] < min_n:  # the judge's own first check; saves calls
+                    yield Outcome.INCONCLUSIVE
+                    continue
+                yield judge_accuracy(
+                    xb[i], nb[i], xc[i], nc[i],
+                    min_samples=min_n, margin=ACCURACY_MARGIN, alpha=ACCURACY_ALPHA,
+                ).outcome
+
+        return accuracy
+    if streams.metric == "errors":
+        assert streams.errors_b is not None and streams.requests_b is not None
+        assert streams.errors_c is not None and streams.requests_c is not None
+        cols = [np.cumsum(a, axis=1) for a in (
+            streams.errors_b, streams.requests_b, streams.errors_c, streams.requests_c
+        )]
+
+        def errors(r: int, last: int) -> Any:
+            eb, rb, ec, rc = (c[r, : last + 1].tolist() for c in cols)
+            for i in range(last + 1):
+                yield judge_error_rate(
+                    eb[i], rb[i], ec[i], rc[i],
+                    max_error_rate=MAX_ERROR_RATE,
+                    min_requests=DEFAULT_MIN_SAMPLES["errorRate"],
+                    alpha=ERROR_ALPHA,
+                ).outcome
+
+        return errors
+    assert streams.buckets_b is not None and streams.buckets_c is not None
+    cum_b = np.cumsum(np.cumsum(streams.buckets_b, axis=1), axis=2)
+    cum_c = np.cumsum(np.cumsum(streams.buckets_c, axis=1), axis=2)
+    min_n = DEFAULT_MIN_SAMPLES["latency"]
+
+    def latency(r: int, last: int) -> Any:
+        for i in range(last + 1):
+            b, c = cum_b[r, i].tolist(), cum_c[r, i].tolist()
+            if b[-1] < min_n or c[-1] < min_n:
+                yield Outcome.INCONCLUSIVE
+                continue
+            yield judge_latency(
+                BUCKETS, b, c, min_samples=min_n, max_auc=LATENCY_MAX_AUC, alpha=LATENCY_ALPHA
+            ).outcome
+
+    return latency
+
+
+# --------------------------------------------------------------------------- thresholds
+
+
+def histogram_quantile(q: float, per_bucket: IntArray, bounds: Sequence[float] = BUCKETS) -> FloatArray:
+    """PromQL's histogram_quantile over the last axis of per-bucket (not cumulative) counts.
+
+    Linear interpolation within the bucket holding rank q·total (from 0 in the first bucket);
+    the +Inf bucket gives the highest finite bound; NaN where there is no observation.
+    """
+    cum = np.cumsum(per_bucket, axis=-1).astype(float)
+    total = cum[..., -1]
+    rank = q * total
+    idx = np.argmax(cum >= rank[..., None], axis=-1)
+    upper_all = np.array(bounds, dtype=float)
+    lower_all = np.concatenate([[0.0], upper_all[:-1]])
+    before = np.where(idx > 0, np.take_along_axis(cum, np.maximum(idx - 1, 0)[..., None], -1)[..., 0], 0.0)
+    count = np.take_along_axis(cum, idx[..., None], -1)[..., 0] - before
+    upper, lower = upper_all[idx], lower_all[idx]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = lower + (upper - lower) * (rank - before) / count
+    finite_top = max(b for b in bounds if math.isfinite(b))
+    value = np.where(np.isinf(upper), finite_top, value)
+    out: FloatArray = np.where(total > 0, value, np.nan)
+    return out
+
+
+def interval_badness(streams: Streams) -> FloatArray:
+    """The threshold policy's per-interval, canary-only value; larger is worse; NaN: no data.
+
+    accuracy: stable's (offline) accuracy − this interval's canary accuracy; errors: this
+    interval's error rate; latency: this interval's p99 / the stable's true p99.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if streams.metric == "accuracy":
+            assert streams.correct_c is not None and streams.labelled_c is not None
+            assert streams.baseline_accuracy is not None
+            acc = streams.correct_c / np.where(streams.labelled_c > 0, streams.labelled_c, np.nan)
+            out: FloatArray = streams.baseline_accuracy[:, None] - acc
+            return out
+        if streams.metric == "errors":
+            assert streams.errors_c is not None and streams.requests_c is not None
+            rc = np.where(streams.requests_c > 0, streams.requests_c, np.nan)
+            out = streams.errors_c / rc
+            return out
+        assert streams.buckets_c is not None and streams.stable_p99 is not None
+        out = histogram_quantile(0.99, streams.buckets_c) / streams.stable_p99[:, None]
+        return out
+
+
+def threshold_policy(
+    badness: FloatArray, limits: FloatArray, failures: int, no_data_fails: bool
+) -> IntArray:
+    """Interval of rollback (−1: never) per limit and rollout: shape (len(limits), n)."""
+    no_data = np.isnan(badness)
+    bad = np.nan_to_num(badness, nan=-np.inf)[None, :, :] > limits[:, None, None]
+    if no_data_fails:
+        bad |= no_data[None, :, :]
+    count = np.cumsum(bad, axis=2)
+    hit = count >= failures
+    idx = np.argmax(hit, axis=2)
+    out: IntArray = np.where(hit.any(axis=2), idx, -1).astype(np.int64)
+    return out
+
+
+# --------------------------------------------------------------------------- running
+
+
+@dataclass
+class MetricRun:
+    """Per-rollout outcomes of one scenario (rollouts in rows)."""
+
+    scenario: Scenario
+    cum_samples: IntArray
+    """Cumulative canary samples per interval (n, T)."""
+    horizons: dict[str, FloatArray]
+    """Named per-rollout sample horizons (accuracy) — empty for time-horizon metrics."""
+    last: IntArray
+    """Last interval judged per rollout."""
+    kanaria_fail: IntArray
+    kanaria_pass: IntArray
+    threshold: dict[str, IntArray]
+    tuning: IntArray
+    """Rollback interval per TUNING_GRID limit, (G, n)."""
+
+    def concat(self, other: MetricRun) -> MetricRun:
+        width = max(self.cum_samples.shape[1], other.cum_samples.shape[1])
+        return replace(
+            self,
+            cum_samples=np.concatenate([_pad(self.cum_samples, width), _pad(other.cum_samples, width)]),
+            horizons={k: np.concatenate([v, other.horizons[k]]) for k, v in self.horizons.items()},
+            last=np.concatenate([self.last, other.last]),
+            kanaria_fail=np.concatenate([self.kanaria_fail, other.kanaria_fail]),
+            kanaria_pass=np.concatenate([self.kanaria_pass, other.kanaria_pass]),
+            threshold={k: np.concatenate([v, other.threshold[k]]) for k, v in self.threshold.items()},
+            tuning=np.concatenate([self.tuning, other.tuning], axis=1),
+        )
+
+
+def _pad(a: IntArray, width: int) -> IntArray:
+    if a.shape[1] == width:
+        return a
+    return np.pad(a, ((0, 0), (0, width - a.shape[1])), mode="edge")
+
+
+def accuracy_horizons(p_b: FloatArray, cfg: StreamConfig, drop: float = 0.02) -> dict[str, FloatArray]:
+    """Per-rollout canary-label horizons: the documented fixed-horizon size and the mSPRT's."""
+    ratio = (1.0 - cfg.weight) / cfg.weight
+    documented = [required_samples_per_arm(float(p), drop, ACCURACY_ALPHA, 0.8, ratio)[0] for p in p_b]
+    sequential = [msprt_required_samples(float(p), drop, ratio=ratio) for p in p_b]
+    return {
+        "documented": np.array(documented, dtype=float),
+        "sequential": np.array(sequential, dtype=float),
+    }
+
+
+def index_reaching(cum: IntArray, target: FloatArray) -> IntArray:
+    """First interval whose cumulative count reaches ``target`` (last interval if never)."""
+    hit = cum >= target[:, None]
+    out: IntArray = np.where(hit.any(axis=1), np.argmax(hit, axis=1), cum.shape[1] - 1)
+    return out.astype(np.int64)
+
+
+def run_scenario(rng: np.random.Generator, scenario: Scenario, cfg: StreamConfig, n: int) -> MetricRun:
+    streams = generate_streams(rng, scenario, cfg, n)
+    cum = np.cumsum(streams.samples_c, axis=1)
+    horizons: dict[str, FloatArray] = {}
+    if scenario.metric == "accuracy":
+        assert streams.baseline_accuracy is not None
+        horizons = accuracy_horizons(streams.baseline_accuracy, cfg)
+        last = index_reaching(cum, horizons["sequential"] * cfg.accuracy_horizon_factor)
+    else:
+        last = np.full(n, cum.shape[1] - 1, dtype=np.int64)
+    fail, passed = kanaria_policy(streams, last)
+    badness = interval_badness(streams)
+    limit = np.array([DEFAULT_LIMIT[scenario.metric]])
+    threshold = {
+        v.name: threshold_policy(badness, limit, v.failures, v.no_data_fails)[0]
+        for v in THRESHOLD_VARIANTS
+    }
+    tuning = threshold_policy(badness, TUNING_GRID[scenario.metric], TUNED.failures, TUNED.no_data_fails)
+    return MetricRun(scenario, cum, horizons, last, fail, passed, threshold, tuning)
+
+
+def _chunk(job: tuple[int, int, Scenario, StreamConfig, np.random.SeedSequence]) -> MetricRun:
+    _, n, scenario, cfg, seed = job
+    return run_scenario(np.random.default_rng(seed), scenario, cfg, n)
+
+
+def run_benchmark(
+    n: int,
+    seed: int,
+    *,
+    scenarios: Sequence[Scenario] | None = None,
+    cfg: StreamConfig | None = None,
+    workers: int = 1,
+    chunk: int = 100,
+    progress: Callable[[str], None] | None = None,
+) -> list[MetricRun]:
+    """Simulate ``n`` rollouts per scenario; deterministic in ``seed`` whatever ``workers``."""
+    scenarios = tuple(scenarios or default_scenarios())
+    cfg = cfg or StreamConfig()
+    root = np.random.SeedSequence(seed)
+    jobs = []
+    for s, (scenario, seq) in enumerate(zip(scenarios, root.spawn(len(scenarios)), strict=True)):
+        sizes = [min(chunk, n - start) for start in range(0, n, chunk)]
+        for size, child in zip(sizes, seq.spawn(len(sizes)), strict=True):
+            jobs.append((s, size, scenario, cfg, child))
+    parts: list[list[MetricRun]] = [[] for _ in scenarios]
+    if workers > 1:
+        with multiprocessing.get_context("fork").Pool(workers) as pool:
+            done = pool.imap(_chunk, jobs)
+            for k, (job, part) in enumerate(zip(jobs, done, strict=True)):
+                parts[job[0]].append(part)
+                _report(progress, k + 1, len(jobs), job[2])
+    else:
+        for k, job in enumerate(jobs):
+            parts[job[0]].append(_chunk(job))
+            _report(progress, k + 1, len(jobs), job[2])
+    out = []
+    for runs in parts:
+        merged = runs[0]
+        for more in runs[1:]:
+            merged = merged.concat(more)
+        out.append(merged)
+    return out
+
+
+def _report(progress: Callable[[str], None] | None, k: int, total: int, scenario: Scenario) -> None:
+    if progress is not None:
+        progress(f"[{k}/{total}] {scenario.metric}: {scenario.name}")
+
+
+# --------------------------------------------------------------------------- summary
+
+
+@dataclass(frozen=True)
+class Row:
+    scenario: str
+    metric: str
+    horizon: str
+    policy: str
+    rollouts: int
+    rollback_rate: float
+    """False-rollback rate under A/A, detection rate otherwise."""
+    passed_first: float | None
+    """Kanaria only: share whose first decision was PASS (a promotion)."""
+    median_samples: float | None
+    median_minutes: float | None
+    truncated: int = 0
+    """Rollouts that hit the interval cap before reaching the sample horizon."""
+    note: str = ""
+    extra: dict[str, float] = field(default_factory=dict)
+
+
+def _stop_index(run: MetricRun, horizon: str | None, factor: float = 1.0) -> tuple[IntArray, int]:
+    if horizon is None:
+        return run.last, 0
+    target = run.horizons[horizon] * factor
+    idx = index_reaching(run.cum_samples, target)
+    reached = run.cum_samples[np.arange(len(idx)), idx] >= target
+    return np.minimum(idx, run.last), int((~reached).sum())
+
+
+def _rates(
+    run: MetricRun, at: IntArray, rollback: IntArray, interval_s: float
+) -> tuple[float, float | None, float | None]:
+    hit = (rollback >= 0) & (rollback <= at)
+    if not hit.any():
+        return float(hit.mean()), None, None
+    rows = np.nonzero(hit)[0]
+    samples = run.cum_samples[rows, rollback[rows]]
+    return (
+        float(hit.mean()),
+        float(np.median(samples)),
+        float(np.median((rollback[rows] + 1) * interval_s / 60.0)),
+    )
+
+
+def tuned_limit(aa: MetricRun, at: IntArray, alpha: float) -> int:
+    """Index of the strictest TUNING_GRID limit whose A/A false-rollback rate is ≤ α."""
+    rates = ((aa.tuning >= 0) & (aa.tuning <= at[None, :])).mean(axis=1)
+    ok = np.nonzero(rates <= alpha)[0]
+    return int(ok[0]) if len(ok) else len(rates) - 1
+
+
+def summarise(
+    runs: Sequence[MetricRun],
+    cfg: StreamConfig | None = None,
+    accuracy_horizons_shown: Sequence[tuple[str, float]] = (("documented", 1.0), ("sequential", 1.0)),
+) -> list[Row]:
+    """One row per scenario × horizon × policy.
+
+    The tuned threshold policy's limit is chosen per metric and horizon on the A/A run of the
+    same metric (in-sample: that favours it) as the strictest limit with false rollbacks ≤ α.
+    """
+    cfg = cfg or StreamConfig()
+    aa = {r.scenario.metric: r for r in runs if not r.scenario.bad}
+    rows: list[Row] = []
+    for run in runs:
+        metric = run.scenario.metric
+        horizons: Sequence[tuple[str | None, float]] = (
+            list(accuracy_horizons_shown) if metric == "accuracy" else [(None, 1.0)]
+        )
+        for name, factor in horizons:
+            at, truncated = _stop_index(run, name, factor)
+            if name is None:
+                label = f"{cfg.time_horizon_intervals * cfg.interval_s / 60:.0f} min"
+            else:
+                label = f"{factor:g} × {name} n" if factor != 1 else f"{name} n"
+            common = {"scenario": run.scenario.name, "metric": metric, "horizon": label,
+                      "rollouts": len(at), "truncated": truncated}
+            rate, med_n, med_t = _rates(run, at, run.kanaria_fail, cfg.interval_s)
+            first_pass = (run.kanaria_pass >= 0) & (run.kanaria_pass <= at) & (
+                (run.kanaria_fail < 0) | (run.kanaria_pass < run.kanaria_fail)
+            )
+            rows.append(Row(policy="Kanaria", rollback_rate=rate, passed_first=float(first_pass.mean()),
+                            median_samples=med_n, median_minutes=med_t, **common))  # type: ignore[arg-type]
+            for variant, rollback in run.threshold.items():
+                rate, med_n, med_t = _rates(run, at, rollback, cfg.interval_s)
+                rows.append(Row(policy=variant, rollback_rate=rate, passed_first=None,
+                                median_samples=med_n, median_minutes=med_t, **common))  # type: ignore[arg-type]
+            base = aa.get(metric)
+            if base is not None:
+                base_at, _ = _stop_index(base, name, factor)
+                g = tuned_limit(base, base_at, ALPHA[metric])
+                rate, med_n, med_t = _rates(run, at, run.tuning[g], cfg.interval_s)
+                limit = float(TUNING_GRID[metric][g])
+                rows.append(Row(policy=TUNED.name, rollback_rate=rate, passed_first=None,
+                                median_samples=med_n, median_minutes=med_t,
+                                note=f"limit {limit:g}", extra={"limit": limit}, **common))  # type: ignore[arg-type]
+    return rows
