@@ -1,0 +1,160 @@
+"""Run the pods of the local test bed as real processes.
+
+kwok makes pods look Running to the control plane, but nothing runs in them. In the sandbox the
+model servers must really serve, so this runtime watches the Deployments Kanaria owns and, for
+every revision with replicas, starts one real model server process with the environment of
+the Deployment's pod template (KANARIA_MODEL_URI, KANARIA_REVISION, ...). It publishes the
+servers to Prometheus through a file_sd targets file and answers the proxy's question
+"where does Service NAME-REVISION live?".
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+
+from kanaria.sandbox.modelserver import ModelServerProcess
+from kanaria.workloads.objects import LABEL_DEPLOYMENT, LABEL_REVISION, MANAGED_BY
+
+__all__ = ["LocalRuntime", "Served"]
+
+log = logging.getLogger("kanaria.sandbox.runtime")
+
+
+@dataclass
+class Served:
+    deployment: str
+    revision: str
+    service: str
+    process: ModelServerProcess
+
+
+class LocalRuntime:
+    """Keeps one model-server process per Kanaria revision Deployment that has replicas."""
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        namespace: str,
+        workdir: Path,
+        targets_file: Path,
+        *,
+        interval: float = 0.5,
+        keep_stopped: bool = True,
+    ) -> None:
+        self.apps = client.AppsV1Api(api)
+        self.namespace = namespace
+        self.workdir = workdir
+        self.targets_file = targets_file
+        self.interval = interval
+        self.keep_stopped = keep_stopped
+        self.served: dict[str, Served] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="local-runtime", daemon=True)
+        self.errors: list[str] = []
+        self._write_targets()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> LocalRuntime:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        with self._lock:
+            for served in self.served.values():
+                served.process.stop()
+            self.served.clear()
+
+    def __enter__(self) -> LocalRuntime:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- queries
+
+    def resolve(self, service: str) -> tuple[str, int]:
+        """(host, port) of the process behind a per-revision Service name."""
+        with self._lock:
+            served = self.served.get(service)
+            if served is None:
+                self._sync()  # the route may name a revision started a moment ago
+                served = self.served.get(service)
+            if served is None:
+                raise KeyError(f"no local process serves {service}")
+            return served.process.host, served.process.port
+
+    def url_of(self, revision: str) -> str | None:
+        with self._lock:
+            for served in self.served.values():
+                if served.revision == revision:
+                    return str(served.process.url)
+        return None
+
+    # ---------------------------------------------------------------- loop
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._sync()
+            except Exception as exc:  # keep the sandbox running; say what went wrong
+                message = f"{type(exc).__name__}: {exc}"
+                if not self.errors or self.errors[-1] != message:
+                    self.errors.append(message)
+                    log.warning("local runtime: %s", message)
+            self._stop.wait(self.interval)
+
+    def _sync(self) -> None:
+        selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+        found = self.apps.list_namespaced_deployment(self.namespace, label_selector=selector)
+        wanted: dict[str, Any] = {}
+        for dep in found.items:
+            meta = dep.metadata
+            if meta is None or dep.spec is None:
+                continue
+            if (dep.spec.replicas or 0) > 0 or (self.keep_stopped and meta.name in self.served):
+                wanted[meta.name or ""] = dep
+        with self._lock:
+            changed = False
+            for name in list(self.served):
+                if name not in wanted:
+                    self.served.pop(name).process.stop()
+                    changed = True
+            for name, dep in wanted.items():
+                if name not in self.served and (dep.spec.replicas or 0) > 0:
+                    self.served[name] = self._launch(name, dep)
+                    changed = True
+            if changed:
+                self._write_targets()
+
+    def _launch(self, name: str, dep: Any) -> Served:
+        labels = dep.metadata.labels or {}
+        containers = dep.spec.template.spec.containers or []
+        env = {e.name: e.value for c in containers for e in (c.env or []) if e.value is not None}
+        log_path = self.workdir / f"{name}.log"
+        process = ModelServerProcess(env, log_path=log_path)
+        log.info("started %s at %s", name, process.url)
+        return Served(labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""), name, process)
+
+    def _write_targets(self) -> None:
+        groups = [
+            {
+                "targets": [f"{s.process.host}:{s.process.port}"],
+                "labels": {"job": "models", "kanaria_service": s.service},
+            }
+            for s in self.served.values()
+        ]
+        tmp = self.targets_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.replace(self.targets_file)

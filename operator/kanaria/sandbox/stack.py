@@ -1,0 +1,157 @@
+"""The whole local stack, real at every hop, for the demo and the end-to-end tests.
+
+    load generator ─► HAProxy ─► model-server processes ◄── Prometheus (file_sd, 1 s scrape)
+                        ▲ weights                ▲ one per revision             │
+        HTTPRoute ──────┘ (route sync)      LocalRuntime ◄── Deployments        │
+            ▲                                                    ▲              │
+            └──────────── Kanaria operator (its own process, RBAC from manifests/) ◄┘
+
+The control plane is the test bed's (etcd, kube-apiserver, controller-manager, scheduler,
+kwok). Nothing is faked: the operator moves real HTTPRoute weights, the proxy follows them,
+real requests are split, real models answer, and Prometheus scrapes what they export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes import client, config
+
+from kanaria.sandbox.cluster import LocalCluster
+from kanaria.sandbox.operator import OperatorProcess
+from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget, scrape_config
+from kanaria.sandbox.proxy import HAProxyProxy, HTTPRouteWeightSync
+from kanaria.sandbox.runtime import LocalRuntime
+
+__all__ = ["LocalStack"]
+
+log = logging.getLogger("kanaria.sandbox.stack")
+ROOT = Path(__file__).resolve().parents[3]
+
+
+class LocalStack:
+    """Start with ``with LocalStack() as stack:``; everything stops on exit, also on errors."""
+
+    def __init__(
+        self,
+        workdir: Path | None = None,
+        *,
+        namespace: str = "models",
+        cluster: LocalCluster | None = None,
+        operator_kubeconfig: Path | None = None,
+        start_operator: bool = True,
+    ) -> None:
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kanaria-stack-"))
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.namespace = namespace
+        self._own_cluster = cluster is None
+        self.cluster = cluster or LocalCluster()
+        self._operator_kubeconfig = operator_kubeconfig
+        self._start_operator = start_operator
+        self.prometheus: LocalPrometheus | None = None
+        self.proxy: HAProxyProxy | None = None
+        self.runtime: LocalRuntime | None = None
+        self.operator: OperatorProcess | None = None
+        self.syncs: dict[str, HTTPRouteWeightSync] = {}
+        self.api: client.ApiClient | None = None
+        self._stack = contextlib.ExitStack()
+
+    # ---------------------------------------------------------------- lifecycle
+
+    def start(self) -> LocalStack:
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start(self) -> None:
+        if self._own_cluster:
+            self.cluster.start()
+            self._stack.callback(self.cluster.stop)
+            self.cluster.install_gateway_api_crds()
+            self.cluster.apply_crds([ROOT / "crds" / "modeldeployment.yaml"])
+        kubeconfig = self._operator_kubeconfig or self.cluster.operator_kubeconfig()
+        self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
+        self._ensure_namespace()
+
+        self.proxy = HAProxyProxy()
+        self.proxy.start()
+        self._stack.callback(self.proxy.stop)
+
+        targets = self.workdir / "models.targets.json"
+        self.runtime = LocalRuntime(self.api, self.namespace, self.workdir, targets).start()
+        self._stack.callback(self.runtime.stop)
+
+        self.operator = OperatorProcess(kubeconfig, workdir=self.workdir) if self._start_operator else None
+        static = [ScrapeTarget(f"127.0.0.1:{self.proxy.stats_port}", {"job": "haproxy"}, job="haproxy")]
+        if self.operator is not None:
+            static.append(ScrapeTarget(f"127.0.0.1:{self.operator.metrics_port}", job="kanaria"))
+        self.prometheus = LocalPrometheus(scrape_config(static, file_sd=[targets]))
+        self.prometheus.start()
+        self._stack.callback(self.prometheus.close)
+
+        if self.operator is not None:
+            self.operator.start()
+            self._stack.callback(self.operator.stop)
+
+    def stop(self) -> None:
+        for sync in self.syncs.values():
+            sync.stop()
+        self.syncs.clear()
+        self._stack.close()
+        if self.api is not None:
+            self.api.close()
+            self.api = None
+
+    def __enter__(self) -> LocalStack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---------------------------------------------------------------- helpers
+
+    def _ensure_namespace(self) -> None:
+        assert self.api is not None
+        core = client.CoreV1Api(self.api)
+        names = {ns.metadata.name for ns in core.list_namespace().items if ns.metadata}
+        if self.namespace not in names:
+            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
+
+    def follow_route(self, name: str) -> HTTPRouteWeightSync:
+        """Make the proxy follow the HTTPRoute ``name`` (the ModelDeployment's route)."""
+        assert self.proxy is not None and self.runtime is not None and self.api is not None
+        if name not in self.syncs:
+            sync = HTTPRouteWeightSync(
+                self.proxy, name, self.namespace, self.runtime.resolve,
+                api=client.CustomObjectsApi(self.api),
+            )
+            self.syncs[name] = sync.start()
+        return self.syncs[name]
+
+    @property
+    def proxy_url(self) -> str:
+        assert self.proxy is not None
+        return str(self.proxy.url)
+
+    @property
+    def prometheus_url(self) -> str:
+        assert self.prometheus is not None
+        return str(self.prometheus.url)
+
+    def apply(self, manifest: dict[str, Any]) -> str:
+        return self.cluster.apply_yaml(yaml.safe_dump(manifest))
+
+    def get(self, name: str) -> dict[str, Any]:
+        assert self.api is not None
+        obj: dict[str, Any] = client.CustomObjectsApi(self.api).get_namespaced_custom_object(
+            "kanaria.io", "v1alpha1", self.namespace, "modeldeployments", name
+        )
+        return obj
