@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from kanaria.sandbox.loadgen import Drift, LoadGenerator
+from kanaria.sandbox.loadgen import Drift, LoadGenerator, main
 from kanaria.sandbox.modelserver import ModelServer, ServerConfig
 from kanaria.sandbox.proxy import HAProxyProxy
 from kanaria.sandbox.train import train_revision
@@ -112,3 +113,15 @@ def test_loadgen_refuses_unbounded_or_remote_runs() -> None:
         LoadGenerator("http://10.0.0.1:80", "iris", total=1)
     with pytest.raises(ValueError):
         LoadGenerator("http://127.0.0.1:1", "iris", total=1, rate=0)
+
+
+def test_loadgen_cli_prints_stats(
+    stack: tuple[HAProxyProxy, dict[str, ModelServer]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    proxy, _ = stack
+    argv = ["--url", proxy.url, "--dataset", "breast_cancer", "--total", "20", "--rate", "200",
+            "--feedback-delay", "0.05", "--drift-feature", "0", "--drift-sd", "2", "--drift-fraction", "0.5"]
+    assert main(argv) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["sent"] == stats["ok"] == stats["feedback_accepted"] == 20
+    assert 0 < stats["drifted"] < 20

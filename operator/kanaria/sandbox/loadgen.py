@@ -351,12 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         feedback=not args.no_feedback, feedback_delay_s=args.feedback_delay, drift=drift,
         seed=args.seed, concurrency=args.concurrency,
     )  # fmt: skip
-    signal.signal(signal.SIGTERM, lambda _signum, _frame: generator.stop())
+    previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: generator.stop())
     try:
         stats = generator.run()
     except KeyboardInterrupt:
         generator.stop()
         stats = generator.stats()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(stats.to_json(), flush=True)
     return 0
 
