@@ -6,9 +6,17 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
-from kanaria.monitor import LATENCY_BUCKETS, ModelMonitor, ReferenceProfile, decile_edges
+from kanaria.monitor import (
+    LATENCY_BUCKETS,
+    FixedBinHistogram,
+    ModelMonitor,
+    ReferenceProfile,
+    decile_edges,
+)
 
 
 class FakeClock:
@@ -175,3 +183,20 @@ def test_monitor_profile_validates_edges() -> None:
         ReferenceProfile(("a",), ((1.0, float("inf")),), (0.5,), ("x",))
     with pytest.raises(ValueError):
         ReferenceProfile(("a", "b"), ((1.0,),), (0.5,), ("x",))
+
+
+@given(
+    edges=st.lists(st.floats(-1e6, 1e6), min_size=1, max_size=12, unique=True).map(sorted),
+    values=st.lists(st.floats(-2e6, 2e6), max_size=200),
+)
+@settings(max_examples=60, deadline=None)
+def test_monitor_fixed_bins_match_numpy(edges: list[float], values: list[float]) -> None:
+    hist = FixedBinHistogram(tuple(edges))
+    for value in values:
+        hist.observe(value)
+    cumulative = hist.cumulative()
+    data = np.asarray(values, dtype=float)
+    expected = [int((data <= edge).sum()) for edge in edges] + [len(values)]
+    assert [count for _, count in cumulative] == expected
+    assert cumulative[-1][0] == "+Inf"
+    assert [float(le) for le, _ in cumulative[:-1]] == edges
