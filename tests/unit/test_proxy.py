@@ -8,6 +8,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -31,11 +32,14 @@ def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Mod
     root = tmp_path_factory.mktemp("proxy")
     art = train_revision("iris", "v1", root / "v1")
     procs: dict[str, ModelServerProcess] = {}
+
+    def launch(rev: str) -> None:
+        env = {"KANARIA_MODEL_URI": str(art), "KANARIA_MODEL_NAME": "iris", "KANARIA_REVISION": rev}
+        procs[rev] = ModelServerProcess(env)
+
     try:
-        for rev in ("stable", "canary"):
-            procs[rev] = ModelServerProcess(
-                {"KANARIA_MODEL_URI": str(art), "KANARIA_MODEL_NAME": "iris", "KANARIA_REVISION": rev}
-            )
+        with ThreadPoolExecutor(2) as pool:  # start both at once: each takes seconds to import
+            list(pool.map(launch, ("stable", "canary")))
         yield procs
     finally:
         for proc in procs.values():

@@ -22,6 +22,9 @@ Configuration comes from the environment the operator gives the pod: ``KANARIA_M
 
     python -m kanaria.sandbox.modelserver [--host H] [--port P]
 
+``--host`` defaults to ``KANARIA_HOST``, else ``0.0.0.0`` inside a Kubernetes pod and
+``127.0.0.1`` elsewhere; ``--port`` to ``KANARIA_PORT``, else 8080.
+
 With ``--port 0`` a free port is taken; the first line on stdout is always
 ``listening on http://HOST:PORT``.
 """
@@ -444,7 +447,10 @@ class ModelServerProcess:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m kanaria.sandbox.modelserver")
-    parser.add_argument("--host", default=os.environ.get("KANARIA_HOST", "127.0.0.1"))
+    in_pod = "KUBERNETES_SERVICE_HOST" in os.environ  # a Service must reach the pod
+    parser.add_argument(
+        "--host", default=os.environ.get("KANARIA_HOST") or ("0.0.0.0" if in_pod else "127.0.0.1")
+    )
     parser.add_argument("--port", type=int, default=int(os.environ.get("KANARIA_PORT", "8080")))
     args = parser.parse_args(argv)
     server = ModelServer(ServerConfig.from_env(os.environ), host=args.host, port=args.port)
