@@ -33,7 +33,7 @@ def k8s(cluster: LocalCluster) -> Iterator[ApiClient]:
     """A kubernetes-client ApiClient with the admin identity of `cluster`."""
     from kubernetes import config
 
-    client = config.new_client_from_config(config_file=str(cluster.kubeconfig))
+    client = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
     yield client
     client.close()
 

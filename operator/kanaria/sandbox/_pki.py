@@ -2,7 +2,7 @@
 
 One throw-away CA signs the API server's serving certificate (so clients verify TLS properly
 instead of skipping it) and is handed to the controller-manager as its signing CA and root CA.
-A separate RSA keypair signs and verifies ServiceAccount tokens.
+A separate keypair signs and verifies ServiceAccount tokens.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ def make_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Pki:
             "req",
             "-x509",
             "-newkey",
-            "rsa:2048",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-days",
             _DAYS,
@@ -69,7 +71,9 @@ def make_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Pki:
             ssl,
             "req",
             "-newkey",
-            "rsa:2048",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-subj",
             "/CN=kube-apiserver",
@@ -91,7 +95,7 @@ def make_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Pki:
     ext = directory / "apiserver.ext"
     ext.write_text(
         "basicConstraints=CA:FALSE\n"
-        "keyUsage=digitalSignature,keyEncipherment\n"
+        "keyUsage=digitalSignature\n"
         "extendedKeyUsage=serverAuth\n"
         f"subjectAltName={','.join(names)}\n"
     )
@@ -115,6 +119,17 @@ def make_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Pki:
             str(pki.serving_cert),
         ]
     )
-    run([ssl, "genrsa", "-out", str(pki.sa_private_key), "2048"])
-    run([ssl, "rsa", "-in", str(pki.sa_private_key), "-pubout", "-out", str(pki.sa_public_key)])
+    run(
+        [
+            ssl,
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            str(pki.sa_private_key),
+        ]
+    )
+    run([ssl, "ec", "-in", str(pki.sa_private_key), "-pubout", "-out", str(pki.sa_public_key)])
     return pki

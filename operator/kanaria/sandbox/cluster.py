@@ -1,0 +1,525 @@
+"""A real, local Kubernetes control plane for tests: etcd, kube-apiserver, controller-manager,
+scheduler and kwok (a fake kubelet) as ordinary processes on 127.0.0.1, in a temp dir.
+
+    with LocalCluster() as cluster:
+        cluster.apply_yaml("manifests/rbac.yaml")
+        ... KUBECONFIG=cluster.kubeconfig ...
+
+Developers can run one by hand: ``python -m kanaria.sandbox.cluster up``.
+See docs/testbed.md for versions, flags and timings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any
+
+import yaml
+
+from kanaria.sandbox._api import ApiError, RawApi, condition_true
+from kanaria.sandbox._locate import (
+    cluster_bin_dir,
+    go_module_dir,
+    repo_root,
+    required_version,
+)
+from kanaria.sandbox._pki import Pki, make_pki
+from kanaria.sandbox._proc import (
+    ManagedProcess,
+    StartupError,
+    free_port,
+    http_get,
+    run,
+    wait_until,
+)
+
+GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
+GATEWAY_API_VERSION = "v1.6.3"  # the one pin of the Gateway API CRDs (standard channel)
+KWOK_MODULE = "sigs.k8s.io/kwok"
+KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
+KWOK_STAGES = (  # relative to the kwok module's kustomize/stage/
+    "node/fast/node-initialize.yaml",
+    "node/heartbeat/node-heartbeat.yaml",
+    "pod/fast/pod-ready.yaml",
+    "pod/fast/pod-complete.yaml",
+    "pod/fast/pod-delete.yaml",
+)
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+POD_CIDR = "10.244.0.0/16"
+ADMIN_USER = "kanaria-admin"
+FIELD_MANAGER = "kanaria-testbed"
+
+
+class LocalCluster:
+    """etcd → kube-apiserver → controller-manager + scheduler → kwok, plus fake Nodes.
+
+    Start with ``start()`` or a ``with`` block; ``stop()`` tears everything down in reverse
+    order (SIGTERM, then SIGKILL after ``stop_timeout``), removes the temp dir, and is also
+    registered with ``atexit``.
+    """
+
+    def __init__(
+        self,
+        *,
+        bin_dir: Path | str | None = None,
+        nodes: int = 1,
+        node_cpu: str = "32",
+        node_memory: str = "256Gi",
+        node_pods: str = "110",
+        start_timeout: float = 60.0,
+        stop_timeout: float = 10.0,
+    ) -> None:
+        self._bin_dir = Path(bin_dir) if bin_dir is not None else None
+        self._nodes = nodes
+        self._node_resources = {"cpu": node_cpu, "memory": node_memory, "pods": node_pods}
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._workdir: Path | None = None
+        self._procs: list[ManagedProcess] = []
+        self._server: str | None = None
+        self._admin_token = ""
+        self._pki: Pki | None = None
+
+    # ----------------------------------------------------------------- properties
+
+    @property
+    def bin_dir(self) -> Path:
+        if self._bin_dir is None:
+            self._bin_dir = cluster_bin_dir()
+        return self._bin_dir
+
+    @property
+    def workdir(self) -> Path:
+        if self._workdir is None:
+            raise RuntimeError("the cluster is not started")
+        return self._workdir
+
+    @property
+    def kubeconfig(self) -> Path:
+        """The admin kubeconfig (a token in group system:masters)."""
+        return self.workdir / "admin.kubeconfig"
+
+    @property
+    def server(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the cluster is not started")
+        return self._server
+
+    @property
+    def ca_file(self) -> Path:
+        if self._pki is None:
+            raise RuntimeError("the cluster is not started")
+        return self._pki.ca_cert
+
+    def pids(self) -> dict[str, int]:
+        """PID of each running program, by name."""
+        return {p.name: p.pid for p in self._procs if p.pid is not None and p.alive()}
+
+    def check_alive(self) -> None:
+        """Raise StartupError (with its log tail) when any program has exited."""
+        for proc in self._procs:
+            proc.check_alive()
+
+    def log_path(self, name: str) -> Path:
+        return self.workdir / "logs" / f"{name}.log"
+
+    # ----------------------------------------------------------------- lifecycle
+
+    def __enter__(self) -> LocalCluster:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        if self._workdir is not None:
+            raise RuntimeError("the cluster is already started")
+        bin_dir = self.bin_dir
+        self._workdir = Path(tempfile.mkdtemp(prefix="kanaria-cluster-"))
+        atexit.register(self.stop)
+        try:
+            self._start(bin_dir)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        """Stop every program in reverse start order and remove the temp dir (idempotent)."""
+        atexit.unregister(self.stop)
+        errors: list[str] = []
+        for proc in reversed(self._procs):
+            try:
+                proc.stop(self._stop_timeout)
+            except Exception as exc:  # noqa: BLE001 - keep stopping the others
+                errors.append(f"{proc.name}: {exc!r}")
+        self._procs.clear()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+        self._server = None
+        self._pki = None
+        if errors:
+            raise RuntimeError("teardown problems: " + "; ".join(errors))
+
+    # ----------------------------------------------------------------- start-up
+
+    def _spawn(self, name: str, argv: list[str]) -> ManagedProcess:
+        proc = ManagedProcess(name=name, argv=argv, log_path=self.log_path(name), cwd=self.workdir)
+        self._procs.append(proc)
+        proc.start()
+        return proc
+
+    def _start(self, bin_dir: Path) -> None:
+        work = self.workdir
+        timeout = self._start_timeout
+        pki = self._pki = make_pki(work / "pki")
+        self._admin_token = secrets.token_hex(24)
+        tokens = work / "tokens.csv"
+        tokens.write_text(f'{self._admin_token},{ADMIN_USER},{ADMIN_USER},"system:masters"\n')
+        tokens.chmod(0o600)
+
+        etcd_port, peer_port, api_port = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{etcd_port}"
+        peer_url = f"http://127.0.0.1:{peer_port}"
+        etcd = self._spawn(
+            "etcd",
+            [
+                str(bin_dir / "etcd"),
+                "--name=kanaria",
+                f"--data-dir={work / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls={peer_url}",
+                f"--initial-advertise-peer-urls={peer_url}",
+                f"--initial-cluster=kanaria={peer_url}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+        )
+        wait_until(
+            lambda: _etcd_healthy(etcd_url), timeout=timeout, what="etcd /health", watch=[etcd]
+        )
+
+        apiserver = self._spawn(
+            "kube-apiserver",
+            [
+                str(bin_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={api_port}",
+                f"--cert-dir={work / 'apiserver-certs'}",
+                f"--tls-cert-file={pki.serving_cert}",
+                f"--tls-private-key-file={pki.serving_key}",
+                f"--client-ca-file={pki.ca_cert}",
+                "--authorization-mode=RBAC",
+                f"--token-auth-file={tokens}",
+                f"--service-account-key-file={pki.sa_public_key}",
+                f"--service-account-signing-key-file={pki.sa_private_key}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                "--allow-privileged=true",
+                "--profiling=false",
+            ],
+        )
+        self._server = f"https://127.0.0.1:{api_port}"
+        api = RawApi(self._server, self._admin_token, pki.ca_cert)
+        wait_until(
+            lambda: api.status("/readyz")[0] == 200,
+            timeout=timeout,
+            what="kube-apiserver /readyz",
+            watch=[etcd, apiserver],
+        )
+        write_kubeconfig(self.kubeconfig, self._server, pki.ca_cert, ADMIN_USER, self._admin_token)
+
+        admin = str(self.kubeconfig)
+        common = [
+            f"--kubeconfig={admin}",
+            f"--authentication-kubeconfig={admin}",
+            f"--authorization-kubeconfig={admin}",
+            "--leader-elect=false",
+            "--bind-address=127.0.0.1",
+        ]
+        kcm = self._spawn(
+            "kube-controller-manager",
+            [
+                str(bin_dir / "kube-controller-manager"),
+                *common,
+                f"--secure-port={free_port()}",
+                f"--cert-dir={work / 'kcm-certs'}",
+                "--controllers=*",
+                f"--service-account-private-key-file={pki.sa_private_key}",
+                f"--root-ca-file={pki.ca_cert}",
+                f"--cluster-signing-cert-file={pki.ca_cert}",
+                f"--cluster-signing-key-file={pki.ca_key}",
+                # kwok's heartbeat stage reports every 20-45 s; leave room before "NotReady".
+                "--node-monitor-grace-period=2m",
+            ],
+        )
+        scheduler = self._spawn(
+            "kube-scheduler",
+            [
+                str(bin_dir / "kube-scheduler"),
+                *common,
+                f"--secure-port={free_port()}",
+                f"--cert-dir={work / 'scheduler-certs'}",
+            ],
+        )
+        kwok = self._spawn(
+            "kwok",
+            [
+                str(bin_dir / "kwok"),
+                f"--kubeconfig={admin}",
+                f"--config={self._write_kwok_config()}",
+                "--manage-all-nodes=false",
+                "--manage-nodes-with-annotation-selector=" + "=".join(KWOK_NODE_ANNOTATION),
+                f"--cidr={POD_CIDR}",
+            ],
+        )
+        everything = [etcd, apiserver, kcm, scheduler, kwok]
+        names = [f"kwok-node-{i}" for i in range(self._nodes)]
+        for name in names:
+            api.post("/api/v1/nodes", self._node_object(name))
+        for name in names:
+            wait_until(
+                lambda n=name: _node_schedulable(api, n),  # type: ignore[misc]
+                timeout=timeout,
+                what=f"Node {name} Ready and untainted",
+                watch=everything,
+            )
+        wait_until(
+            lambda: api.status("/api/v1/namespaces/default/serviceaccounts/default")[0] == 200,
+            timeout=timeout,
+            what="the default ServiceAccount",
+            watch=everything,
+        )
+
+    def _write_kwok_config(self) -> Path:
+        version = required_version(repo_root() / "hack/localcluster/kwok/go.mod", KWOK_MODULE)
+        stage_dir = go_module_dir(KWOK_MODULE, version) / "kustomize" / "stage"
+        docs = []
+        for rel in KWOK_STAGES:
+            path = stage_dir / rel
+            if not path.is_file():
+                raise StartupError(f"kwok stage {path} is missing (kwok {version})")
+            docs.append(path.read_text().strip())
+        config = self.workdir / "kwok.yaml"
+        config.write_text("\n---\n".join(docs) + "\n")
+        return config
+
+    def _node_object(self, name: str) -> dict[str, Any]:
+        key, value = KWOK_NODE_ANNOTATION
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": name,
+                "annotations": {key: value, "node.alpha.kubernetes.io/ttl": "0"},
+                "labels": {
+                    "type": "kwok",
+                    "kubernetes.io/hostname": name,
+                    "kubernetes.io/os": "linux",
+                    "kubernetes.io/arch": "amd64",
+                    "node-role.kubernetes.io/agent": "",
+                },
+            },
+            "status": {
+                "allocatable": dict(self._node_resources),
+                "capacity": dict(self._node_resources),
+            },
+        }
+
+    # ----------------------------------------------------------------- helpers
+
+    def kubectl(
+        self,
+        *args: str,
+        input_text: str | None = None,
+        kubeconfig: Path | str | None = None,
+        timeout: float = 120.0,
+    ) -> str:
+        """Run the bundled kubectl (admin identity unless `kubeconfig` is given)."""
+        config = str(kubeconfig or self.kubeconfig)
+        return run(
+            [str(self.bin_dir / "kubectl"), f"--kubeconfig={config}", *args],
+            input_text=input_text,
+            timeout=timeout,
+        )
+
+    def apply_yaml(self, source: Path | str, *, kubeconfig: Path | str | None = None) -> str:
+        """Server-side apply a file, a directory, or YAML text."""
+        base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}"]
+        if isinstance(source, Path) or ("\n" not in source and Path(source).exists()):
+            return self.kubectl(*base, "-f", str(source), kubeconfig=kubeconfig)
+        return self.kubectl(*base, "-f", "-", input_text=source, kubeconfig=kubeconfig)
+
+    def _raw_api(self) -> RawApi:
+        return RawApi(self.server, self._admin_token, self.ca_file)
+
+    def wait_crd_established(self, name: str, timeout: float = 30.0) -> None:
+        api = self._raw_api()
+        path = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{name}"
+        wait_until(
+            lambda: condition_true(api.get(path), "Established"),
+            timeout=timeout,
+            what=f"CRD {name} Established",
+            watch=self._procs,
+        )
+
+    def apply_crds(self, files: Iterable[Path]) -> list[str]:
+        """Apply CRD files and wait until every CRD in them is Established."""
+        paths = sorted(files)
+        names: list[str] = []
+        for path in paths:
+            for doc in yaml.safe_load_all(path.read_text()):
+                if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                    names.append(doc["metadata"]["name"])
+        for path in paths:
+            self.apply_yaml(path)
+        for name in names:
+            self.wait_crd_established(name)
+        return names
+
+    def install_gateway_api_crds(self) -> list[str]:
+        """Gateway API standard channel CRDs at GATEWAY_API_VERSION; returns the CRD names."""
+        crd_dir = (
+            go_module_dir(GATEWAY_API_MODULE, GATEWAY_API_VERSION) / "config" / "crd" / "standard"
+        )
+        files = list(crd_dir.glob("*.yaml"))
+        if not files:
+            raise RuntimeError(f"no CRDs under {crd_dir}")
+        return self.apply_crds(files)
+
+    def operator_kubeconfig(
+        self, namespace: str = "kanaria-system", service_account: str = "kanaria-operator"
+    ) -> Path:
+        """Apply manifests/namespace.yaml and manifests/rbac.yaml, then write a kubeconfig
+        holding a TokenRequest token of that ServiceAccount: its rights come only from RBAC."""
+        manifests = repo_root() / "manifests"
+        self.apply_yaml(manifests / "namespace.yaml")
+        self.apply_yaml(manifests / "rbac.yaml")
+        api = self._raw_api()
+        sa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}"
+        wait_until(
+            lambda: api.status(sa_path)[0] == 200,
+            timeout=30,
+            what=f"ServiceAccount {namespace}/{service_account}",
+        )
+        token = self.kubectl(
+            "create", "token", service_account, "-n", namespace, "--duration=24h"
+        ).strip()
+        path = self.workdir / f"{namespace}.{service_account}.kubeconfig"
+        write_kubeconfig(
+            path,
+            self.server,
+            self.ca_file,
+            f"system:serviceaccount:{namespace}:{service_account}",
+            token,
+            namespace=namespace,
+        )
+        return path
+
+
+def write_kubeconfig(
+    path: Path, server: str, ca_file: Path, user: str, token: str, *, namespace: str = "default"
+) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "kanaria-local",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "kanaria-local",
+                "context": {"cluster": "kanaria-local", "user": user, "namespace": namespace},
+            }
+        ],
+        "current-context": "kanaria-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)
+
+
+def _etcd_healthy(url: str) -> bool:
+    code, body = http_get(url + "/health", timeout=2)
+    return code == 200 and b'"true"' in body
+
+
+def _node_schedulable(api: RawApi, name: str) -> bool:
+    try:
+        node = api.get(f"/api/v1/nodes/{name}")
+    except ApiError:
+        return False
+    taints = node.get("spec", {}).get("taints") or []
+    return condition_true(node, "Ready") and not any(
+        t.get("effect") in ("NoSchedule", "NoExecute") for t in taints
+    )
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m kanaria.sandbox.cluster",
+        description="Run a local Kubernetes control plane.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    up = sub.add_parser("up", help="start a cluster and keep it until Ctrl-C")
+    up.add_argument("--nodes", type=int, default=1, help="fake kwok nodes (default 1)")
+    up.add_argument(
+        "--no-gateway-api", action="store_true", help="do not install the Gateway API CRDs"
+    )
+    args = parser.parse_args(argv)
+
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.monotonic()
+    cluster = LocalCluster(nodes=args.nodes)
+    try:
+        cluster.start()
+        if not args.no_gateway_api:
+            cluster.install_gateway_api_crds()
+        print(
+            f"# cluster up in {time.monotonic() - started:.1f}s; logs in "
+            f"{cluster.workdir / 'logs'}",
+            file=sys.stderr,
+        )
+        print(f"export KUBECONFIG={cluster.kubeconfig}", flush=True)
+        print("# Ctrl-C stops it and removes the temp dir", file=sys.stderr, flush=True)
+        while True:
+            cluster.check_alive()
+            time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("\n# stopping", file=sys.stderr)
+    finally:
+        cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
