@@ -11,6 +11,9 @@ key=$(cat "$here"/kube/go.mod "$here"/kube/go.sum "$here"/etcd/go.mod "$here"/et
           "$here"/kwok/go.mod "$here"/kwok/go.sum "$here"/etcd/main.go "$here"/build.sh | sha256sum | cut -c1-12)
 bin=${KANARIA_CLUSTER_BIN:-$root/.cache/cluster-bin/$key}
 mkdir -p "$bin"
+# One build at a time per key: a second caller waits, then finds the binaries there.
+exec 9>"$bin/.lock"
+flock 9
 build() { # module-dir output package
   local dir=$1 out=$2 pkg=$3 ld="-s -w ${4:-}"
   if [ -x "$bin/$out" ]; then return 0; fi

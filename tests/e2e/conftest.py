@@ -21,10 +21,16 @@ ARTIFACTS = Path(os.environ.get("KANARIA_ARTIFACTS", ROOT / "artifacts"))
 
 
 @pytest.fixture(scope="session")
-def operator_kubeconfig(cluster: LocalCluster) -> Path:
-    """The CRD installed, and a kubeconfig of the operator's ServiceAccount (RBAC from manifests/)."""
+def kanaria_crd(cluster: LocalCluster) -> LocalCluster:
+    """The ModelDeployment CRD from crds/, installed and Established."""
     cluster.apply_crds([ROOT / "crds" / "modeldeployment.yaml"])
-    return cluster.operator_kubeconfig()
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def operator_kubeconfig(kanaria_crd: LocalCluster) -> Path:
+    """The CRD installed, and a kubeconfig of the operator's ServiceAccount (RBAC from manifests/)."""
+    return kanaria_crd.operator_kubeconfig()
 
 
 @pytest.fixture

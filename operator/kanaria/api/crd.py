@@ -75,6 +75,10 @@ def structural(node: Any) -> Any:
                 out["x-kubernetes-preserve-unknown-fields"] = True
             else:
                 out[key] = structural(value)
+        elif key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+            # JSON Schema 2020 puts the bound here; OpenAPI 3.0 wants bound + boolean flag.
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         elif key == "description" and isinstance(value, str):
             out[key] = " ".join(value.split())
         elif key == "default" and isinstance(value, (dict, list)) and value:
