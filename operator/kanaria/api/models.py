@@ -41,6 +41,7 @@ __all__ = [
     "Condition",
     "MetricResult",
     "HistoryEntry",
+    "TimelineEntry",
     "Phase",
     "ModelDeploymentStatus",
 ]
@@ -509,6 +510,19 @@ class HistoryEntry(_Base):
     at: str = ""
 
 
+class TimelineEntry(_Base):
+    """One decision, with the traffic split right after it (for reports and `kubectl kanaria report`)."""
+
+    at: str
+    reason: str
+    message: str = ""
+    revision: str | None = None
+    """The new revision (canary or challenger) the decision was about."""
+    weight: int = 0
+    """Percent of traffic on the new revision after the decision."""
+    step: int = 0
+
+
 class ModelDeploymentStatus(_Base):
     """What Kanaria observed and decided. Everything needed to resume after a restart is here."""
 
@@ -547,4 +561,6 @@ class ModelDeploymentStatus(_Base):
     """The last user action handled (the value of the kanaria.io/action annotation)."""
     analysis: list[MetricResult] = Field(default_factory=list)
     history: list[HistoryEntry] = Field(default_factory=list)
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    """The last decisions (at most 200), oldest first."""
     conditions: list[Condition] = Field(default_factory=list)

@@ -16,6 +16,7 @@ from kanaria.api.models import (
     CanaryStep,
     HistoryEntry,
     MetricResult,
+    TimelineEntry,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
 )
@@ -23,9 +24,10 @@ from kanaria.rollout.clock import iso, parse_iso, seconds_since
 from kanaria.rollout.conditions import conditions_for
 from kanaria.rollout.types import Decision, Event, Observations, UserAction
 
-__all__ = ["decide", "HISTORY_LIMIT"]
+__all__ = ["decide", "HISTORY_LIMIT", "TIMELINE_LIMIT"]
 
 HISTORY_LIMIT = 50
+TIMELINE_LIMIT = 200
 _FAST = 1.0  # requeue after a transition, to carry on promptly
 
 
@@ -104,6 +106,19 @@ def decide(
         _route(c)
     _retention(c)
     c.st.conditions = conditions_for(c.st, status.conditions, obs, now)
+    if c.d.events:
+        entries = [
+            TimelineEntry(
+                at=iso(now),
+                reason=e.reason,
+                message=e.message,
+                revision=c.st.canary_revision or c.st.stable_revision,
+                weight=c.st.canary_weight if c.st.canary_revision else 0,
+                step=c.st.current_step,
+            )
+            for e in c.d.events
+        ]
+        c.st.timeline = [*c.st.timeline, *entries][-TIMELINE_LIMIT:]
     return c.d
 
 
@@ -342,14 +357,12 @@ def _analysis_step(c: _Cycle, step: CanaryStep, total: int) -> None:
         detail = _summary(names, verdicts) if verdicts else "no measurement yet"
         _on_inconclusive(c, f"step {st.current_step + 1}/{total}: {why}; {detail}")
         return
-    waiting = [n for n in names if verdicts is None or not verdicts.get(n, _NONE).passed]
+    latest = {r.metric: r.verdict for r in st.analysis}
+    waiting = [n for n in names if latest.get(n) != "pass"]
     st.message = (
         f"step {st.current_step + 1}/{total}: judging at {st.canary_weight}%; "
         f"waiting on {', '.join(waiting) or 'the first measurement'}"
     )
-
-
-_NONE = Verdict(Outcome.INCONCLUSIVE, "not measured")
 
 
 def _on_inconclusive(c: _Cycle, reason: str) -> None:
