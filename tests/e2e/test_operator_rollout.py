@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from tests.e2e.conftest import apply_md, get_md, md_manifest
+from tests.helpers import wait_for
 
 from kanaria.api import ModelDeploymentSpec, revision_hash
 from kanaria.sandbox.cluster import LocalCluster
@@ -20,8 +22,6 @@ from kanaria.sandbox.exporter import MetricsExporter
 from kanaria.sandbox.operator import OperatorProcess
 from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget
 from kanaria.sandbox.timeline import TimelineRecorder
-from tests.e2e.conftest import apply_md, get_md, md_manifest
-from tests.helpers import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.e2e]
 

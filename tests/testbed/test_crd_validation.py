@@ -67,12 +67,13 @@ def _rejection(k8s: ApiClient, namespace: str, body: dict[str, Any]) -> dict[str
     with pytest.raises(ApiException) as caught:
         api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, body)
     assert caught.value.status == 422, caught.value.body
-    status: dict[str, Any] = json.loads(caught.value.body)
+    status: dict[str, Any] = json.loads(caught.value.body or "{}")
     return status
 
 
 def test_valid_widget_is_accepted(k8s: ApiClient, widgets: str, namespace: str) -> None:
-    created = CustomObjectsApi(k8s).create_namespaced_custom_object(
+    api: Any = CustomObjectsApi(k8s)
+    created = api.create_namespaced_custom_object(
         GROUP, VERSION, namespace, PLURAL, _widget("ok", 1, 3)
     )
     assert created["spec"] == {"minReplicas": 1, "maxReplicas": 3}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes.client import ApiClient, CustomObjectsApi
 
@@ -41,7 +43,7 @@ def test_httproute_with_weighted_backends(k8s: ApiClient, namespace: str) -> Non
             ],
         },
     }
-    api = CustomObjectsApi(k8s)
+    api: Any = CustomObjectsApi(k8s)
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, "httproutes", route)
     stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "httproutes", "model")
     weights = {b["name"]: b["weight"] for b in stored["spec"]["rules"][0]["backendRefs"]}

@@ -3,6 +3,8 @@ kwok (the fake kubelet) reports them Running and Ready."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from kubernetes.client import ApiClient, AppsV1Api, CoreV1Api
 
@@ -26,7 +28,7 @@ def test_deployment_reaches_three_ready_replicas(k8s: ApiClient, namespace: str)
             },
         },
     }
-    apps = AppsV1Api(k8s)
+    apps: Any = AppsV1Api(k8s)  # Any: the client is typed for models, we pass plain dicts
     apps.create_namespaced_deployment(namespace, deployment)
 
     def ready() -> bool:
@@ -35,7 +37,8 @@ def test_deployment_reaches_three_ready_replicas(k8s: ApiClient, namespace: str)
 
     wait_for(ready, timeout=30, message="3 ready replicas of deployment echo")
 
-    pods = CoreV1Api(k8s).list_namespaced_pod(namespace, label_selector="app=echo").items
+    core: Any = CoreV1Api(k8s)
+    pods = core.list_namespaced_pod(namespace, label_selector="app=echo").items
     assert len(pods) == 3
     assert all(p.spec.node_name and p.spec.node_name.startswith("kwok-node-") for p in pods)
     assert all(p.status.phase == "Running" and p.status.pod_ip for p in pods)

@@ -10,15 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.analysis.verdict import Verdict
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import (
     CanaryStep,
     HistoryEntry,
     MetricResult,
-    TimelineEntry,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
+    TimelineEntry,
 )
 from kanaria.rollout.clock import iso, parse_iso, seconds_since
 from kanaria.rollout.conditions import conditions_for

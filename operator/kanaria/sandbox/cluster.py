@@ -58,6 +58,7 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 POD_CIDR = "10.244.0.0/16"
 ADMIN_USER = "kanaria-admin"
 FIELD_MANAGER = "kanaria-testbed"
+_APPLY = ("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}")
 
 
 class LocalCluster:
@@ -364,10 +365,9 @@ class LocalCluster:
 
     def apply_yaml(self, source: Path | str, *, kubeconfig: Path | str | None = None) -> str:
         """Server-side apply a file, a directory, or YAML text."""
-        base = ["apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}"]
         if isinstance(source, Path) or ("\n" not in source and Path(source).exists()):
-            return self.kubectl(*base, "-f", str(source), kubeconfig=kubeconfig)
-        return self.kubectl(*base, "-f", "-", input_text=source, kubeconfig=kubeconfig)
+            return self.kubectl(*_APPLY, "-f", str(source), kubeconfig=kubeconfig)
+        return self.kubectl(*_APPLY, "-f", "-", input_text=source, kubeconfig=kubeconfig)
 
     def _raw_api(self) -> RawApi:
         return RawApi(self.server, self._admin_token, self.ca_file)
@@ -390,8 +390,8 @@ class LocalCluster:
             for doc in yaml.safe_load_all(path.read_text()):
                 if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
                     names.append(doc["metadata"]["name"])
-        for path in paths:
-            self.apply_yaml(path)
+        files_args = [arg for path in paths for arg in ("-f", str(path))]
+        self.kubectl(*_APPLY, *files_args)
         for name in names:
             self.wait_crd_established(name)
         return names
@@ -498,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     signal.signal(signal.SIGTERM, _raise_interrupt)
+    signal.signal(signal.SIGINT, _raise_interrupt)  # also when started with SIGINT ignored
     started = time.monotonic()
     cluster = LocalCluster(nodes=args.nodes)
     try:
