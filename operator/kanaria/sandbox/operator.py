@@ -14,7 +14,8 @@ __all__ = ["OperatorProcess"]
 
 
 class OperatorProcess:
-    """``python -m kanaria.controller.main`` under a given kubeconfig (the operator identity)."""
+    """``python -m kanaria.controller.main`` under a given kubeconfig (the operator identity);
+    ``args`` are extra command-line arguments, for example ``["--namespace", "team-a"]``."""
 
     def __init__(
         self,
@@ -24,6 +25,7 @@ class OperatorProcess:
         name: str = "operator",
         namespace: str = "kanaria-system",
         extra_env: dict[str, str] | None = None,
+        args: list[str] | None = None,
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kanaria-operator-"))
         self.health_port = free_port()
@@ -43,7 +45,7 @@ class OperatorProcess:
         self.proc = ManagedProcess(
             name,
             [sys.executable, "-m", "kanaria.controller.main",
-             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz"],
+             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz", *(args or [])],
             self.workdir / f"{name}.log",
             env=env,
         )
