@@ -33,7 +33,7 @@ def test_deployment_reaches_three_ready_replicas(k8s: ApiClient, namespace: str)
 
     def ready() -> bool:
         status = apps.read_namespaced_deployment_status("echo", namespace).status
-        return status.ready_replicas == 3 and status.available_replicas == 3
+        return bool(status.ready_replicas == 3 and status.available_replicas == 3)
 
     wait_for(ready, timeout=30, message="3 ready replicas of deployment echo")
 
