@@ -426,8 +426,10 @@ def test_plan_compares_canary_with_stable_over_the_step() -> None:
     assert analysis_plan(make_spec(), canary_status(weight=0), T0) is None  # no traffic yet
 
 
-def test_plan_in_watch_window_compares_with_prior() -> None:
-    plan = analysis_plan(make_spec(), watching(), T0 + timedelta(seconds=30))
+def test_plan_in_watch_window_compares_the_promoted_revision_with_itself() -> None:
+    st = watching()  # promoted at T0, window 60 s: the first 20 s are the baseline
+    assert analysis_plan(make_spec(), st, T0 + timedelta(seconds=25)) is None
+    plan = analysis_plan(make_spec(), st, T0 + timedelta(seconds=45))
     assert plan is not None
-    assert (plan.candidate.revision, plan.candidate.window) == ("r2", 30)
-    assert (plan.baseline.revision, plan.baseline.window) == ("r1", 330)
+    assert (plan.candidate.revision, plan.candidate.window, plan.candidate.offset) == ("r2", 25, 0)
+    assert (plan.baseline.revision, plan.baseline.window, plan.baseline.offset) == ("r2", 20, 25)

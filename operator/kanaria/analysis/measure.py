@@ -110,8 +110,8 @@ def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Ve
     counts = []
     for arm in (plan.baseline, plan.candidate):
         labels = _labels(t, arm)
-        correct = _count(p, counter_increase(METRIC_NAMES["labels"], {**labels, "outcome": "correct"}, arm.window))
-        total = _count(p, counter_increase(METRIC_NAMES["labels"], labels, arm.window))
+        correct = _count(p, counter_increase(METRIC_NAMES["labels"], {**labels, "outcome": "correct"}, arm.window, arm.offset))
+        total = _count(p, counter_increase(METRIC_NAMES["labels"], labels, arm.window, arm.offset))
         counts.append((min(correct, total), total))
     (xb, nb), (xc, nc) = counts
     return proportions.judge_accuracy(
@@ -129,8 +129,8 @@ def _error_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> 
     counts = []
     for arm in (plan.baseline, plan.candidate):
         labels = _labels(t, arm)
-        errors = _count(p, counter_increase(METRIC_NAMES["errors"], labels, arm.window))
-        requests = _count(p, counter_increase(METRIC_NAMES["requests"], labels, arm.window))
+        errors = _count(p, counter_increase(METRIC_NAMES["errors"], labels, arm.window, arm.offset))
+        requests = _count(p, counter_increase(METRIC_NAMES["requests"], labels, arm.window, arm.offset))
         counts.append((min(errors, requests), requests))
     (eb, rb), (ec, rc) = counts
     return proportions.judge_error_rate(
@@ -145,8 +145,8 @@ def _error_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> 
 
 
 def _latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    b_bounds, b_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.baseline), plan.baseline.window))
-    c_bounds, c_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.candidate), plan.candidate.window))
+    b_bounds, b_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.baseline), plan.baseline.window, plan.baseline.offset))
+    c_bounds, c_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.candidate), plan.candidate.window, plan.candidate.offset))
     if not b_bounds or not c_bounds:
         raise _NoData("no latency histogram samples yet for one of the revisions")
     if b_bounds != c_bounds:
@@ -167,7 +167,7 @@ def _per_feature(p: MetricProvider, t: Target, arm: Arm) -> dict[str, list[float
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for metric, key in ((METRIC_NAMES["feature"], "feature"), (METRIC_NAMES["prediction"], None)):
         by = ("feature", "le") if key else ("le",)
-        result = p.query(buckets_increase(metric, _labels(t, arm), arm.window, by=by))
+        result = p.query(buckets_increase(metric, _labels(t, arm), arm.window, arm.offset, by=by))
         _check(result)
         for s in result.samples:
             name = s.labels.get("feature", "") if key else "prediction"

@@ -85,16 +85,22 @@ def _selector(labels: Mapping[str, str]) -> str:
     return "{" + inner + "}"
 
 
-def counter_increase(metric: str, labels: Mapping[str, str], window: float) -> str:
-    """Total increase of a counter over the window, summed over series."""
-    return f"sum(increase({metric}{_selector(labels)}[{format_duration(window)}]))"
+def _range(window: float, offset: float) -> str:
+    text = f"[{format_duration(window)}]"
+    return text + (f" offset {format_duration(offset)}" if offset >= 1 else "")
+
+
+def counter_increase(metric: str, labels: Mapping[str, str], window: float, offset: float = 0.0) -> str:
+    """Total increase of a counter over the window (ending ``offset`` seconds ago)."""
+    return f"sum(increase({metric}{_selector(labels)}{_range(window, offset)}))"
 
 
 def buckets_increase(
-    metric: str, labels: Mapping[str, str], window: float, by: tuple[str, ...] = ("le",)
+    metric: str,
+    labels: Mapping[str, str],
+    window: float,
+    offset: float = 0.0,
+    by: tuple[str, ...] = ("le",),
 ) -> str:
     """Increase of each histogram bucket over the window (cumulative counts per ``le``)."""
-    return (
-        f"sum by ({', '.join(by)}) "
-        f"(increase({metric}_bucket{_selector(labels)}[{format_duration(window)}]))"
-    )
+    return f"sum by ({', '.join(by)}) (increase({metric}_bucket{_selector(labels)}{_range(window, offset)}))"

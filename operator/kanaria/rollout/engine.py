@@ -478,6 +478,7 @@ def _promote(c: _Cycle, why: str) -> None:
     st.stable_revision, st.stable_version = new, st.canary_version
     st.canary_revision = st.canary_version = None
     st.canary_weight = 0
+    st.current_step = 0
     st.promoted_at = iso(c.now)
     st.failures = st.inconclusive_streak = 0
     st.last_analysis_at = None

@@ -42,10 +42,25 @@ def analysis_plan(
         return AnalysisPlan(
             metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window)
         )
-    if status.phase == "Watching" and status.stable_revision and status.prior_revision:
-        since_promotion = _window(seconds_since(status.promoted_at, now), interval)
-        rollout = _window(seconds_since(status.rollout_started_at, now), interval)
-        return AnalysisPlan(
-            metrics, Arm(status.stable_revision, since_promotion), Arm(status.prior_revision, rollout)
-        )
+    if status.phase == "Watching" and status.stable_revision and status.watch_until:
+        return _watch_plan(metrics, status, now, interval)
     return None
+
+
+def _watch_plan(
+    metrics: tuple[str, ...], status: ModelDeploymentStatus, now: datetime, interval: float
+) -> AnalysisPlan | None:
+    """In the watch window the promoted revision serves all traffic, so nothing serves beside
+    it. It is compared with itself: the first third of the window (at full traffic, right
+    after promotion) is the baseline, the time since then the candidate. Comparing with the
+    prior revision's numbers from the rollout would mix in the change of load (a revision
+    serving all traffic is slower than one serving half), and roll back good revisions."""
+    stable = status.stable_revision
+    assert stable is not None
+    since = seconds_since(status.promoted_at, now)
+    length = since + max(0.0, -seconds_since(status.watch_until, now))
+    baseline = max(interval, length / 3)
+    if since < baseline + interval:
+        return None  # the baseline is still being collected
+    candidate = min(MAX_WINDOW, since - baseline)
+    return AnalysisPlan(metrics, Arm(stable, candidate), Arm(stable, baseline, offset=candidate))

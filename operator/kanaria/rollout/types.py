@@ -78,10 +78,12 @@ class Observations:
 
 @dataclass(frozen=True)
 class Arm:
-    """One side of a comparison: a revision, measured over the last ``window`` seconds."""
+    """One side of a comparison: a revision, measured over ``window`` seconds ending
+    ``offset`` seconds ago (0: ending now)."""
 
     revision: str
     window: float
+    offset: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def manifest(
     steps: list[dict[str, Any]] | None = None,
     metrics: list[dict[str, Any]] | None = None,
     interval: str = "2s",
-    window: str = "20s",
+    window: str = "30s",
     extra_analysis: dict[str, Any] | None = None,
     replicas: int = 1,
 ) -> dict[str, Any]:
