@@ -433,3 +433,64 @@ def test_plan_in_watch_window_compares_the_promoted_revision_with_itself() -> No
     assert plan is not None
     assert (plan.candidate.revision, plan.candidate.window, plan.candidate.offset) == ("r2", 25, 0)
     assert (plan.baseline.revision, plan.baseline.window, plan.baseline.offset) == ("r2", 20, 25)
+
+
+# --------------------------------------------------------------------------- A/B test
+
+
+def ab_spec(**ab: Any) -> ModelDeploymentSpec:
+    return make_spec(
+        strategy={"abTest": {"weight": 30, "primaryMetric": "accuracy", "guardrails": ["latency"],
+                             "maxDuration": "10m", **ab}},
+    )
+
+
+BETTER = Verdict(Outcome.PASS, "better", value=0.95, baseline=0.90, samples=3000, baseline_samples=7000)
+SAME = Verdict(Outcome.PASS, "same", value=0.90, baseline=0.90, samples=3000, baseline_samples=7000)
+
+
+def test_ab_sets_the_split_then_waits_for_a_winner() -> None:
+    st = canary_status(step=0, weight=0)
+    d = decide(ab_spec(), st, obs(workloads=ready("r1", "r2"), weights={"r1": 70, "r2": 30}), T0)
+    assert d.weights == {"r1": 70, "r2": 30} and d.status.current_step == 1
+    later = T0 + timedelta(minutes=1)
+    d = decide(ab_spec(), d.status, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": SAME, "latency": PASS}), later)
+    assert d.status.phase == "Progressing" and d.weights == {"r1": 70, "r2": 30}
+
+
+@pytest.mark.parametrize(
+    ("verdicts", "outcome"),
+    [
+        ({"accuracy": BETTER, "latency": PASS}, "promoted"),
+        ({"accuracy": BETTER, "latency": INC}, None),  # a winner must pass every guardrail
+        ({"accuracy": BETTER, "latency": FAIL}, "lost"),
+        ({"accuracy": FAIL, "latency": PASS}, "lost"),
+    ],
+)
+def test_ab_winner(verdicts: dict[str, Verdict], outcome: str | None) -> None:
+    st = canary_status(step=1, weight=30)
+    seen = {"r1": 70, "r2": 30} if outcome != "promoted" else {"r2": 100}
+    d = decide(ab_spec(), st, obs(workloads=ready("r1", "r2"), verdicts=verdicts, weights=seen), T0)
+    last = d.status.history[-1].outcome if d.status.history else None
+    assert last == outcome
+    if outcome == "promoted":
+        assert d.status.stable_revision == "r2"
+    if outcome == "lost":
+        assert d.status.stable_revision == "r1" and d.weights == {"r1": 100, "r2": 0}
+
+
+def test_ab_without_a_winner_keeps_the_incumbent_after_max_duration() -> None:
+    st = canary_status(step=1, weight=30)
+    d = decide(ab_spec(), st, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": SAME, "latency": PASS}),
+               T0 + timedelta(minutes=11))
+    assert d.status.history[-1].outcome == "lost" and "incumbent stays" in d.status.history[-1].reason
+
+
+def test_ab_bandit_moves_the_split_within_the_floor() -> None:
+    st = canary_status(step=1, weight=30)
+    promising = Verdict(Outcome.PASS, "p", value=0.93, baseline=0.90, samples=300, baseline_samples=700)
+    d = decide(ab_spec(bandit=True, explorationFloor=10), st,
+               obs(workloads=ready("r1", "r2"), verdicts={"accuracy": promising, "latency": PASS}), T0)
+    assert 30 < d.status.canary_weight <= 90
+    assert d.weights == {"r1": 100 - d.status.canary_weight, "r2": d.status.canary_weight}
+    assert any(e.reason == "SplitChanged" for e in d.events)

@@ -171,6 +171,12 @@ class ABTestStrategy(_Base):
     """Metrics every winner must pass."""
     max_duration: Duration = Field(default="1h", pattern=DURATION_PATTERN)
     """When no winner is decided by then, the incumbent stays."""
+    bandit: bool = False
+    """Move the split toward the better arm by Thompson sampling on the primary metric
+    (accuracy or errorRate), only while every guardrail passes. Off by default: delayed labels
+    and changing traffic bias bandits, and bandits do not control error rates."""
+    exploration_floor: int = Field(default=10, ge=1, le=50)
+    """With bandit: the least percent of traffic either arm keeps."""
 
 
 class ShadowStrategy(_Base):
@@ -505,7 +511,7 @@ class HistoryEntry(_Base):
 
     revision: str
     model_version: str
-    outcome: Literal["deployed", "promoted", "rolledBack", "aborted", "superseded", "reverted"]
+    outcome: Literal["deployed", "promoted", "rolledBack", "aborted", "superseded", "reverted", "lost"]
     reason: str = ""
     at: str = ""
 

@@ -245,6 +245,9 @@ def _canary_traffic(c: _Cycle) -> dict[str, int]:
 
 
 def _progress_canary(c: _Cycle) -> None:
+    if c.spec.strategy.ab_test is not None:
+        _progress_ab_test(c)
+        return
     st, spec = c.st, c.spec
     steps = spec.canary_steps()
     _canary_traffic(c)
@@ -268,6 +271,83 @@ def _progress_canary(c: _Cycle) -> None:
         _pause_step(c, step, len(steps))
     else:
         _analysis_step(c, step, len(steps))
+
+
+def _progress_ab_test(c: _Cycle) -> None:
+    """A/B: a fixed split (step 0 sets it), then the primary metric picks a winner (step 1).
+
+    The challenger wins only with significant evidence that it is better on the primary
+    metric and every guardrail passing; a failed guardrail or primary metric, or no decision
+    within maxDuration, keeps the incumbent (the challenger is retired as "lost").
+    """
+    st, spec = c.st, c.spec
+    ab = spec.strategy.ab_test
+    assert ab is not None and spec.analysis is not None
+    if st.current_step == 0:
+        st.canary_weight = ab.weight
+    _canary_traffic(c)
+    if not c.ready(st.canary_revision):
+        _wait_for_canary_ready(c)
+        return
+    if st.current_step == 0:
+        if c.weights_match(_canary_traffic(c)):
+            _advance(c, 2, f"A/B split {100 - ab.weight}/{ab.weight} confirmed by the router")
+        else:
+            st.phase = "Progressing"
+            st.message = f"A/B test: setting the split to {100 - ab.weight}/{ab.weight}"
+            c.requeue(_FAST)
+        return
+    st.phase = "Progressing"
+    verdicts = c.obs.verdicts
+    if verdicts is not None:
+        _record(c, verdicts)
+        if _ab_decide(c, verdicts):
+            return
+    elapsed = seconds_since(st.step_started_at, c.now)
+    limit = parse_duration(ab.max_duration)
+    if elapsed >= limit:
+        _rollback(c, f"no winner within {limit:.0f}s: the incumbent stays", outcome="lost")
+        return
+    st.message = (
+        f"A/B test at {100 - st.canary_weight}/{st.canary_weight}: deciding on "
+        f"{ab.primary_metric} ({limit - elapsed:.0f}s left)"
+    )
+
+
+def _ab_decide(c: _Cycle, verdicts: Mapping[str, Verdict]) -> bool:
+    """Act on one measurement of an A/B test; True when the test ended."""
+    from kanaria.analysis.winner import ab_winner, thompson_weight
+
+    st, spec = c.st, c.spec
+    ab = spec.strategy.ab_test
+    assert ab is not None and spec.analysis is not None
+    kinds = {m.name: m.kind for m in spec.analysis.metrics}
+    failed = [g for g in ab.guardrails if g in verdicts and verdicts[g].failed]
+    if failed:
+        _rollback(c, "guardrail failed: " + _summary(tuple(failed), verdicts), outcome="lost")
+        return True
+    primary = verdicts.get(ab.primary_metric)
+    winner = ab_winner(kinds[ab.primary_metric], primary) if primary is not None else None
+    guards_pass = all(g in verdicts and verdicts[g].passed for g in ab.guardrails)
+    detail = _summary((ab.primary_metric, *ab.guardrails), verdicts)
+    if winner == "incumbent":
+        _rollback(c, f"the incumbent wins: {detail}", outcome="lost")
+        return True
+    if winner == "challenger" and guards_pass:
+        c.st.current_step = 2
+        _promote(c, f"A/B winner: {detail}")
+        return True
+    if ab.bandit and guards_pass and primary is not None:
+        weight = thompson_weight(
+            primary,
+            floor=ab.exploration_floor,
+            higher_is_better=kinds[ab.primary_metric] != "errorRate",
+        )
+        if weight is not None and weight != st.canary_weight:
+            c.event("SplitChanged", f"bandit moves the challenger from {st.canary_weight}% to {weight}%")
+            st.canary_weight = weight
+            _canary_traffic(c)
+    return False
 
 
 def _wait_for_canary_ready(c: _Cycle) -> None:
