@@ -67,7 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     text = render()
     if args.check:
         if not TARGET.exists() or TARGET.read_text() != text:
-            print(f"{TARGET.relative_to(ROOT)} is out of date: run python3 hack/gen_rules.py", file=sys.stderr)
+            print(
+                f"{TARGET.relative_to(ROOT)} is out of date: run python3 hack/gen_rules.py",
+                file=sys.stderr,
+            )
             return 1
         return 0
     TARGET.write_text(text)
