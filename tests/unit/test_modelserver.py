@@ -105,3 +105,14 @@ def test_modelserver_config_requires_uri() -> None:
         ServerConfig.from_env({})
     config = ServerConfig.from_env({"KANARIA_MODEL_URI": "/x", "KANARIA_FAULT_DELAY_MS": "5"})
     assert config.delay_ms == 5.0 and config.error_rate is None and config.revision == "local"
+
+
+def test_input_scale_fault_is_parsed_and_refused_when_malformed() -> None:
+    from kanaria.sandbox.modelserver import ServerConfig
+
+    cfg = ServerConfig.from_env({"KANARIA_MODEL_URI": "/x", "KANARIA_FAULT_INPUT_SCALE": "3:10"})
+    assert cfg.input_scale == (3, 10.0)
+    import pytest
+
+    with pytest.raises(ValueError, match="INDEX:FACTOR"):
+        ServerConfig.from_env({"KANARIA_MODEL_URI": "/x", "KANARIA_FAULT_INPUT_SCALE": "three"})

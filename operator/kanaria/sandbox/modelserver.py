@@ -110,6 +110,9 @@ class ServerConfig:
     pending_max: int = 100_000
     pending_ttl_seconds: float = 3600.0
     fault_seed: int | None = None
+    input_scale: tuple[int, float] | None = None
+    """A deliberate preprocessing bug: multiply input feature INDEX by FACTOR before the
+    model sees it (and before it is monitored), as a broken feature pipeline would."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> ServerConfig:
@@ -121,7 +124,16 @@ class ServerConfig:
         if not uri:
             raise ValueError("KANARIA_MODEL_URI is not set")
         seed = env.get("KANARIA_FAULT_SEED", "").strip()
+        scale = env.get("KANARIA_FAULT_INPUT_SCALE", "").strip()
+        input_scale = None
+        if scale:
+            index, _, factor = scale.partition(":")
+            try:
+                input_scale = (int(index), float(factor))
+            except ValueError as exc:
+                raise ValueError(f"KANARIA_FAULT_INPUT_SCALE must be INDEX:FACTOR, not {scale!r}") from exc
         return cls(
+            input_scale=input_scale,
             model_uri=uri,
             model_name=env.get("KANARIA_MODEL_NAME") or None,
             revision=env.get("KANARIA_REVISION") or "local",
@@ -143,6 +155,7 @@ class ModelServer:
 
     def __init__(self, config: ServerConfig, host: str = "127.0.0.1", port: int = 0) -> None:
         self.artifact: Artifact = load_artifact(config.model_uri)
+        self.config = config
         meta = self.artifact.meta
         meta_faults = meta.get("faults", {})
         self.model_name = config.model_name or str(meta.get("dataset", "model"))
@@ -221,6 +234,9 @@ class ModelServer:
         started = time.perf_counter()
         single = "features" in body
         rows, ids = self._parse_rows(body, header_id, single)
+        if self.config.input_scale is not None:
+            index, factor = self.config.input_scale
+            rows = [[v * factor if i == index else v for i, v in enumerate(row)] for row in rows]
         delay, fail = self.faults.draw()
         if delay > 0:
             time.sleep(delay)
