@@ -24,6 +24,9 @@ from kanaria.api.models import (
 
 __all__ = ["crd_manifest", "crd_yaml", "structural"]
 
+MAX_NAME = 52
+"""Longest ModelDeployment name: NAME-<10 hex> must fit a 63-character DNS label."""
+
 _DROP = {"title", "$defs", "additionalProperties_false"}
 
 
@@ -144,6 +147,15 @@ def crd_manifest() -> dict[str, Any]:
                             "description": "A machine-learning model served on Kubernetes, "
                             "and how Kanaria rolls out each new version of it.",
                             "required": ["spec"],
+                            # Per-revision Services are named NAME-<10 hex> and must stay
+                            # DNS labels (63); NAME is also a label value (63).
+                            "x-kubernetes-validations": [
+                                {
+                                    "rule": f"size(self.metadata.name) <= {MAX_NAME}",
+                                    "message": f"a ModelDeployment name may be at most {MAX_NAME} characters "
+                                    "(its revisions' Services are named NAME-<10 hex characters>)",
+                                }
+                            ],
                             "properties": {
                                 "apiVersion": {"type": "string"},
                                 "kind": {"type": "string"},

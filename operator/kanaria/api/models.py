@@ -7,6 +7,7 @@ Field docstrings become the CRD's descriptions, so ``kubectl explain`` shows the
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -52,6 +53,11 @@ KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 
 Duration = str  # validated by DURATION_PATTERN, e.g. "30s", "5m", "1h"
+
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
+"""A Kubernetes object name (RFC 1123 subdomain): routes the operator writes, Gateways it names."""
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 def _one_of(*fields: str) -> str:
@@ -220,9 +226,9 @@ class Strategy(_Base):
 class ParentRef(_Base):
     """A Gateway the HTTPRoute attaches to."""
 
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=253, pattern=DNS_SUBDOMAIN)
     """Name of the Gateway."""
-    namespace: str | None = None
+    namespace: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Namespace of the Gateway; the ModelDeployment's when omitted."""
     section_name: str | None = None
     """Listener name on the Gateway."""
@@ -231,7 +237,7 @@ class ParentRef(_Base):
 class GatewayAPITraffic(_Base):
     """Route with a Gateway API HTTPRoute: Kanaria owns the weights of its backendRefs."""
 
-    http_route: str | None = Field(default=None, max_length=253)
+    http_route: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     """Name of the HTTPRoute. Defaults to the ModelDeployment's name."""
     parent_refs: list[ParentRef] = Field(default_factory=list, max_length=16)
     """Gateways to attach to, when Kanaria creates the route."""
@@ -242,7 +248,7 @@ class GatewayAPITraffic(_Base):
 class IstioTraffic(_Base):
     """Route with an Istio VirtualService: Kanaria owns the weights of its route destinations."""
 
-    virtual_service: str | None = Field(default=None, max_length=253)
+    virtual_service: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     """Name of the VirtualService. Defaults to the ModelDeployment's name."""
     hosts: list[str] = Field(default_factory=list, max_length=16)
     """Hosts of the VirtualService; the ModelDeployment's name when empty."""
@@ -432,6 +438,13 @@ class ModelDeploymentSpec(_Base):
     """The watch window after promotion, and history."""
 
     @model_validator(mode="after")
+    def _template_shape(self) -> ModelDeploymentSpec:
+        problem = _template_problem(self.template)
+        if problem is not None:
+            raise ValueError(f"template: {problem}")
+        return self
+
+    @model_validator(mode="after")
     def _analysis_steps_need_metrics(self) -> ModelDeploymentSpec:
         steps = self.strategy.canary.steps if self.strategy.canary else []
         if any(s.analysis is not None for s in steps) and (
@@ -466,6 +479,36 @@ class ModelDeploymentSpec(_Base):
 
     def interval_seconds(self) -> float:
         return parse_duration(self.analysis.interval) if self.analysis else 10.0
+
+
+def _template_problem(template: dict[str, Any]) -> str | None:
+    """Why the pod template cannot be the template of a Deployment Kanaria writes; None if it
+    can, as far as the parts Kanaria reads and extends (metadata labels, containers, env)."""
+    meta = template.get("metadata", {})
+    if not isinstance(meta, dict):
+        return "metadata must be an object"
+    for key in ("labels", "annotations"):
+        entries = meta.get(key) or {}
+        if not isinstance(entries, dict) or not all(isinstance(v, str) for v in entries.values()):
+            return f"metadata.{key} must map names to strings"
+        bad = next((k for k in entries if not _LABEL_KEY.match(k)), None)
+        if bad is not None:
+            return f"metadata.{key}: {bad!r} is not a valid key"
+        if key == "labels":
+            wrong = next((v for v in entries.values() if not _LABEL_VALUE.match(v)), None)
+            if wrong is not None:
+                return f"metadata.labels: {wrong!r} is not a valid label value"
+    pod = template.get("spec", {})
+    if not isinstance(pod, dict):
+        return "spec must be an object"
+    containers = pod.get("containers") or []
+    if not isinstance(containers, list) or not all(isinstance(c, dict) for c in containers):
+        return "spec.containers must be a list of containers"
+    for i, container in enumerate(containers):
+        env = container.get("env") or []
+        if not isinstance(env, list) or not all(isinstance(e, dict) for e in env):
+            return f"spec.containers[{i}].env must be a list of name/value objects"
+    return None
 
 
 # --------------------------------------------------------------------------- status
