@@ -494,3 +494,41 @@ def test_ab_bandit_moves_the_split_within_the_floor() -> None:
     assert 30 < d.status.canary_weight <= 90
     assert d.weights == {"r1": 100 - d.status.canary_weight, "r2": d.status.canary_weight}
     assert any(e.reason == "SplitChanged" for e in d.events)
+
+
+# --------------------------------------------------------------------------- shadow
+
+
+def shadow_spec() -> ModelDeploymentSpec:
+    return make_spec(strategy={"shadow": {"percent": 50, "duration": "5m"}})
+
+
+def test_shadow_mirrors_first_and_never_gives_live_traffic() -> None:
+    st = canary_status(step=0, weight=0)
+    d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2")), T0)
+    assert d.weights == {"r1": 100, "r2": 0} and d.mirror == ("r2", 50) and d.status.current_step == 0
+    d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2"), mirror=("r2", 50)), T0)
+    assert d.status.current_step == 1 and d.weights == {"r1": 100, "r2": 0}
+
+
+def test_shadow_failing_metric_rolls_back_with_the_mirror_removed() -> None:
+    st = canary_status(step=1, weight=0)
+    d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
+                                      verdicts={"accuracy": FAIL, "latency": PASS}), T0)
+    assert d.status.phase == "RolledBack" and d.mirror is None and d.weights == {"r1": 100, "r2": 0}
+
+
+def test_shadow_passing_is_promoted() -> None:
+    st = canary_status(step=1, weight=0)
+    d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
+                                      verdicts={"accuracy": PASS, "latency": PASS}), T0)
+    assert d.weights == {"r1": 0, "r2": 100} and d.mirror is None
+    d = decide(shadow_spec(), d.status, obs(workloads=ready("r1", "r2"), weights={"r2": 100}), T0)
+    assert d.status.stable_revision == "r2" and d.status.history[-1].outcome == "promoted"
+
+
+def test_shadow_plan_measures_without_live_weight() -> None:
+    st = canary_status(step=1, weight=0)
+    plan = analysis_plan(shadow_spec(), st, T0 + timedelta(seconds=30))
+    assert plan is not None and plan.candidate.revision == "r2"
+    assert analysis_plan(make_spec(), st, T0 + timedelta(seconds=30)) is None  # a canary at 0%: nothing to see

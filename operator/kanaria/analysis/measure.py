@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from kanaria.analysis import drift, latency, proportions
+from kanaria.analysis.agreement import judge_agreement
 from kanaria.analysis.provider import MetricProvider, QueryResult
 from kanaria.analysis.templates import (
     TemplateError,
@@ -26,7 +27,14 @@ from kanaria.rollout.types import AnalysisPlan, Arm
 
 __all__ = ["Target", "measure", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES"]
 
-DEFAULT_MIN_SAMPLES = {"accuracy": 500, "errorRate": 1000, "latency": 200, "drift": 1000, "custom": 1}
+DEFAULT_MIN_SAMPLES = {
+    "accuracy": 500,
+    "errorRate": 1000,
+    "latency": 200,
+    "drift": 1000,
+    "agreement": 200,
+    "custom": 1,
+}
 
 METRIC_NAMES = {
     "requests": "kanaria_model_requests_total",
@@ -35,6 +43,7 @@ METRIC_NAMES = {
     "labels": "kanaria_model_labels_total",
     "feature": "kanaria_model_feature",
     "prediction": "kanaria_model_prediction",
+    "agreement": "kanaria_model_agreement_total",
 }
 
 
@@ -198,6 +207,20 @@ def _drift(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdi
     )
 
 
+def _agreement(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    labels = _labels(t, plan.candidate)
+    name, window, offset = METRIC_NAMES["agreement"], plan.candidate.window, plan.candidate.offset
+    agree = _count(p, counter_increase(name, {**labels, "outcome": "agree"}, window, offset))
+    total = _count(p, counter_increase(name, labels, window, offset))
+    return judge_agreement(
+        min(agree, total),
+        total,
+        min_agreement=m.min_agreement or 0.95,
+        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["agreement"],
+        alpha=m.alpha or 0.05,
+    )
+
+
 _CONDITION_OPS: dict[str, Callable[[float, float], bool]] = {
     "<": lambda a, b: a < b,
     "<=": lambda a, b: a <= b,
@@ -254,6 +277,7 @@ _JUDGES: dict[str, Callable[[Metric, AnalysisPlan, MetricProvider, Target], Verd
     "errorRate": _error_rate,
     "latency": _latency,
     "drift": _drift,
+    "agreement": _agreement,
     "custom": _custom,
 }
 

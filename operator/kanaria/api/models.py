@@ -186,12 +186,13 @@ class ABTestStrategy(_Base):
 
 
 class ShadowStrategy(_Base):
-    """Mirror live traffic to the new revision (responses discarded) before it gets any."""
+    """Mirror live traffic to the new revision (its responses discarded) and judge it there;
+    it is promoted only when every metric passes, without ever serving a user before."""
 
     percent: int = Field(default=100, ge=1, le=100)
     """Percent of requests mirrored."""
     duration: Duration = Field(default="10m", pattern=DURATION_PATTERN)
-    """Longest time to wait for the shadow's metrics to decide."""
+    """Longest time to wait for the shadow's metrics to decide; then onInconclusive acts."""
 
 
 class Strategy(_Base):
@@ -308,7 +309,7 @@ class PrometheusProvider(_Base):
     """Timeout of one query."""
 
 
-MetricKind = Literal["accuracy", "latency", "errorRate", "drift", "custom"]
+MetricKind = Literal["accuracy", "latency", "errorRate", "drift", "agreement", "custom"]
 
 
 class Metric(_Base):
@@ -329,7 +330,8 @@ class Metric(_Base):
     """Name of this metric, referenced by steps and shown in status."""
     kind: MetricKind
     """accuracy (delayed ground-truth labels), latency (histogram), errorRate, drift (feature and
-    prediction histograms) or custom (your PromQL with a condition)."""
+    prediction histograms), agreement (how often the new revision's prediction matches the one
+    served; for shadows) or custom (your PromQL with a condition)."""
     critical: bool = False
     """A failure of a critical metric rolls back at once, whatever failureLimit says."""
     min_samples: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -347,6 +349,8 @@ class Metric(_Base):
     """latency: an objective on a histogram bucket edge, for the share of slow requests."""
     features: list[str] | None = Field(default=None, max_length=256)
     """drift: the features to check; every feature the model exports when omitted."""
+    min_agreement: float | None = Field(default=None, gt=0, lt=1)
+    """agreement: the least share of predictions that must match the served ones (default 0.95)."""
     share_threshold: float | None = Field(default=None, gt=0, le=1)
     """drift: the share of drifted features that fails the metric (default 0.5)."""
     alpha: float | None = Field(default=None, gt=0, lt=0.5)
@@ -411,6 +415,11 @@ class ModelDeploymentSpec(_Base):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
+                    "rule": "!has(self.strategy) || !has(self.strategy.shadow) || "
+                    "!has(self.traffic.replicas)",
+                    "message": "a shadow needs a router that can mirror: gatewayAPI or istio",
+                },
+                {
                     "rule": "!has(self.strategy) || !has(self.strategy.canary) || "
                     "!self.strategy.canary.steps.exists(s, has(s.analysis)) || "
                     "(has(self.analysis) && size(self.analysis.metrics) > 0)",
@@ -446,6 +455,10 @@ class ModelDeploymentSpec(_Base):
 
     @model_validator(mode="after")
     def _analysis_steps_need_metrics(self) -> ModelDeploymentSpec:
+        if self.strategy.shadow is not None and self.traffic.replicas is not None:
+            raise ValueError("a shadow needs a router that can mirror: gatewayAPI or istio")
+        if self.strategy.shadow is not None and (self.analysis is None or not self.analysis.metrics):
+            raise ValueError("a shadow needs spec.analysis with at least one metric")
         steps = self.strategy.canary.steps if self.strategy.canary else []
         if any(s.analysis is not None for s in steps) and (
             self.analysis is None or not self.analysis.metrics

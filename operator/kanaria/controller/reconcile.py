@@ -96,6 +96,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     states, models = workloads.observe()
     router_error = router.check()
     weights = router.read() if router_error is None else None
+    mirror = router.read_mirror() if router_error is None else None
     verdicts = _measure(rt, spec, status, now, namespace, name, obj)
     obs = Observations(
         revision=revision_hash(spec),
@@ -106,6 +107,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         verdicts=verdicts,
         action=UserAction.parse((meta.get("annotations") or {}).get(ACTION_ANNOTATION)),
         router_error=router_error,
+        mirror=mirror,
     )
     decision = decide(spec, status, obs, now)
     if not rt.is_leader():
@@ -162,9 +164,10 @@ def _act(
             workloads.ensure(spec, rev, count, models.get(rev), port)
         elif seen is not None and seen.replicas != count:
             workloads.scale(rev, count)
-    if decision.weights is not None and obs.router_error is None:
-        if obs.weights is None or dict(obs.weights) != {k: v for k, v in decision.weights.items()}:
-            router.apply(decision.weights)
+    if decision.weights is not None and obs.router_error is None and (
+        obs.weights is None or dict(obs.weights) != decision.weights or obs.mirror != decision.mirror
+    ):
+        router.apply(decision.weights, decision.mirror)
     for rev in decision.delete:
         workloads.delete(rev)
 

@@ -248,6 +248,9 @@ def _progress_canary(c: _Cycle) -> None:
     if c.spec.strategy.ab_test is not None:
         _progress_ab_test(c)
         return
+    if c.spec.strategy.shadow is not None:
+        _progress_shadow(c)
+        return
     st, spec = c.st, c.spec
     steps = spec.canary_steps()
     _canary_traffic(c)
@@ -312,6 +315,59 @@ def _progress_ab_test(c: _Cycle) -> None:
         f"A/B test at {100 - st.canary_weight}/{st.canary_weight}: deciding on "
         f"{ab.primary_metric} ({limit - elapsed:.0f}s left)"
     )
+
+
+def _progress_shadow(c: _Cycle) -> None:
+    """Shadow: mirror live traffic to the new revision (step 0 sets the mirror up), judge it
+    on the copy (step 1), and promote it only when every metric passes (step 2). It serves no
+    user before that: its weight stays 0 and its responses are discarded by the router."""
+    st, spec = c.st, c.spec
+    shadow_cfg = spec.strategy.shadow
+    assert shadow_cfg is not None and st.stable_revision and st.canary_revision
+    if st.current_step >= 2:
+        _promote(c, "every metric passed on mirrored traffic")
+        return
+    st.canary_weight = 0
+    _canary_traffic(c)
+    if not c.ready(st.canary_revision):
+        _wait_for_canary_ready(c)
+        return
+    wanted = (st.canary_revision, shadow_cfg.percent)
+    c.d.mirror = wanted
+    if st.current_step == 0:
+        if c.obs.mirror == wanted:
+            _advance(c, 3, f"mirroring {shadow_cfg.percent}% of live traffic to {st.canary_revision}")
+        else:
+            st.phase = "Progressing"
+            st.message = f"shadow: mirroring {shadow_cfg.percent}% of live traffic to {st.canary_revision}"
+            c.requeue(_FAST)
+        return
+    verdicts = c.obs.verdicts
+    if verdicts is not None and _judge(c, verdicts):
+        return  # rolled back: the shadow never served a user
+    if st.paused:
+        st.phase = "Paused"
+        st.message = "shadow paused by a person"
+        return
+    st.phase = "Progressing"
+    names = step_metrics(spec, None)
+    if verdicts is not None:
+        if all(n in verdicts and verdicts[n].passed for n in names):
+            st.current_step = 2
+            c.event("ShadowPassed", "every metric passed on mirrored traffic: " + _summary(names, verdicts))
+            _promote(c, "shadow passed: " + _summary(names, verdicts))
+            return
+        st.inconclusive_streak += 1
+    limit = parse_duration(shadow_cfg.duration)
+    elapsed = seconds_since(st.step_started_at, c.now)
+    streak_limit = spec.analysis.inconclusive_limit if spec.analysis else 0
+    if elapsed > limit or st.inconclusive_streak > streak_limit:
+        detail = _summary(names, verdicts) if verdicts else "no measurement yet"
+        _on_inconclusive(c, f"shadow undecided after {elapsed:.0f}s; {detail}")
+        return
+    latest = {r.metric: r.verdict for r in st.analysis}
+    waiting = [n for n in names if latest.get(n) != "pass"]
+    st.message = f"shadow: judging mirrored traffic; waiting on {', '.join(waiting)} ({limit - elapsed:.0f}s left)"
 
 
 def _ab_decide(c: _Cycle, verdicts: Mapping[str, Verdict]) -> bool:
@@ -546,6 +602,7 @@ def _promote(c: _Cycle, why: str) -> None:
     assert new is not None and old is not None
     st.canary_weight = 100
     wanted = _canary_traffic(c)
+    c.d.mirror = None
     if not c.weights_match(wanted):
         st.phase = "Progressing"
         st.message = f"promoting {new}: waiting for the router to confirm 100%"
@@ -581,6 +638,7 @@ def _rollback(c: _Cycle, reason: str, outcome: str = "rolledBack") -> None:
     c.history(bad, st.canary_version or "", outcome, reason)
     c.event("RolledBack", f"revision {bad} ({st.canary_version}) rolled back: {reason}", True)
     _end_canary_fields(c)
+    c.d.mirror = None
     st.rejected_revision = bad
     st.phase = "RolledBack"
     st.message = f"rolled back {bad}: {reason}"

@@ -36,7 +36,8 @@ def analysis_plan(
         return None
     metrics = tuple(m.name for m in spec.analysis.metrics)
     if status.canary_revision is not None and status.stable_revision is not None:
-        if status.canary_weight <= 0:
+        shadowing = spec.strategy.shadow is not None and status.current_step >= 1
+        if status.canary_weight <= 0 and not shadowing:
             return None
         window = _window(seconds_since(status.step_started_at, now), interval)
         return AnalysisPlan(

@@ -72,6 +72,8 @@ class Observations:
     verdicts: Mapping[str, Verdict] | None = None
     """Verdicts measured this cycle for the plan ``analysis_plan`` returned; None if none."""
     action: UserAction | None = None
+    mirror: tuple[str, int] | None = None
+    """The mirror in force (revision, percent), read back from the router."""
     router_error: str | None = None
     """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
 
@@ -115,5 +117,7 @@ class Decision:
     """Revisions whose Deployment and Service go away."""
     weights: dict[str, int] | None = None
     """Desired traffic weights per revision (sum 100); None leaves traffic untouched."""
+    mirror: tuple[str, int] | None = None
+    """Desired mirror (revision, percent) of live traffic; None: no mirroring."""
     events: list[Event] = field(default_factory=list)
     requeue_after: float = 10.0

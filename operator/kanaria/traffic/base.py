@@ -17,12 +17,17 @@ class Router(Protocol):
         """None when the router can be used; otherwise a message a person can act on."""
         ...
 
-    def apply(self, weights: Mapping[str, int]) -> None:
-        """Make traffic follow these weights (percent per revision, summing to 100)."""
+    def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
+        """Make traffic follow these weights (percent per revision, summing to 100), and mirror
+        ``percent`` of it to a revision (responses discarded) when ``mirror`` is given."""
         ...
 
     def read(self) -> dict[str, int] | None:
         """The weights in force, read back from the cluster; None when unknown."""
+        ...
+
+    def read_mirror(self) -> tuple[str, int] | None:
+        """The mirror in force (revision, percent), read back; None when there is none."""
         ...
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:

@@ -19,7 +19,7 @@ from kanaria.traffic.base import normalise, revision_of
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import labels_for, owner_reference
 
-__all__ = ["GatewayAPIRouter", "GROUP", "VERSION", "weights_from_route"]
+__all__ = ["GatewayAPIRouter", "GROUP", "VERSION", "weights_from_route", "mirror_from_route"]
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -35,6 +35,25 @@ def weights_from_route(deployment: str, route: Mapping[str, Any]) -> dict[str, i
         if rev is not None:
             raw[rev] = raw.get(rev, 0) + int(ref.get("weight", 1))
     return normalise(raw) if raw else None
+
+
+def mirror_from_route(deployment: str, route: Mapping[str, Any]) -> tuple[str, int] | None:
+    """(revision, percent) of the first rule's RequestMirror filter, if it mirrors a revision."""
+    rules = (route.get("spec") or {}).get("rules") or []
+    for f in (rules[0].get("filters") or []) if rules else []:
+        if f.get("type") != "RequestMirror":
+            continue
+        mirror = f.get("requestMirror") or {}
+        rev = revision_of(deployment, str((mirror.get("backendRef") or {}).get("name", "")))
+        if rev is None:
+            continue
+        if "percent" in mirror:
+            return rev, int(mirror["percent"])
+        fraction = mirror.get("fraction")
+        if fraction:
+            return rev, round(100 * int(fraction["numerator"]) / int(fraction.get("denominator", 100)))
+        return rev, 100
+    return None
 
 
 class GatewayAPIRouter:
@@ -69,14 +88,26 @@ class GatewayAPIRouter:
             raise
         return obj if isinstance(obj, dict) else None
 
-    def apply(self, weights: Mapping[str, int]) -> None:
+    def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
         refs = [
             {"name": revision_name(self.name, rev), "port": self.cfg.port, "weight": int(w)}
             for rev, w in sorted(weights.items())
         ]
         existing = self._existing()
         old_rules = ((existing or {}).get("spec") or {}).get("rules") or [{}]
-        rules = [{**{k: v for k, v in rule.items() if k != "backendRefs"}, "backendRefs": refs} for rule in old_rules]
+        rules = []
+        for rule in old_rules:
+            kept = [f for f in rule.get("filters") or [] if not self._ours(f)]
+            if mirror is not None:
+                kept.append({
+                    "type": "RequestMirror",
+                    "requestMirror": {
+                        "backendRef": {"name": revision_name(self.name, mirror[0]), "port": self.cfg.port},
+                        "percent": int(mirror[1]),
+                    },
+                })
+            body = {k: v for k, v in rule.items() if k not in ("backendRefs", "filters")}
+            rules.append({**body, **({"filters": kept} if kept else {}), "backendRefs": refs})
         spec: dict[str, Any] = {"rules": rules}
         if self.cfg.parent_refs:
             spec["parentRefs"] = [
@@ -89,9 +120,18 @@ class GatewayAPIRouter:
             metadata["ownerReferences"] = [owner_reference(self.name, self.uid)]
         apply(self.api, {"apiVersion": f"{GROUP}/{VERSION}", "kind": "HTTPRoute", "metadata": metadata, "spec": spec})
 
+    def _ours(self, f: Mapping[str, Any]) -> bool:
+        """A RequestMirror filter that points at one of this deployment's revisions."""
+        ref = ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name", "")
+        return f.get("type") == "RequestMirror" and revision_of(self.name, str(ref)) is not None
+
     def read(self) -> dict[str, int] | None:
         existing = self._existing()
         return None if existing is None else weights_from_route(self.name, existing)
+
+    def read_mirror(self) -> tuple[str, int] | None:
+        existing = self._existing()
+        return None if existing is None else mirror_from_route(self.name, existing)
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         return dict(wanted)

@@ -62,7 +62,7 @@ class IstioRouter:
             raise
         return obj if isinstance(obj, dict) else None
 
-    def apply(self, weights: Mapping[str, int]) -> None:
+    def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
         routes = [
             {
                 "destination": {"host": revision_name(self.name, rev), "port": {"number": self.cfg.port}},
@@ -72,7 +72,11 @@ class IstioRouter:
         ]
         existing = self._existing()
         old_http = ((existing or {}).get("spec") or {}).get("http") or [{}]
-        http = [{**{k: v for k, v in old_http[0].items() if k != "route"}, "route": routes}, *old_http[1:]]
+        first = {k: v for k, v in old_http[0].items() if k not in ("route", "mirror", "mirrorPercentage")}
+        if mirror is not None:
+            first["mirror"] = {"host": revision_name(self.name, mirror[0]), "port": {"number": self.cfg.port}}
+            first["mirrorPercentage"] = {"value": float(mirror[1])}
+        http = [{**first, "route": routes}, *old_http[1:]]
         metadata: dict[str, Any] = {"name": self.vs, "namespace": self.namespace}
         if existing is None:
             metadata["labels"] = labels_for(self.name)
@@ -83,6 +87,16 @@ class IstioRouter:
     def read(self) -> dict[str, int] | None:
         existing = self._existing()
         return None if existing is None else weights_from_virtualservice(self.name, existing)
+
+    def read_mirror(self) -> tuple[str, int] | None:
+        existing = self._existing()
+        http = ((existing or {}).get("spec") or {}).get("http") or []
+        mirror = http[0].get("mirror") if http else None
+        if not mirror:
+            return None
+        rev = revision_of(self.name, str(mirror.get("host", "")).split(".")[0])
+        percent = (http[0].get("mirrorPercentage") or {}).get("value", 100)
+        return None if rev is None else (rev, round(float(percent)))
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         return dict(wanted)

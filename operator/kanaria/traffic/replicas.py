@@ -55,7 +55,9 @@ class ReplicaRouter:
     def check(self) -> str | None:
         return None
 
-    def apply(self, weights: Mapping[str, int]) -> None:
+    def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
+        if mirror is not None:
+            raise ValueError("the replicas router cannot mirror traffic; use gatewayAPI or istio")
         svc = service_manifest(self.name, self.namespace, self.uid, None, self.cfg.port)
         svc["metadata"]["annotations"] = {ANNOTATION_WEIGHTS: json.dumps(dict(sorted(weights.items())))}
         apply(self.api, svc)
@@ -77,6 +79,9 @@ class ReplicaRouter:
         if any(ready.get(rev, 0) != n for rev, n in want.items()):
             return None  # not in force yet
         return weights
+
+    def read_mirror(self) -> tuple[str, int] | None:
+        return None
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         out = dict(wanted)
