@@ -38,7 +38,7 @@ def free_port() -> int:
         return port
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child between fork and exec: SIGKILL me when the parent goes away."""
     if sys.platform.startswith("linux"):
         with contextlib.suppress(OSError):
@@ -83,7 +83,7 @@ class ManagedProcess:
                 env=env,
                 cwd=self.cwd,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads run in the child
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - no threads run in the child
             )
 
     @property

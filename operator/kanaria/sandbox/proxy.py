@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from kanaria.sandbox._proc import die_with_parent
+
 __all__ = [
     "BACKEND",
     "HAPROXY_BIN",
@@ -230,6 +232,7 @@ class HAProxyProxy:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - nothing else runs in the child
             )
         deadline = time.monotonic() + self._startup_timeout
         while time.monotonic() < deadline:
