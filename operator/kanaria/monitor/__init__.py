@@ -11,6 +11,9 @@ operator's query templates):
   profile's score bins, and ``kanaria_model_predictions_total{class}``
 - ``kanaria_model_labels_total{outcome="correct"|"incorrect"}`` from delayed ground truth,
   credited to the revision that served the prediction
+- ``kanaria_model_agreement_total{outcome="agree"|"disagree"}``: for a label that carries the
+  prediction served to the user, whether this revision predicted the same (a shadow's
+  agreement with the stable revision; trivially "agree" on the serving revision)
 - ``kanaria_model_feedback_dropped_total{reason="expired"|"evicted"|"unknown"}``
 - ``kanaria_model_info{version}`` = 1
 """

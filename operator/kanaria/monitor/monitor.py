@@ -80,6 +80,12 @@ class ModelMonitor:
             (*_BASE, "outcome"),
             registry=reg,
         )
+        self._agreement = Counter(
+            "kanaria_model_agreement",
+            "Labelled predictions compared with the prediction served to the user, by outcome.",
+            (*_BASE, "outcome"),
+            registry=reg,
+        )
         self._dropped = Counter(
             "kanaria_model_feedback_dropped",
             "Predictions or labels that could not be matched, by reason.",
@@ -115,6 +121,8 @@ class ModelMonitor:
             self._predictions.labels(*self._labels, cls)
         for outcome in ("correct", "incorrect"):
             self._outcomes.labels(*self._labels, outcome)
+        for outcome in ("agree", "disagree"):
+            self._agreement.labels(*self._labels, outcome)
         for reason in DropReason:
             self._dropped.labels(*self._labels, reason.value)
 
@@ -161,12 +169,25 @@ class ModelMonitor:
         if request_id:
             self._pending.put(str(request_id), self.revision, str(predicted_class))
 
-    def feedback(self, request_id: str, true_label: object) -> bool:
-        """Credit a ground-truth label to the prediction it belongs to; False if dropped."""
+    def feedback(
+        self, request_id: str, true_label: object, served_prediction: object | None = None
+    ) -> bool:
+        """Credit a ground-truth label to the prediction it belongs to; False if dropped.
+
+        ``served_prediction`` is the class the user was actually given for this request (by
+        whichever revision served it). When present, this revision's own prediction is
+        compared with it: always "agree" on the revision that served it, the real agreement
+        rate on a shadow that only saw a mirrored copy.
+        """
         found = self._pending.take(str(request_id))
         if isinstance(found, PendingPrediction):
             outcome = "correct" if str(true_label) == found.predicted_class else "incorrect"
             self._outcomes.labels(self.model, found.revision, outcome).inc()
+            if served_prediction is not None:
+                agreed = str(served_prediction) == found.predicted_class
+                self._agreement.labels(
+                    self.model, found.revision, "agree" if agreed else "disagree"
+                ).inc()
             return True
         if found is DropReason.UNKNOWN:
             self._dropped.labels(*self._labels, DropReason.UNKNOWN.value).inc()

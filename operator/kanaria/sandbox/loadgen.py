@@ -13,6 +13,12 @@ prediction's response. The proxy routes a request with that header to that very 
 prediction even after the split changed. Without a proxy (one server) the header is absent
 and the label goes to the only server there is.
 
+Each label also carries ``served_prediction``, the class the response gave, so a shadow that
+saw a mirrored copy of the request can count whether it agreed (see
+:mod:`kanaria.sandbox.mirror`). Predictions and labels both carry the request id in the
+``X-Request-Id`` header as well as in the body: the mirror picks requests to copy by that
+header, so a label is mirrored exactly when its prediction was.
+
 Input drift: ``Drift(feature, shift_sd, fraction)`` adds ``shift_sd`` training standard
 deviations to one feature of a ``fraction`` of the requests.
 
@@ -47,6 +53,7 @@ from kanaria.sandbox.train import DATASETS, load_split
 __all__ = ["Drift", "LoadGenerator", "LoadStats", "main"]
 
 ALLOWED_HOSTS = ("127.0.0.1",)
+REQUEST_ID_HEADER = "X-Request-Id"
 
 
 @dataclass(frozen=True)
@@ -90,6 +97,7 @@ class _Label:
     request_id: str = field(compare=False)
     label: str = field(compare=False)
     server: str | None = field(compare=False)
+    served_prediction: str | None = field(compare=False, default=None)
 
 
 class _Counters:
@@ -281,7 +289,11 @@ class LoadGenerator:
         request_id = f"{self._prefix}-{index}"
         self._counters.add(sent=1, drifted=int(drifted))
         try:
-            response = client.post("/predict", json={"features": features, "request_id": request_id})
+            response = client.post(
+                "/predict",
+                json={"features": features, "request_id": request_id},
+                headers={REQUEST_ID_HEADER: request_id},
+            )
         except httpx.HTTPError:
             self._counters.add(failed=1)
             return
@@ -309,17 +321,21 @@ class LoadGenerator:
                 str(body.get("request_id") or request_id),
                 label,
                 response.headers.get(SERVER_HEADER),
+                None if body.get("prediction") is None else str(body["prediction"]),
             )
             with self._labels_lock:
                 heapq.heappush(self._labels_due, item)
 
     def _post_label(self, client: httpx.Client, item: _Label) -> None:
-        headers = {SERVER_HEADER: item.server} if item.server else {}
+        headers = {REQUEST_ID_HEADER: item.request_id}
+        if item.server:
+            headers[SERVER_HEADER] = item.server
+        payload = {"request_id": item.request_id, "label": item.label}
+        if item.served_prediction is not None:
+            payload["served_prediction"] = item.served_prediction
         self._counters.add(feedback_sent=1)
         try:
-            response = client.post(
-                "/feedback", json={"request_id": item.request_id, "label": item.label}, headers=headers
-            )
+            response = client.post("/feedback", json=payload, headers=headers)
             accepted = response.status_code == 200 and bool(response.json().get("accepted"))
         except (httpx.HTTPError, ValueError):
             self._counters.add(feedback_failed=1)

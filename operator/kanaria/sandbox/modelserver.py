@@ -7,8 +7,11 @@ Endpoints:
   a list of those). The request id comes from the ``X-Request-Id`` header or the
   ``request_id`` (``request_ids`` for instances) field, else is generated. Every instance
   counts as one request in the metrics. The response carries ``X-Kanaria-Revision``.
-- ``POST /feedback`` -- ``{"request_id": ..., "label": ...}`` (a class name or index); answers
-  ``{"accepted": bool}``. A label is credited only where the prediction was served.
+- ``POST /feedback`` -- ``{"request_id": ..., "label": ..., "served_prediction": ...}`` (class
+  names or indices; ``served_prediction``, the class the user was given, is optional); answers
+  ``{"accepted": bool}``. A label is credited only where the prediction was served (or, for a
+  shadow, mirrored); with ``served_prediction`` the server also counts whether its own
+  prediction agreed with the served one (``kanaria_model_agreement_total``).
 - ``GET /metrics`` (Prometheus text), ``GET /healthz``.
 - ``GET|POST /admin/faults`` -- read or change ``{"delay_ms": N, "error_rate": F}`` at run
   time, so a regression can begin after promotion.
@@ -53,6 +56,7 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kanaria.monitor import ModelMonitor
+from kanaria.sandbox._proc import die_with_parent
 from kanaria.sandbox.train import Artifact, load_artifact
 
 __all__ = [
@@ -286,7 +290,12 @@ class ModelServer:
         rid = body.get("request_id") or header_id
         if not rid or "label" not in body:
             raise _BadRequest('expected {"request_id": ..., "label": ...}')
-        accepted = self.monitor.feedback(str(rid), self.class_name(body["label"]))
+        served = body.get("served_prediction")
+        accepted = self.monitor.feedback(
+            str(rid),
+            self.class_name(body["label"]),
+            served_prediction=None if served is None else self.class_name(served),
+        )
         return {"accepted": accepted, "request_id": str(rid), "revision": self.revision}
 
     def set_faults(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -422,6 +431,7 @@ class ModelServerProcess:
                 stderr=log,
                 text=True,
                 start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - nothing else runs in the child
             )
         self.url = self._await_listening(startup_timeout)
         self.port = int(self.url.rsplit(":", 1)[1])

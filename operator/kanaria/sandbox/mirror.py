@@ -1,0 +1,582 @@
+"""A mirroring hop for the shadow strategy: nginx in front of HAProxy.
+
+The operator shadows a revision with a Gateway API ``RequestMirror`` filter on the route's
+first rule: live traffic goes to the stable revision, and a copy of ``percent`` of it goes
+to the shadow, whose responses are thrown away. HAProxy 2.6 cannot mirror, so the sandbox
+puts Debian's nginx (``nginx-light`` has the mirror and split_clients modules) in front of
+it:
+
+    client ─► nginx (:class:`MirrorProxy`) ─► HAProxy ─► stable (and canary) servers
+                    └─ mirror ─► shadow server (response discarded)
+
+:class:`MirrorProxy` runs ``/usr/sbin/nginx`` (``daemon off; master_process on``) from a
+generated configuration in a temporary directory (pid file, logs and temp paths all inside
+it), in its own process group, on a free 127.0.0.1 port:
+
+- ``/predict`` and ``/feedback`` are proxied to HAProxy and mirrored (``mirror``,
+  ``mirror_request_body on``) to an internal location, which proxies the copy to the
+  shadow when one is set and the request is picked, and otherwise answers 204 at once;
+- requests are picked with ``split_clients`` on the request id: the ``X-Request-Id`` header
+  when the client sent one, else nginx's ``$request_id``. The same id goes upstream and to
+  the shadow in ``X-Request-Id``. So a label posted with its prediction's id is mirrored
+  exactly when its prediction was, and reaches the shadow that saw the request;
+- everything else (``/metrics``, ``/healthz``, ``/admin/...``) is proxied, never mirrored;
+- ``GET /_kanaria_mirror_state`` answers the configuration in force (a generation number,
+  the shadow's address, the percent), which is how a reload is known to have happened.
+
+:meth:`MirrorProxy.set_mirror` and :meth:`MirrorProxy.clear_mirror` rewrite the
+configuration, check it (``nginx -t``), SIGHUP the master and wait until the new
+generation answers and the old workers have exited.
+
+:func:`mirror_from_httproute` reads an HTTPRoute's mirror target; :class:`HTTPRouteMirrorSync`
+polls one HTTPRoute and applies it to a :class:`MirrorProxy`.
+"""
+
+from __future__ import annotations
+
+import grp
+import http.client
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from kanaria.sandbox._proc import ManagedProcess, free_port, run, tail
+from kanaria.sandbox.proxy import HTTPRouteWeightSync
+
+__all__ = [
+    "MIRRORED_HEADER",
+    "NGINX_BIN",
+    "STATE_PATH",
+    "HTTPRouteMirrorSync",
+    "MirrorError",
+    "MirrorProxy",
+    "MirrorTarget",
+    "mirror_from_httproute",
+]
+
+NGINX_BIN = "/usr/sbin/nginx"
+STATE_PATH = "/_kanaria_mirror_state"
+MIRRORED_HEADER = "X-Kanaria-Mirrored"  # set to 1 on the copies the shadow receives
+MIRRORED_PATHS = ("/predict", "/feedback")
+
+_log = logging.getLogger(__name__)
+
+
+class MirrorError(RuntimeError):
+    """nginx did not start, refused a configuration, or did not take it in time."""
+
+
+@dataclass(frozen=True)
+class MirrorTarget:
+    """Where copies go, and the share of requests copied (0 < percent <= 100)."""
+
+    host: str
+    port: int
+    percent: float = 100.0
+
+
+def _percent(value: float) -> float:
+    """A percent as nginx's split_clients takes it: 0..100 with at most two decimals."""
+    return min(100.0, max(0.0, round(float(value), 2)))
+
+
+def _user_directive() -> str:
+    # A root master switches its workers to "nobody" unless told otherwise; they could not
+    # use the temporary directory. Keep them as the user who started nginx.
+    if os.geteuid() != 0:
+        return ""
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    group = grp.getgrgid(os.getegid()).gr_name
+    return f"user {user} {group};\n"
+
+
+def _render_config(
+    directory: Path,
+    port: int,
+    upstream: tuple[str, int],
+    target: MirrorTarget | None,
+    generation: int,
+    *,
+    mirror_timeout_s: float,
+) -> str:
+    """The whole nginx.conf for one state of the mirror."""
+    state = json.dumps(
+        {
+            "generation": generation,
+            "target": None if target is None else f"{target.host}:{target.port}",
+            "percent": 0.0 if target is None else target.percent,
+        }
+    )
+    if target is None:
+        pick = ""
+        shadow_upstream = ""
+        mirror_body = "        return 204;\n"
+    else:
+        if target.percent >= 100:
+            pick = ""
+            skip = ""
+        else:
+            pick = (
+                '    split_clients "${kanaria_request_key}" $kanaria_mirror_pick {\n'
+                f'        {target.percent:.2f}% "1";\n'
+                '        * "";\n'
+                "    }\n"
+            )
+            skip = '        if ($kanaria_mirror_pick = "") { return 204; }\n'
+        shadow_upstream = (
+            "    upstream kanaria_shadow {\n"
+            f"        server {target.host}:{target.port};\n"
+            "        keepalive 16;\n"
+            "    }\n"
+        )
+        timeout = f"{max(1, round(mirror_timeout_s))}s"
+        mirror_body = (
+            skip
+            + "        proxy_http_version 1.1;\n"
+            '        proxy_set_header Connection "";\n'
+            "        proxy_set_header X-Request-Id $kanaria_request_key;\n"
+            f"        proxy_set_header {MIRRORED_HEADER} 1;\n"
+            "        proxy_connect_timeout 1s;\n"
+            f"        proxy_send_timeout {timeout};\n"
+            f"        proxy_read_timeout {timeout};\n"
+            "        proxy_pass http://kanaria_shadow$request_uri;\n"
+        )
+    mirrored = "".join(
+        f"    location = {path} {{\n"
+        "        mirror /_kanaria_mirror;\n"
+        "        mirror_request_body on;\n"
+        "        proxy_pass http://kanaria_stable;\n"
+        "    }\n"
+        for path in MIRRORED_PATHS
+    )
+    d = directory
+    return (
+        _user_directive()
+        + "daemon off;\n"
+        "master_process on;\n"
+        "worker_processes 1;\n"
+        "worker_shutdown_timeout 5s;\n"
+        f"pid {d / 'nginx.pid'};\n"
+        f"lock_file {d / 'nginx.lock'};\n"
+        f"error_log {d / 'error.log'} warn;\n"
+        "events { worker_connections 1024; }\n"
+        "http {\n"
+        "    access_log off;\n"
+        "    default_type application/octet-stream;\n"
+        f"    client_body_temp_path {d / 'body'};\n"
+        f"    proxy_temp_path {d / 'proxy'};\n"
+        f"    fastcgi_temp_path {d / 'fastcgi'};\n"
+        f"    uwsgi_temp_path {d / 'uwsgi'};\n"
+        f"    scgi_temp_path {d / 'scgi'};\n"
+        "    client_max_body_size 16m;\n"
+        "    client_body_buffer_size 1m;\n"
+        "    keepalive_timeout 30s;\n"
+        "    proxy_http_version 1.1;\n"
+        '    proxy_set_header Connection "";\n'
+        "    proxy_set_header X-Request-Id $kanaria_request_key;\n"
+        "    proxy_read_timeout 60s;\n"
+        "    map $http_x_request_id $kanaria_request_key {\n"
+        '        "" $request_id;\n'
+        "        default $http_x_request_id;\n"
+        "    }\n"
+        + pick
+        + "    upstream kanaria_stable {\n"
+        f"        server {upstream[0]}:{upstream[1]};\n"
+        "        keepalive 32;\n"
+        "    }\n"
+        + shadow_upstream
+        + "    server {\n"
+        f"        listen 127.0.0.1:{port};\n"
+        + mirrored
+        + "    location / {\n"
+        "        proxy_pass http://kanaria_stable;\n"
+        "    }\n"
+        "    location = /_kanaria_mirror {\n"
+        "        internal;\n"
+        + mirror_body
+        + "    }\n"
+        f"    location = {STATE_PATH} {{\n"
+        "        default_type application/json;\n"
+        f"        return 200 '{state}';\n"
+        "    }\n"
+        "    }\n"
+        "}\n"
+    )
+
+
+def _children(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (Linux /proc)."""
+    found: set[int] = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        rest = stat[stat.rfind(")") + 2 :].split()  # state ppid ...
+        if len(rest) >= 2 and int(rest[1]) == pid and rest[0] != "Z":
+            found.add(int(entry.name))
+    return found
+
+
+class MirrorProxy:
+    """Real nginx in front of ``upstream_url`` (HAProxy's frontend) that can mirror traffic.
+
+    Use as a context manager or call ``start``/``stop``. ``mirror_timeout_s`` bounds how long
+    nginx waits for the shadow: a client's next request on the same keep-alive connection
+    waits for the previous request's mirror copy to finish, so a slow shadow slows clients
+    down by up to this much.
+    """
+
+    def __init__(
+        self,
+        upstream_url: str,
+        *,
+        nginx_bin: str = NGINX_BIN,
+        startup_timeout: float = 10.0,
+        reload_timeout: float = 15.0,
+        mirror_timeout_s: float = 5.0,
+    ) -> None:
+        parsed = urlparse(upstream_url)
+        if parsed.scheme != "http" or not parsed.hostname or not parsed.port:
+            raise ValueError(f"upstream must be http://HOST:PORT, not {upstream_url!r}")
+        self.upstream = (parsed.hostname, parsed.port)
+        self._bin = nginx_bin
+        self._startup_timeout = startup_timeout
+        self._reload_timeout = reload_timeout
+        self._mirror_timeout = mirror_timeout_s
+        self._lock = threading.RLock()
+        self._dir: Path | None = None
+        self._process: ManagedProcess | None = None
+        self._target: MirrorTarget | None = None
+        self._generation = 0
+        self.port = 0
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The nginx master's pid (also its process group)."""
+        return None if self._process is None else self._process.pid
+
+    @property
+    def target(self) -> MirrorTarget | None:
+        """The mirror target in force, or None when nothing is mirrored."""
+        return self._target
+
+    def start(self) -> MirrorProxy:
+        with self._lock:
+            if self._process is not None:
+                raise MirrorError("already started")
+            self._dir = Path(tempfile.mkdtemp(prefix="kanaria-nginx-"))
+            last_error: Exception | None = None
+            for _attempt in range(3):  # a chosen port may be taken before nginx binds it
+                try:
+                    self._launch()
+                    return self
+                except MirrorError as exc:
+                    last_error = exc
+                    self._terminate()
+            self.stop()
+            raise MirrorError(f"nginx did not start: {last_error}")
+
+    def _paths(self) -> tuple[Path, Path, Path]:
+        if self._dir is None:
+            raise MirrorError("mirror proxy is not started")
+        return self._dir / "nginx.conf", self._dir / "error.log", self._dir / "nginx.log"
+
+    def _write_config(self, target: MirrorTarget | None, generation: int) -> None:
+        assert self._dir is not None
+        config, error_log, _ = self._paths()
+        config.write_text(
+            _render_config(
+                self._dir,
+                self.port,
+                self.upstream,
+                target,
+                generation,
+                mirror_timeout_s=self._mirror_timeout,
+            )
+        )
+        try:
+            run([self._bin, "-t", "-q", "-p", str(self._dir), "-c", str(config), "-e", str(error_log)], timeout=30)
+        except RuntimeError as exc:
+            raise MirrorError(f"nginx refused the configuration: {exc}") from exc
+
+    def _launch(self) -> None:
+        assert self._dir is not None
+        self.port = free_port()
+        self._generation += 1
+        self._write_config(self._target, self._generation)
+        config, error_log, log = self._paths()
+        process = ManagedProcess(
+            "nginx",
+            [self._bin, "-p", str(self._dir), "-c", str(config), "-e", str(error_log)],
+            log,
+        )
+        self._process = process
+        process.start()
+        deadline = time.monotonic() + self._startup_timeout
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise MirrorError(f"nginx exited: {tail(error_log, 20)} {tail(log, 20)}")
+            try:
+                if self.state()["generation"] == self._generation:
+                    return
+            except (OSError, http.client.HTTPException, ValueError):
+                pass
+            time.sleep(0.02)
+        raise MirrorError(f"timed out waiting for nginx: {tail(error_log, 20)}")
+
+    def _terminate(self) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            process.stop(timeout=5.0)
+
+    def stop(self) -> None:
+        """Stop nginx (its whole process group) and remove the temporary directory."""
+        with self._lock:
+            self._terminate()
+            if self._dir is not None:
+                shutil.rmtree(self._dir, ignore_errors=True)
+                self._dir = None
+
+    def __enter__(self) -> MirrorProxy:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- the mirror -------------------------------------------------------------------------
+
+    def state(self, timeout: float = 2.0) -> dict[str, Any]:
+        """The configuration nginx answers with right now, on a fresh connection."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request("GET", STATE_PATH)
+            response = conn.getresponse()
+            body = response.read()
+            if response.status != 200:
+                raise MirrorError(f"{STATE_PATH}: HTTP {response.status}")
+        finally:
+            conn.close()
+        state: dict[str, Any] = json.loads(body)
+        return state
+
+    def set_mirror(self, host: str, port: int, percent: float = 100.0) -> None:
+        """Copy ``percent`` of /predict and /feedback to ``host:port``; returns when in force.
+
+        A percent of 0 (or below 0.01) mirrors nothing, like :meth:`clear_mirror`.
+        """
+        share = _percent(percent)
+        self._apply(None if share <= 0 else MirrorTarget(host, int(port), share))
+
+    def clear_mirror(self) -> None:
+        """Stop mirroring; returns when in force."""
+        self._apply(None)
+
+    def _apply(self, target: MirrorTarget | None) -> None:
+        with self._lock:
+            if self._process is None or not self._process.alive():
+                raise MirrorError("mirror proxy is not running")
+            if target == self._target:
+                return
+            master = self._process.pid
+            assert master is not None
+            old_workers = _children(master)
+            generation = self._generation + 1
+            self._write_config(target, generation)
+            os.kill(master, signal.SIGHUP)
+            self._generation = generation
+            self._target = target
+            self._await_generation(generation, old_workers)
+
+    def _await_generation(self, generation: int, old_workers: set[int]) -> None:
+        """Wait until the new configuration answers and no old worker is left serving."""
+        assert self._process is not None and self._process.pid is not None
+        master = self._process.pid
+        deadline = time.monotonic() + self._reload_timeout
+        seen = -1
+        while time.monotonic() < deadline:
+            if not self._process.alive():
+                _, error_log, _ = self._paths()
+                raise MirrorError(f"nginx exited during reload: {tail(error_log, 20)}")
+            try:
+                seen = int(self.state()["generation"])
+            except (OSError, http.client.HTTPException, ValueError, MirrorError):
+                seen = -1
+            if seen == generation and not (old_workers & _children(master)):
+                return
+            time.sleep(0.02)
+        _, error_log, _ = self._paths()
+        raise MirrorError(
+            f"nginx did not take generation {generation} in time (answers {seen}): "
+            f"{tail(error_log, 20)}"
+        )
+
+
+# -- HTTPRoute -> mirror target ------------------------------------------------------------
+
+
+def _mirror_filter(rule: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for item in rule.get("filters") or []:
+        if item.get("type") == "RequestMirror" and item.get("requestMirror"):
+            mirror: Mapping[str, Any] = item["requestMirror"]
+            return mirror
+    return None
+
+
+def mirror_from_httproute(obj: Mapping[str, Any]) -> tuple[str, float] | None:
+    """(Service name, percent) of an HTTPRoute's RequestMirror filter, or None.
+
+    Reads the first rule that carries a ``RequestMirror`` filter (the operator writes it on
+    the first rule). The share is ``percent``, else ``fraction`` (``numerator`` over
+    ``denominator``, which defaults to 100), else 100 (the Gateway API default: mirror
+    everything). A backendRef of another kind than a core Service is ignored.
+    """
+    for rule in (obj.get("spec") or {}).get("rules") or []:
+        mirror = _mirror_filter(rule)
+        if mirror is None:
+            continue
+        ref = mirror.get("backendRef") or {}
+        if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
+            return None
+        if not ref.get("name"):
+            return None
+        if mirror.get("percent") is not None:
+            percent = float(int(mirror["percent"]))
+        elif mirror.get("fraction") is not None:
+            fraction = mirror["fraction"]
+            denominator = int(fraction.get("denominator") or 100)
+            if denominator <= 0:
+                raise ValueError("RequestMirror fraction denominator must be positive")
+            percent = 100.0 * int(fraction.get("numerator") or 0) / denominator
+        else:
+            percent = 100.0
+        return str(ref["name"]), min(100.0, max(0.0, percent))
+    return None
+
+
+class HTTPRouteMirrorSync:
+    """Keep a :class:`MirrorProxy`'s mirror equal to one HTTPRoute's RequestMirror filter.
+
+    Polls the route every ``interval`` seconds in a daemon thread (polling, not watching, so
+    a Service whose process is not up yet is simply resolved again on the next poll).
+    ``resolver`` maps the mirrored Service's name to ``(host, port)``; it may raise
+    ``KeyError`` while that process starts. A route without a mirror filter, or a deleted
+    route, clears the mirror. ``apply()`` is the step taken on every poll.
+    """
+
+    GROUP, VERSION, PLURAL = (
+        HTTPRouteWeightSync.GROUP,
+        HTTPRouteWeightSync.VERSION,
+        HTTPRouteWeightSync.PLURAL,
+    )
+
+    def __init__(
+        self,
+        mirror_proxy: MirrorProxy,
+        name: str,
+        namespace: str,
+        resolver: Callable[[str], tuple[str, int]],
+        *,
+        kubeconfig: str | None = None,
+        api: Any = None,
+        interval: float = 0.5,
+    ) -> None:
+        self.mirror_proxy = mirror_proxy
+        self.name = name
+        self.namespace = namespace
+        self.resolver = resolver
+        self.interval = interval
+        self._kubeconfig = kubeconfig
+        self._api = api
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self.applied: tuple[str, float] | None = None
+        self.applied_count = 0
+        self.last_error: str | None = None
+
+    def apply(self, obj: Mapping[str, Any] | None) -> tuple[str, float] | None:
+        """Make the mirror match the route (None: the route is gone); returns its target."""
+        wanted = None if obj is None else mirror_from_httproute(obj)
+        with self._lock:
+            if wanted is None:
+                self.mirror_proxy.clear_mirror()
+            else:
+                service, percent = wanted
+                host, port = self.resolver(service)
+                self.mirror_proxy.set_mirror(host, port, percent)
+            self.applied = wanted
+            self.applied_count += 1
+        return wanted
+
+    def _custom_objects(self) -> Any:
+        if self._api is None:
+            import kubernetes
+
+            k8s: Any = kubernetes  # the client is untyped
+            api_client = k8s.config.new_client_from_config(config_file=self._kubeconfig)
+            self._api = k8s.client.CustomObjectsApi(api_client)
+        return self._api
+
+    def poll_once(self) -> None:
+        """Read the route once and apply it; errors land in ``last_error``."""
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            try:
+                obj = self._custom_objects().get_namespaced_custom_object(
+                    self.GROUP, self.VERSION, self.namespace, self.PLURAL, self.name
+                )
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+                obj = None
+            self.apply(obj)
+            self.last_error = None
+        except Exception as exc:  # keep polling: the mirror must not lose its sync
+            if repr(exc) != self.last_error:
+                _log.warning("HTTPRoute mirror sync %s/%s: %r", self.namespace, self.name, exc)
+            self.last_error = repr(exc)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.poll_once()
+            self._stop.wait(self.interval)
+
+    def start(self) -> HTTPRouteMirrorSync:
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, name=f"httproute-mirror-{self.name}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 20.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def __enter__(self) -> HTTPRouteMirrorSync:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
