@@ -217,3 +217,73 @@ def test_unreachable_prometheus_holds_and_says_so(
     st = get_md(k8s, namespace, "blind")["status"]
     assert st["currentStep"] == 1 and st["canaryWeight"] == 30  # held at the analysis step
     assert st["phase"] == "Progressing"
+
+
+class _Receiver:
+    """A webhook receiver on 127.0.0.1 that records what it gets."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[dict[str, Any]] = self.received = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - stdlib name
+                import json
+
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                received.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/secret-token"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("reachable", [True, False], ids=["receiver", "unreachable"])
+def test_rollback_is_never_silent(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    exporter: MetricsExporter,
+    prom: LocalPrometheus,
+    start_operator: Callable[..., OperatorProcess],
+    reachable: bool,
+) -> None:
+    from kanaria.sandbox._proc import free_port
+
+    receiver = _Receiver() if reachable else None
+    url = receiver.url if receiver else f"http://127.0.0.1:{free_port()}/hooks/secret-token"
+    op = start_operator(KANARIA_WEBHOOK_URL=url, KANARIA_WEBHOOK_FORMAT="generic")
+    try:
+        name = "noisy"
+        steps = [{"setWeight": 30}, {"analysis": {}}]
+        v1 = md_manifest(name, namespace, "v1", **spec_for(prom, steps))
+        apply_md(cluster, v1)
+        wait_for(lambda: phase_is(k8s, namespace, name, "Stable", rev(v1)), 60, message="v1 stable")
+        v2 = md_manifest(name, namespace, "v2", **spec_for(prom, steps))
+        exporter.gauge("kanaria_test_quality", {"revision": rev(v2)}).set(0.1)
+        apply_md(cluster, v2)
+        # An unreachable receiver must not hold the rollback up: the same deadline applies.
+        wait_for(lambda: (get_md(k8s, namespace, name).get("status") or {}).get("phase") == "RolledBack",
+                 60, message="rolled back")
+        events = client.CoreV1Api(k8s).list_namespaced_event(namespace)
+        assert any(e.reason == "RolledBack" for e in events.items)
+        if receiver is not None:
+            got = wait_for(lambda: [m for m in receiver.received if m.get("event") == "RolledBack"], 30,
+                           message="the rollback notification")
+            assert got[0]["name"] == name and got[0]["namespace"] == namespace
+            assert got[0]["revision"] == rev(v2) and "quality fail" in got[0]["message"]
+        assert "secret-token" not in op.log_path.read_text()
+    finally:
+        if receiver is not None:
+            receiver.close()

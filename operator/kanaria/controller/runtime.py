@@ -9,12 +9,15 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes import client, config
 
 from kanaria.controller.leader import LeaderElector
 from kanaria.controller.metrics import OperatorMetrics
+from kanaria.controller.notify import Notifier, notifier_from_env
 from kanaria.controller.reconcile import Runtime
+from kanaria.rollout.types import Decision
 
 __all__ = ["OperatorState", "build_state", "load_api_client"]
 
@@ -36,6 +39,7 @@ class OperatorState:
     runtime: Runtime
     leader: LeaderElector | None
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
+    notifier: Notifier = field(default_factory=Notifier)
     _wakeups: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -68,9 +72,11 @@ class OperatorState:
         if self.leader is not None:
             self.leader.stop()
         self.metrics.stop()
+        self.notifier.close(timeout=5)
 
 
 def build_state() -> OperatorState:
+    notifier = notifier_from_env()  # a bad webhook configuration stops startup, loudly
     api = load_api_client()
     leader = None
     if os.environ.get("KANARIA_LEADER_ELECTION", "true").lower() != "false":
@@ -97,10 +103,14 @@ def build_state() -> OperatorState:
         metrics.leader.set(1 if leading else 0)
         return leading
 
+    def on_decision(obj: dict[str, Any], decision: Decision) -> None:
+        metrics.on_decision(obj, decision)
+        notifier.on_decision(obj, decision)  # queued; a slow receiver never blocks a rollout
+
     runtime = Runtime(
         api=api,
         is_leader=is_leader,
-        on_decision=metrics.on_decision,
+        on_decision=on_decision,
         on_verdicts=metrics.on_verdicts,
     )
-    return OperatorState(runtime=runtime, leader=leader, metrics=metrics)
+    return OperatorState(runtime=runtime, leader=leader, metrics=metrics, notifier=notifier)
