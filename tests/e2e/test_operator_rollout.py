@@ -226,7 +226,8 @@ class _Receiver:
         import http.server
         import threading
 
-        received: list[dict[str, Any]] = self.received = []
+        received: list[dict[str, Any]] = []
+        self.received = received
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - stdlib name
