@@ -435,6 +435,22 @@ class LocalCluster:
         )
         return path
 
+    def restart_apiserver(self, timeout: float = 60.0) -> float:
+        """Stop kube-apiserver (SIGTERM) and start it again with the same flags and port, so
+        every client's watch stream is cut; returns the seconds it was away."""
+        proc = next(p for p in self._procs if p.name == "kube-apiserver")
+        started = time.monotonic()
+        proc.stop(self._stop_timeout)
+        proc.start()
+        api = self._raw_api()
+        wait_until(
+            lambda: api.status("/readyz")[0] == 200,
+            timeout=timeout,
+            what="kube-apiserver /readyz after a restart",
+            watch=[proc],
+        )
+        return time.monotonic() - started
+
 
 def write_kubeconfig(
     path: Path, server: str, ca_file: Path, user: str, token: str, *, namespace: str = "default"
