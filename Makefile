@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 .PHONY: help deps system-deps venv cluster-bin crds check-crds test test-unit test-e2e \
-        test-fast lint demo bench bench-stats kind-up cluster-up clean
+        test-fast lint demo bench bench-stats bench-detection kind-up cluster-up clean
 
 help:
 	@echo "make demo        the local stack: a rollout promoted, a bad one rolled back"
@@ -63,7 +63,7 @@ demo: deps
 bench-stats: venv
 	@$(PY) hack/bench_stats.py $(BENCH_ARGS)
 
-bench: bench-stats
+bench: bench-stats bench-detection
 
 cluster-up: deps
 	@$(PY) -m kanaria.sandbox.cluster up
@@ -73,3 +73,6 @@ kind-up:
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .mypy_cache .ruff_cache
+
+bench-detection: deps
+	@$(PY) hack/bench_detection.py $(BENCH_ARGS)

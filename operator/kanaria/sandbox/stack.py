@@ -45,6 +45,7 @@ class LocalStack:
         cluster: LocalCluster | None = None,
         operator_kubeconfig: Path | None = None,
         start_operator: bool = True,
+        scrape_interval: str = "1s",
     ) -> None:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kanaria-stack-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -53,6 +54,7 @@ class LocalStack:
         self.cluster = cluster or LocalCluster()
         self._operator_kubeconfig = operator_kubeconfig
         self._start_operator = start_operator
+        self.scrape_interval = scrape_interval
         self.prometheus: LocalPrometheus | None = None
         self.proxy: HAProxyProxy | None = None
         self.runtime: LocalRuntime | None = None
@@ -93,7 +95,9 @@ class LocalStack:
         static = [ScrapeTarget(f"127.0.0.1:{self.proxy.stats_port}", {"job": "haproxy"}, job="haproxy")]
         if self.operator is not None:
             static.append(ScrapeTarget(f"127.0.0.1:{self.operator.metrics_port}", job="kanaria"))
-        self.prometheus = LocalPrometheus(scrape_config(static, file_sd=[targets]))
+        self.prometheus = LocalPrometheus(
+            scrape_config(static, file_sd=[targets], interval=self.scrape_interval)
+        )
         self.prometheus.start()
         self._stack.callback(self.prometheus.close)
 
