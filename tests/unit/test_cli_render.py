@@ -123,7 +123,7 @@ def test_status_view_shows_the_evidence_and_the_last_decision() -> None:
     assert "Stable:     aaa111 (v1)  weight 80%" in lines
     assert "Canary:     bbb222 (v2)  weight 20%" in lines
     assert "Message:    step 2/4: waiting for a person to promote" in lines
-    assert any(line.startswith("Decision:   StepAdvanced 5m ago: held for a person") for line in lines)
+    assert "Decision:   StepAdvanced 5m ago: held for a person (weight 20%, step 2/4)" in lines
     assert any(line.startswith("History:    bbb222 (v2) rolledBack") and "0.5 >= 0.9" in line for line in lines)
     header = next(line for line in lines if "METRIC" in line).split()
     assert header == ["METRIC", "KIND", "VERDICT", "VALUE", "BASELINE", "SAMPLES", "STATISTIC", "SCORE",

@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("history", "the revisions and their outcomes (status.history)")
     output(p)
     for verb, text in (
-        ("promote", "skip the remaining steps and promote the canary"),
+        ("promote", "end the current step (a pause or an analysis) and go on; --full: promote now"),
         ("abort", "roll the canary back (or revert during the watch window)"),
         ("retry", "try the last rejected revision again"),
         ("pause", "hold the rollout where it is"),
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = command(verb, text)
         if verb == "promote":
-            p.add_argument("--full", action="store_true", help="go to 100%% now (skip the remaining steps, keep the watch window)")
+            p.add_argument("--full", action="store_true", help="skip every remaining step and promote now (the watch window still applies)")
         if verb == "rollback":
             p.add_argument("--to", required=True, metavar="REVISION", help="a retired or prior revision")
         p.add_argument("--wait", action="store_true", help="wait until the operator handled it")
@@ -132,14 +132,16 @@ def watch(
     tty = sys.stdout.isatty()
     deadline = time.monotonic() + timeout if timeout > 0 else None
     seen: object = None
+    frames = 0
     try:
         while True:
             obj = fetch()
             version = (obj.get("metadata") or {}).get("resourceVersion")
-            if version != seen:
+            if version != seen or frames == 0:
                 seen = version
-                prefix = "\x1b[H\x1b[2J" if tty else ("" if seen is None else "---\n")
+                prefix = "\x1b[H\x1b[2J" if tty else ("---\n" if frames else "")
                 print(prefix + show(obj), flush=True)
+                frames += 1
             if render.settled(obj):
                 return 0
             if deadline is not None and time.monotonic() >= deadline:

@@ -105,6 +105,14 @@ def _step_text(obj: dict[str, Any]) -> str:
     return f"{step[0]}/{step[1]}" if step else "-"
 
 
+def _timeline_step(obj: dict[str, Any], entry: dict[str, Any]) -> str:
+    if not entry.get("weight"):
+        return ""
+    total = _step_count(obj)
+    shown = int(entry.get("step") or 0) + 1
+    return f", step {min(shown, total) if total else shown}/{total}"
+
+
 def _short(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
@@ -173,7 +181,7 @@ def status_view(obj: dict[str, Any], now: datetime) -> str:
     if last:
         lines.append(
             f"Decision:   {last.get('reason')} {age(last.get('at'), now)} ago: {last.get('message', '')}"
-            f" (weight {last.get('weight', 0)}%, step {last.get('step', 0)})"
+            f" (weight {last.get('weight', 0)}%{_timeline_step(obj, last)})"
         )
     hist = (status.get("history") or [None])[-1]
     if hist:

@@ -8,6 +8,7 @@ import base64
 import html
 import io
 import json
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Sequence
@@ -74,12 +75,15 @@ def query_weight(
     query = f'kanaria_canary_weight{{namespace="{namespace}",name="{name}"}}'
     params = urllib.parse.urlencode({
         "query": query, "start": start.timestamp(), "end": end.timestamp(),
-        "step": f"{max(1.0, span / 500):.3f}s",
+        "step": f"{max(1.0, span / 500):.3f}",
     })
     url = f"{prometheus.rstrip('/')}/api/v1/query_range?{params}"
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:  # noqa: S310 - a user-given URL
             body = json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode("utf-8", "replace")[:300]
+        raise CliError(f"cannot query Prometheus at {prometheus}: {exc}: {detail}") from exc
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot query Prometheus at {prometheus}: {exc}") from exc
     series = body.get("data", {}).get("result", [])
