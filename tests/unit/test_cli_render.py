@@ -218,3 +218,85 @@ def test_report_curve_and_files(tmp_path: Path) -> None:
     with pytest.raises(CliError, match="the report is .png or .html"):
         write_report(obj, tmp_path / "r.pdf", NOW)
     assert "<h1>" in render_html(stable_sample() | {"status": {}}, b"x")
+
+
+class FakeKube:
+    """Stands in for kanaria.cli.kube.Kube: serves a list of successive objects, records patches."""
+
+    namespace = "ml"
+
+    def __init__(self, *objects: dict[str, Any]) -> None:
+        self.objects = list(objects)
+        self.patches: list[dict[str, Any]] = []
+
+    def get(self, name: str, namespace: str) -> dict[str, Any]:
+        if name != "iris":
+            raise CliError(f'modeldeployment "{name}" not found in namespace "{namespace}"')
+        return self.objects.pop(0) if len(self.objects) > 1 else self.objects[0]
+
+    def list(self, namespace: str | None) -> list[dict[str, Any]]:
+        return self.objects[:1]
+
+    def merge_patch(self, name: str, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        self.patches.append(body)
+        return self.objects[0]
+
+    def close(self) -> None:
+        pass
+
+
+def run_main(monkeypatch: pytest.MonkeyPatch, fake: FakeKube, *argv: str) -> int:
+    from kanaria.cli import main as cli_main
+
+    monkeypatch.setattr(cli_main, "connect", lambda *a: fake)
+    return cli_main.main(list(argv))
+
+
+def test_actions_write_one_annotation(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeKube(sample())
+    assert run_main(monkeypatch, fake, "promote", "iris", "--full") == 0
+    assert run_main(monkeypatch, fake, "rollback", "iris", "--to", "zzz000") == 0
+    values = [p["metadata"]["annotations"]["kanaria.io/action"] for p in fake.patches]
+    assert values[0].startswith("promote-full@") and values[1].startswith("rollback:zzz000@")
+    out = capsys.readouterr().out
+    assert 'promote-full requested for modeldeployment "iris" in namespace "ml"' in out
+    assert "rollback to zzz000 requested" in out
+
+
+def test_errors_exit_1_with_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    fake = FakeKube(sample())
+    assert run_main(monkeypatch, fake, "rollback", "iris", "--to", "nope") == 1
+    assert run_main(monkeypatch, fake, "history", "other") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith('error: cannot roll back modeldeployment "iris" to "nope"')
+    assert err[1] == 'error: modeldeployment "other" not found in namespace "ml"'
+    assert fake.patches == []
+
+
+def test_wait_prints_the_resulting_phase(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from kanaria.cli import actions as cli_actions
+
+    monkeypatch.setattr(cli_actions, "action_value", lambda verb, arg=None: f"{verb}@x")
+    fake = FakeKube(sample(), sample(lastAction="pause@x", phase="Paused", paused=True,
+                                     message="paused by a person at step 2/4"))
+    assert run_main(monkeypatch, fake, "pause", "iris", "--wait", "--timeout", "5") == 0
+    assert "handled: phase Paused, step 2/4, canary weight 20%: paused by a person at step 2/4" in capsys.readouterr().out
+
+
+def test_watch_redraws_on_change_until_settled(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    first, same, done = sample(), sample(), stable_sample()
+    done["metadata"]["resourceVersion"] = "8"
+    fake = FakeKube(first, same, done)
+    assert run_main(monkeypatch, fake, "status", "iris", "--watch", "--interval", "0") == 0
+    frames = capsys.readouterr().out.split("---\n")
+    assert len(frames) == 2  # the unchanged object is not drawn again
+    assert "Phase:      Progressing" in frames[0] and "Phase:      Stable" in frames[1]
+    fake = FakeKube(sample())
+    assert run_main(monkeypatch, fake, "status", "iris", "-w", "--interval", "0.01", "--timeout", "0.05") == 1
+    assert capsys.readouterr().err.strip() == "error: still Progressing after 0.05s (stopped watching)"
+
+
+def test_report_of_an_object_without_status(tmp_path: Path) -> None:
+    obj = sample()
+    obj.pop("status")
+    assert write_report(obj, tmp_path / "empty.png", NOW).read_bytes().startswith(b"\x89PNG")
