@@ -113,12 +113,9 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         procs[rev] = ModelServerProcess(env)
 
     proxy: HAProxyProxy | None = None
-    # Start both at once (each takes seconds to import scikit-learn). The pool's threads must
-    # outlive the servers: a child asks to be killed when the thread that started it exits
-    # (PR_SET_PDEATHSIG follows the thread, not the process).
-    pool = ThreadPoolExecutor(2)
     try:
-        list(pool.map(launch, ("stable", "shadow"), (good, noisy)))
+        with ThreadPoolExecutor(2) as pool:  # start both at once: each takes seconds to import
+            list(pool.map(launch, ("stable", "shadow"), (good, noisy)))
         proxy = HAProxyProxy({"stable": ("127.0.0.1", procs["stable"].port)}, {"stable": 100}).start()
         yield Chain(procs["stable"], procs["shadow"], proxy, noisy)
     finally:
@@ -126,7 +123,6 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
             proxy.stop()
         for proc in procs.values():
             proc.stop()
-        pool.shutdown()
 
 
 def _metric(server: ModelServerProcess, name: str, **labels: str) -> float:

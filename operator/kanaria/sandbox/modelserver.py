@@ -423,6 +423,10 @@ class ModelServerProcess:
         child_env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, child_env.get("PYTHONPATH", "")) if p
         )
+        # PR_SET_PDEATHSIG fires when the *thread* that started the child exits, not the
+        # process: a server started from a pool thread would be SIGKILLed when that thread
+        # ends. So ask for it only from the main thread.
+        on_main_thread = threading.current_thread() is threading.main_thread()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
                 [python, "-m", "kanaria.sandbox.modelserver", "--host", host, "--port", str(port)],
@@ -431,7 +435,7 @@ class ModelServerProcess:
                 stderr=log,
                 text=True,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - nothing else runs in the child
+                preexec_fn=die_with_parent if on_main_thread else None,  # noqa: PLW1509 - nothing else runs in the child
             )
         self.url = self._await_listening(startup_timeout)
         self.port = int(self.url.rsplit(":", 1)[1])
