@@ -177,14 +177,16 @@ def test_every_command_on_a_live_rollout(
     out = ok(kanaria(kc, "rollback", NAME, *ns, "--to", r1, "--wait", "--timeout", "60"))
     assert f"rollback to {r1} requested" in out and "handled:" in out
     wait_for(lambda: status().get("stableRevision") == r1, 30, message="v1 stable again")
-    err = failed(kanaria(kc, "rollback", NAME, *ns, "--to", "nosuchrev"))
+
+    # an unknown revision is refused before anything is written; the report as PNG and as HTML
+    # (with a Prometheus to query for the weight curve)
+    png, page = tmp_path / "report.png", tmp_path / "report.html"
+    unknown, as_png, as_html = kanaria_each(
+        kc, ("rollback", NAME, *ns, "--to", "nosuchrev"), ("report", NAME, *ns, "-o", str(png)),
+        ("report", NAME, *ns, "-o", str(page), "--prometheus", prom.url))
+    err = failed(unknown)
     assert err.startswith(f'error: cannot roll back modeldeployment "{NAME}" to "nosuchrev": not a kept revision (kept: ')
     assert r2 in err
-
-    # the report, as PNG and as HTML (with a Prometheus to query for the weight curve)
-    png, page = tmp_path / "report.png", tmp_path / "report.html"
-    as_png, as_html = kanaria_each(kc, ("report", NAME, *ns, "-o", str(png)),
-                                   ("report", NAME, *ns, "-o", str(page), "--prometheus", prom.url))
     assert ok(as_png).strip() == f"wrote {png}" and ok(as_html).strip() == f"wrote {page}"
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
     text = page.read_text()
