@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from kanaria.analysis.provider import QueryResult, Sample
 
@@ -17,7 +18,11 @@ class PrometheusProvider:
     def __init__(self, address: str, timeout: float = 10.0) -> None:
         self.address = address.rstrip("/")
         self.timeout = timeout
-        self._client = PrometheusConnect(url=self.address, disable_ssl=True, timeout=int(max(1, timeout)))
+        # No client-side retries: a failed query is an inconclusive measurement now, and the
+        # next interval asks again; retries would hold the object's loop for several timeouts.
+        self._client = PrometheusConnect(
+            url=self.address, disable_ssl=True, timeout=int(max(1, timeout)), retry=Retry(total=0)
+        )
 
     def query(self, promql: str) -> QueryResult:
         try:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-import threading
 from typing import Any
 
 import kopf
@@ -38,24 +39,30 @@ def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-def wake(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def wake(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
     """Any change to a ModelDeployment wakes its loop at once instead of at the next tick."""
     state: OperatorState = memo.state
     state.wakeup(namespace, name).set()
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
-def rollout_loop(stopped: kopf.DaemonStopped, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
-    """Level-based: observe → decide → act → write status, again and again, per object."""
+async def rollout_loop(stopped: kopf.DaemonStopped, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+    """Level-based: observe → decide → act → write status, again and again, per object.
+
+    The loop waits asynchronously; a thread from a bounded pool is used only while a cycle
+    runs, so thousands of objects do not need thousands of threads (and one slow object does
+    not starve the others of workers)."""
     state: OperatorState = memo.state
-    wake_up: threading.Event = state.wakeup(namespace, name)
+    wake_up = state.wakeup(namespace, name)
+    loop = asyncio.get_running_loop()
     while not stopped:
         try:
-            delay = reconcile(state.runtime, namespace, name)
+            delay = await loop.run_in_executor(state.executor, reconcile, state.runtime, namespace, name)
             state.reconciled(namespace, name)
         except Exception as exc:  # never crash-loop: log, count, back off, try again
             delay = state.failed(namespace, name, exc)
-        wake_up.wait(timeout=max(0.2, min(delay, 30.0)))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake_up.wait(), timeout=max(0.2, min(delay, 30.0)))
         wake_up.clear()
     state.forget(namespace, name)
 

@@ -24,6 +24,8 @@ def main(argv: list[str] | None = None) -> None:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handler call
     import kanaria.controller.handlers  # noqa: F401  (registers the handlers)
 
     asyncio.run(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,13 +42,19 @@ class OperatorState:
     leader: LeaderElector | None
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     notifier: Notifier = field(default_factory=Notifier)
-    _wakeups: dict[tuple[str, str], threading.Event] = field(default_factory=dict)
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(
+            max_workers=int(os.environ.get("KANARIA_WORKERS", "8")), thread_name_prefix="reconcile"
+        )
+    )
+    _wakeups: dict[tuple[str, str], asyncio.Event] = field(default_factory=dict)
     _failures: dict[tuple[str, str], int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def wakeup(self, namespace: str, name: str) -> threading.Event:
+    def wakeup(self, namespace: str, name: str) -> asyncio.Event:
+        """The event that wakes an object's loop (used from the operator's event loop only)."""
         with self._lock:
-            return self._wakeups.setdefault((namespace, name), threading.Event())
+            return self._wakeups.setdefault((namespace, name), asyncio.Event())
 
     def forget(self, namespace: str, name: str) -> None:
         with self._lock:
@@ -73,6 +81,7 @@ class OperatorState:
             self.leader.stop()
         self.metrics.stop()
         self.notifier.close(timeout=5)
+        self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def build_state() -> OperatorState:
