@@ -123,8 +123,9 @@ def test_good_revision_is_promoted_and_traffic_really_moves(rollouts: Rollouts, 
     for weight in (25, 50):
         share = _share(timeline, rev, stable, weight)
         assert share is not None and abs(share - weight / 100) < 0.08, (weight, share)
-    promoted = final["history"][-1]
-    assert promoted["outcome"] == "promoted" and "accuracy pass" in promoted["reason"]
+    assert final["history"][-1]["outcome"] == "promoted"
+    passed = [t["message"] for t in final["timeline"] if t["reason"] == "StepAdvanced" and "analysis passed" in t["message"]]
+    assert len(passed) >= 2 and all("accuracy pass" in m and "latency pass" in m for m in passed[-2:])
 
 
 @pytest.mark.parametrize(
