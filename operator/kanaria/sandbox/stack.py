@@ -1,6 +1,6 @@
 """The whole local stack, real at every hop, for the demo and the end-to-end tests.
 
-    load generator ─► HAProxy ─► model-server processes ◄── Prometheus (file_sd, 1 s scrape)
+    load generator ─► nginx (mirror) ─► HAProxy ─► model-server processes ◄── Prometheus (file_sd, 1 s scrape)
                         ▲ weights                ▲ one per revision             │
         HTTPRoute ──────┘ (route sync)      LocalRuntime ◄── Deployments        │
             ▲                                                    ▲              │
@@ -23,6 +23,7 @@ import yaml
 from kubernetes import client, config
 
 from kanaria.sandbox.cluster import LocalCluster
+from kanaria.sandbox.mirror import HTTPRouteMirrorSync, MirrorProxy
 from kanaria.sandbox.operator import OperatorProcess
 from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget, scrape_config
 from kanaria.sandbox.proxy import HAProxyProxy, HTTPRouteWeightSync
@@ -60,6 +61,8 @@ class LocalStack:
         self.runtime: LocalRuntime | None = None
         self.operator: OperatorProcess | None = None
         self.syncs: dict[str, HTTPRouteWeightSync] = {}
+        self.mirror: MirrorProxy | None = None
+        self.mirror_syncs: dict[str, HTTPRouteMirrorSync] = {}
         self.api: client.ApiClient | None = None
         self._stack = contextlib.ExitStack()
 
@@ -86,6 +89,10 @@ class LocalStack:
         self.proxy = HAProxyProxy()
         self.proxy.start()
         self._stack.callback(self.proxy.stop)
+        # nginx in front of HAProxy mirrors a share of live traffic to a shadow revision
+        # (HAProxy 2.6 cannot mirror); clients talk to nginx.
+        self.mirror = MirrorProxy(self.proxy.url).start()
+        self._stack.callback(self.mirror.stop)
 
         targets = self.workdir / "models.targets.json"
         self.runtime = LocalRuntime(self.api, self.namespace, self.workdir, targets).start()
@@ -109,6 +116,9 @@ class LocalStack:
         for sync in self.syncs.values():
             sync.stop()
         self.syncs.clear()
+        for msync in self.mirror_syncs.values():
+            msync.stop()
+        self.mirror_syncs.clear()
         self._stack.close()
         if self.api is not None:
             self.api.close()
@@ -138,12 +148,19 @@ class LocalStack:
                 api=client.CustomObjectsApi(self.api),
             )
             self.syncs[name] = sync.start()
+        if name not in self.mirror_syncs:
+            assert self.mirror is not None
+            self.mirror_syncs[name] = HTTPRouteMirrorSync(
+                self.mirror, name, self.namespace, self.runtime.resolve,
+                api=client.CustomObjectsApi(self.api),
+            ).start()
         return self.syncs[name]
 
     @property
     def proxy_url(self) -> str:
-        assert self.proxy is not None
-        return str(self.proxy.url)
+        """Where clients send traffic: nginx (mirroring) in front of HAProxy (weights)."""
+        assert self.mirror is not None
+        return str(self.mirror.url)
 
     @property
     def prometheus_url(self) -> str:

@@ -1,0 +1,119 @@
+"""A/B and shadow strategies on the real stack: real models, real traffic through nginx
+(mirroring) and HAProxy (weights), real Prometheus, the operator deciding."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from kanaria.sandbox.cluster import LocalCluster
+from kanaria.sandbox.loadgen import LoadGenerator
+from kanaria.sandbox.scenario import manifest, revision_of, train_models, wait_status
+from kanaria.sandbox.stack import LocalStack
+from kanaria.sandbox.timeline import TimelineRecorder
+
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.prometheus,
+    pytest.mark.e2e,
+    pytest.mark.slow,
+    pytest.mark.xdist_group("strategies"),
+]
+
+NAME = "tumour"
+GUARDS = [
+    {"name": "latency", "kind": "latency", "minSamples": 300},
+    {"name": "errors", "kind": "errorRate", "minSamples": 300, "maxErrorRate": 0.05},
+]
+
+
+@pytest.fixture(scope="module")
+def stack(cluster: LocalCluster, operator_kubeconfig: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalStack, dict[str, str]]]:
+    work = tmp_path_factory.mktemp("strategies")
+    uris = train_models(work / "models", {
+        "clean": {"seed": 1},
+        "noisy": {"seed": 2, "label_noise": 0.1},   # about 8 points less accurate
+        "broken": {"seed": 3, "label_noise": 0.3},  # disagrees with the clean model often
+    })
+    with LocalStack(work / "stack", namespace="strategies", cluster=cluster,
+                    operator_kubeconfig=operator_kubeconfig) as s:
+        s.follow_route(NAME)
+        yield s, uris
+
+
+def body(s: LocalStack, uris: dict[str, str], version: str, model: str, strategy: dict[str, Any],
+         metrics: list[dict[str, Any]]) -> dict[str, Any]:
+    b = manifest(NAME, s.namespace, version, uris[model], s.prometheus_url, metrics=metrics,
+                 interval="1s", window="0s")
+    b["spec"]["strategy"] = strategy
+    return b
+
+
+def test_ab_test_picks_the_better_revision(stack: tuple[LocalStack, dict[str, str]], artifacts: Path) -> None:
+    s, uris = stack
+    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200}, *GUARDS]
+    # The incumbent is the noisier model; the challenger is better.
+    incumbent = body(s, uris, "ab-incumbent", "noisy", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
+    s.apply(incumbent)
+    wait_status(lambda: s.get(NAME), lambda st: st.get("phase") == "Stable", timeout=120, what="incumbent")
+    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=5).start()
+    try:
+        ab = {"abTest": {"weight": 50, "primaryMetric": "accuracy", "guardrails": ["latency", "errors"],
+                         "maxDuration": "8m"}}
+        challenger = body(s, uris, "ab-challenger", "clean", ab, metrics)
+        rev = revision_of(challenger)
+        assert s.api is not None
+        with TimelineRecorder(s.api, s.namespace, NAME, interval=0.5) as timeline:
+            s.apply(challenger)
+            final = wait_status(lambda: s.get(NAME),
+                                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == rev,
+                                timeout=480, what="the challenger to win")
+        timeline.dump(artifacts / "timeline.json")
+    finally:
+        load.stop()
+    assert final["history"][-1]["outcome"] == "promoted"
+    assert "A/B winner" in final["history"][-1]["reason"]
+    assert 50 in timeline.route_weights_seen(rev)  # it ran at the fixed split first
+    accuracy = next(a for a in final["analysis"] if a["metric"] == "accuracy")
+    assert accuracy["value"] > accuracy["baseline"]
+
+
+def test_disagreeing_shadow_never_gets_live_traffic(stack: tuple[LocalStack, dict[str, str]], artifacts: Path) -> None:
+    s, uris = stack
+    metrics = [{"name": "agreement", "kind": "agreement", "minSamples": 100, "minAgreement": 0.95, "critical": True},
+               *GUARDS]
+    base = body(s, uris, "shadow-base", "clean", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
+    s.apply(base)
+    wait_status(lambda: s.get(NAME),
+                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == revision_of(base),
+                timeout=180, what="the clean model serving")
+    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=6).start()
+    try:
+        shadow = body(s, uris, "shadow-broken", "broken", {"shadow": {"percent": 100, "duration": "5m"}}, metrics)
+        rev = revision_of(shadow)
+        assert s.api is not None and s.proxy is not None and s.prometheus is not None
+        with TimelineRecorder(s.api, s.namespace, NAME, interval=0.5) as timeline:
+            s.apply(shadow)
+            final = wait_status(lambda: s.get(NAME),
+                                lambda st: st.get("phase") == "RolledBack" and st.get("rejectedRevision") == rev,
+                                timeout=300, what="the shadow to be rejected")
+        timeline.dump(artifacts / "timeline.json")
+        stats = load.stats()
+    finally:
+        load.stop()
+    (artifacts / "load.json").write_text(stats.to_json())
+    assert "agreement fail" in final["history"][-1]["reason"]
+    # It never served a user: no answer came from it, HAProxy never balanced a request to it,
+    # and the route never gave it weight — yet it did see the mirrored traffic.
+    assert rev not in stats.by_revision
+    assert s.proxy.loadbalanced_counts().get(f"{NAME}-{rev}", 0) == 0
+    assert all((p.route or {}).get(rev, 0) == 0 for p in timeline.snapshot())
+    seen = s.prometheus.scalar(f'sum(kanaria_model_requests_total{{revision="{rev}"}})')
+    assert seen is not None and seen > 100
+    agreement = next(a for a in final["analysis"] if a["metric"] == "agreement")
+    assert agreement["verdict"] == "fail" and agreement["value"] < 0.95
+    json.dumps(final)
