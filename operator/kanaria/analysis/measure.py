@@ -36,6 +36,8 @@ DEFAULT_MIN_SAMPLES = {
     "custom": 1,
 }
 
+DEFAULT_MAX_ERROR_RATIO = 1.5
+
 METRIC_NAMES = {
     "requests": "kanaria_model_requests_total",
     "errors": "kanaria_model_errors_total",
@@ -148,6 +150,7 @@ def _error_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> 
         ec,
         rc,
         max_error_rate=m.max_error_rate if m.max_error_rate is not None else 0.01,
+        relative_tolerance=(m.max_error_ratio or DEFAULT_MAX_ERROR_RATIO) - 1.0,
         min_requests=m.min_samples or DEFAULT_MIN_SAMPLES["errorRate"],
         alpha=m.alpha or 0.05,
     )

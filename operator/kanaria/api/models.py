@@ -342,6 +342,9 @@ class Metric(_Base):
     than this (default 0.02)."""
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     """errorRate: an absolute guardrail on the canary's error rate (default 0.01)."""
+    max_error_ratio: float | None = Field(default=None, ge=1, le=100)
+    """errorRate: the canary fails when its error rate is significantly above this multiple of
+    the stable revision's (default 1.5, so a doubling is caught)."""
     max_auc: float | None = Field(default=None, ge=0.5, le=1)
     """latency: the probability that a canary request is slower than a baseline request above
     which a significant slowdown fails (default 0.56)."""

@@ -70,6 +70,7 @@ BUCKETS: tuple[float, ...] = (
 ACCURACY_ALPHA = 0.05
 ACCURACY_MARGIN = 0.02
 ERROR_ALPHA = 0.05
+DEFAULT_MAX_ERROR_RATIO = 1.5  # as the operator's default (analysis/measure.py)
 MAX_ERROR_RATE = 0.01
 LATENCY_ALPHA = 0.01
 LATENCY_MAX_AUC = 0.56
@@ -406,6 +407,7 @@ def _judge_for(streams: Streams) -> Callable[[int, int], Any]:
                 yield judge_error_rate(
                     eb[i], rb[i], ec[i], rc[i],
                     max_error_rate=MAX_ERROR_RATE,
+                    relative_tolerance=DEFAULT_MAX_ERROR_RATIO - 1.0,
                     min_requests=DEFAULT_MIN_SAMPLES["errorRate"],
                     alpha=ERROR_ALPHA,
                 ).outcome
