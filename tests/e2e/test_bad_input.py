@@ -271,9 +271,8 @@ def _holds(predicate: Callable[[], bool], seconds: float, message: str) -> None:
 
 
 BATCH = 4
-"""Cases in flight at once. Each ModelDeployment holds one of kopf's executor threads for its
-sync daemon (min(32, CPUs + 4) threads), so a batch stays below that on a 2-CPU runner; see
-test_more_objects_than_executor_threads_are_all_reconciled."""
+"""Cases in flight at once (many objects at once are covered by
+test_more_objects_than_executor_threads_are_all_reconciled)."""
 
 
 def test_operator_marks_what_the_schema_cannot_say_invalid_once(
@@ -349,18 +348,14 @@ def test_operator_marks_what_the_schema_cannot_say_invalid_once(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="each ModelDeployment's sync kopf daemon holds an executor thread for its lifetime "
-    "(default ThreadPoolExecutor: min(32, CPUs + 4)); objects beyond that are never reconciled "
-    "(fix: settings.execution.max_workers, or an async daemon)",
-)
 def test_more_objects_than_executor_threads_are_all_reconciled(
     cluster: LocalCluster,
     k8s: client.ApiClient,
     namespace: str,
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
+    """40 objects, more than a default thread pool (min(32, CPUs + 4)): a sync daemon per
+    object once held a thread each and starved the rest."""
     case = next(c for c in INVALID if c.name == "step-unknown-metric")
     names = [f"many-{i}" for i in range(40)]
     docs = []
