@@ -340,12 +340,7 @@ def test_operator_marks_what_the_schema_cannot_say_invalid_once(
     log = op.log_path.read_text()
     assert "Traceback" not in log, op.log_tail()
     assert not re.search(r"reconcile \S+ failed", log), op.log_tail()
-    if duplicates:
-        pytest.xfail(
-            f"known race, InvalidSpec Events per generation: {duplicates}: _write_invalid posts "
-            "the Event before the status write, and a 409 (kopf writing its finalizer or "
-            "status.kopf at the same moment) drops the write, so the next cycle posts again"
-        )
+    assert not duplicates, f"InvalidSpec Events per generation: {duplicates}"
 
 
 def test_more_objects_than_executor_threads_are_all_reconciled(
@@ -373,13 +368,6 @@ def test_more_objects_than_executor_threads_are_all_reconciled(
     wait_for(lambda: not pending(), 90, interval=1.0, message="all 40 marked Invalid")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the operator adopts a pre-existing NAME-<hash> Deployment recording another model: "
-    "reconcile._act calls Workloads.ensure (where RevisionCollision is raised) only when the "
-    "Deployment is missing or its replicas differ, so a ready squatter becomes the stable "
-    "revision (fix: compare models[revision] with model_fingerprint(spec) after observe)",
-)
 def test_revision_hash_collision_is_refused(
     cluster: LocalCluster,
     k8s: client.ApiClient,

@@ -29,6 +29,7 @@ from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, d
 from kanaria.rollout.conditions import invalid_spec_condition
 from kanaria.traffic import Router, router_for
 from kanaria.workloads.kube import RevisionCollision, Workloads
+from kanaria.workloads.objects import model_fingerprint
 
 __all__ = ["ACTION_ANNOTATION", "Runtime", "reconcile"]
 
@@ -109,17 +110,31 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         router_error=router_error,
         mirror=mirror,
     )
+    recorded = models.get(obs.revision)
+    if recorded and recorded != model_fingerprint(spec):
+        _write_invalid(
+            rt, obj, status,
+            f"revision {obs.revision}: Deployment {name}-{obs.revision} exists for a different "
+            f"model ({recorded}); refusing to adopt it (rename it or change the spec)",
+            now,
+        )
+        return 300.0
     decision = decide(spec, status, obs, now)
     if not rt.is_leader():
         return 2.0  # lost the lease while measuring: act on nothing
+    # Status first, then act: the intent is recorded before anything moves, so a crash
+    # between the two replays the recorded intent (idempotently) instead of an older one —
+    # a rolled-back canary never gets its traffic back — and a writer that lost the race
+    # (409) acts on nothing.
+    if not _write_status(rt, obj, status, decision.status):
+        return 1.0
     try:
         _act(decision, spec, router, workloads, models, obs)
     except RevisionCollision as exc:
-        _write_invalid(rt, obj, status, str(exc), now)
+        _write_invalid(rt, obj, decision.status, str(exc), now)
         return 300.0
     for event in decision.events:
         post_event(rt.api, obj, event)
-    _write_status(rt, obj, status, decision.status)
     if rt.on_decision is not None:
         rt.on_decision(obj, decision)
     return decision.requeue_after
@@ -183,35 +198,44 @@ def _service_port(spec: ModelDeploymentSpec) -> int | None:
 
 def _write_status(
     rt: Runtime, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
-) -> None:
+) -> bool:
+    """Replace the status; False when someone else changed the object meanwhile (409)."""
     new = _status_dump(after)
     if new == _status_dump(before) and obj.get("status") is not None:
-        return
+        return True
     # A whole replacement carrying the resourceVersion read at the start of the cycle: fields
     # that went away are removed, and a concurrent writer makes this a 409, not a double step.
     body = {**obj, "status": new}
     custom = client.CustomObjectsApi(rt.api)
     try:
-        custom.replace_namespaced_custom_object_status(
+        written = custom.replace_namespaced_custom_object_status(
             GROUP, VERSION, obj["metadata"]["namespace"], PLURAL, obj["metadata"]["name"], body
         )
     except ApiException as exc:
         if exc.status == 409:
             log.info("status of %s changed meanwhile; the next cycle decides again", obj["metadata"]["name"])
-            return
+            return False
         raise
+    if isinstance(written, dict):  # later writes in this cycle build on this version
+        obj["metadata"]["resourceVersion"] = written["metadata"]["resourceVersion"]
+        obj["status"] = written.get("status")
+    return True
 
 
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
-        where = ".".join(str(p) for p in err["loc"]) or "spec"
-        parts.append(f"spec.{where}: {err['msg']}")
+        where = ".".join(str(p) for p in err["loc"])
+        parts.append(f"spec.{where}: {err['msg']}" if where else f"spec: {err['msg']}")
     return "; ".join(parts)
 
 
 def _write_invalid(
-    rt: Runtime, obj: dict[str, Any], status: ModelDeploymentStatus, message: str, now: datetime
+    rt: Runtime,
+    obj: dict[str, Any],
+    status: ModelDeploymentStatus,
+    message: str,
+    now: datetime,
 ) -> None:
     """Mark the spec invalid once: no traffic moves, nothing is retried until the spec changes."""
     generation = int(obj["metadata"].get("generation") or 0)
@@ -224,5 +248,7 @@ def _write_invalid(
     after.conditions = invalid_spec_condition(status.conditions, message, generation, now)
     from kanaria.rollout.types import Event
 
-    post_event(rt.api, obj, Event("Warning", "InvalidSpec", message))
-    _write_status(rt, obj, status, after)
+    # The Event only once the status says so: a conflicting write is retried next cycle and
+    # must not leave a second Event behind.
+    if _write_status(rt, obj, status, after):
+        post_event(rt.api, obj, Event("Warning", "InvalidSpec", message))

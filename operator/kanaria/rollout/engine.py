@@ -628,6 +628,7 @@ def _promote(c: _Cycle, why: str) -> None:
     else:
         _finish_watch(c, "no watch window")
         st.phase = "Stable"
+        st.message = f"promoted {new} ({st.stable_version}); serving it"
     c.requeue(_FAST)
 
 

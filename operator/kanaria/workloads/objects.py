@@ -84,8 +84,9 @@ def deployment_manifest(
     meta["labels"] = {**(meta.get("labels") or {}), **labels_for(name, revision)}
     pod = template.setdefault("spec", {})
     containers = pod.get("containers") or [copy.deepcopy(DEFAULT_CONTAINER)]
+    ours = {e["name"] for e in _env(spec, revision)}
     for container in containers:
-        kept = [e for e in container.get("env") or [] if not str(e.get("name", "")).startswith("KANARIA_")]
+        kept = [e for e in container.get("env") or [] if e.get("name") not in ours]
         container["env"] = [*kept, *_env(spec, revision)]
     pod["containers"] = containers
     return {
