@@ -145,6 +145,11 @@ def judge_accuracy(
     p_b, p_c = correct_b / labelled_b, correct_c / labelled_c
     delta = p_c - p_b
     variance = msprt_variance(correct_b, labelled_b, correct_c, labelled_c)
+    if not variance > 0:  # counts so large the variance rounds to zero: no usable numbers
+        return Verdict.inconclusive(
+            f"accuracy: counts too large to compute a variance ({int(labelled_c)}/{int(labelled_b)})",
+            statistic="msprt",
+        )
     lam = normal_mixture_lr(delta, variance, tau)
     radius = normal_mixture_radius(variance, tau, alpha)
     lower, upper = delta - radius, delta + radius
