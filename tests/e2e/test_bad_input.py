@@ -312,6 +312,7 @@ def test_operator_marks_what_the_schema_cannot_say_invalid_once(
                 get_md(k8s, namespace, n)["status"]["phase"] == "Invalid" for n in names
             )
 
+        wait_for(calm, 30, message="each marked Invalid with its Event")  # the Event follows the status
         _holds(calm, 5, message="still Invalid, with its Event")
         for name in expected:
             count = len(_invalid_spec_events(k8s, namespace, name))
@@ -389,4 +390,5 @@ def test_revision_hash_collision_is_refused(
     assert _routes(k8s, namespace) == routes_before, "traffic moved to a squatter"
     assert st["phase"] == "Invalid", st
     assert "exists for a different model" in st["message"]
-    assert len(_invalid_spec_events(k8s, namespace, "collide")) == 1
+    wait_for(lambda: len(_invalid_spec_events(k8s, namespace, "collide")) == 1, 30,
+             message="one InvalidSpec Event")  # the Event follows the status write

@@ -100,7 +100,10 @@ def test_promote_then_rollback(
             90,
             message="v3 rolled back",
         )
-        wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(r3) == 0, 20, message="route back")
+        def route_back() -> bool:
+            last = timeline.snapshot()[-1]
+            return last.phase == "RolledBack" and (last.route or {}).get(r3, 0) == 0
+        wait_for(route_back, 20, message="route back")
     timeline.dump(artifacts / "v3-timeline.json")
     seen = timeline.route_weights_seen(r3)
     assert max(seen) <= 20 and seen[-1] == 0, seen  # never past the first step; back to 0
