@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers import wait_for
 
 from kanaria.sandbox.cluster import LocalCluster
 from kanaria.sandbox.loadgen import LoadGenerator
@@ -67,6 +68,10 @@ class Rollouts:
             self.stack.apply(body)
             final = wait_status(lambda: self.stack.get(NAME), lambda s: _settled(s, rev, until),
                                 timeout=timeout, what=f"{body['spec']['model']['version']} {until}")
+            # The route changes a moment after the status: wait until the recorder saw it too.
+            weight = 0 if until == "rolledBack" else 100
+            wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(rev, 0) == weight, 20,
+                     message=f"route {weight}% recorded")
         timeline.dump(artifacts / "timeline.json")
         (artifacts / "status.json").write_text(json.dumps(final, indent=1))
         return final, timeline

@@ -45,6 +45,18 @@ def rev(body: dict[str, Any]) -> str:
     return revision_hash(ModelDeploymentSpec.model_validate(body["spec"]))
 
 
+def recorded(timeline: TimelineRecorder, phase: str, revision: str, weight: int) -> None:
+    """Wait until the recorder itself has sampled this phase with this route weight (the
+    status can change a moment before the route, so a wait on the API alone may end first)."""
+
+    def seen() -> bool:
+        points = timeline.snapshot()
+        last = points[-1] if points else None
+        return last is not None and last.phase == phase and (last.route or {}).get(revision, 0) == weight
+
+    wait_for(seen, 20, message=f"{phase} with {revision} at {weight}% recorded")
+
+
 def phase_is(api: client.ApiClient, ns: str, name: str, phase: str, revision: str) -> bool:
     st = get_md(api, ns, name).get("status") or {}
     return st.get("phase") == phase and st.get("stableRevision") == revision
@@ -84,6 +96,7 @@ def test_promote_then_rollback(
     with TimelineRecorder(k8s, namespace, name) as timeline:
         apply_md(cluster, v2)
         wait_for(lambda: phase_is(k8s, namespace, name, "Stable", r2), 90, message="v2 promoted")
+        recorded(timeline, "Stable", r2, 100)
     timeline.dump(artifacts / "v2-timeline.json")
     assert timeline.route_weights_seen(r2)[-3:] == [20, 50, 100], timeline.route_weights_seen(r2)
     st = get_md(k8s, namespace, name)["status"]
@@ -100,10 +113,7 @@ def test_promote_then_rollback(
             90,
             message="v3 rolled back",
         )
-        def route_back() -> bool:
-            last = timeline.snapshot()[-1]
-            return last.phase == "RolledBack" and (last.route or {}).get(r3, 0) == 0
-        wait_for(route_back, 20, message="route back")
+        recorded(timeline, "RolledBack", r3, 0)
     timeline.dump(artifacts / "v3-timeline.json")
     seen = timeline.route_weights_seen(r3)
     assert max(seen) <= 20 and seen[-1] == 0, seen  # never past the first step; back to 0
@@ -153,6 +163,7 @@ def test_restart_mid_rollout_resumes_without_double_step(
         cluster.kubectl("annotate", "--overwrite", "-n", namespace, f"modeldeployment/{name}",
                         "kanaria.io/action=promote@1")
         wait_for(lambda: phase_is(k8s, namespace, name, "Stable", r2), 60, message="v2 promoted")
+        recorded(timeline, "Stable", r2, 100)
     timeline.dump(artifacts / "timeline.json")
     steps_seen = [p.step for p in timeline.snapshot() if p.canary == r2]
     assert steps_seen == sorted(steps_seen), steps_seen
