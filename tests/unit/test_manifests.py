@@ -135,7 +135,7 @@ def test_namespaced_deployment_differs_from_the_base_only_in_its_scope() -> None
     assert namespaced == base
 
 
-def test_namespaced_bundle_grants_nothing_cluster_wide_but_crd_reads() -> None:
+def test_namespaced_bundle_grants_nothing_cluster_wide_but_reads() -> None:
     docs = _render(KUSTOMIZATIONS["namespaced"])
     kinds = sorted(d["kind"] for d in docs)
     assert "Namespace" not in kinds and "CustomResourceDefinition" not in kinds
@@ -146,7 +146,8 @@ def test_namespaced_bundle_grants_nothing_cluster_wide_but_crd_reads() -> None:
                 "apiGroups": ["apiextensions.k8s.io"],
                 "resources": ["customresourcedefinitions"],
                 "verbs": ["get", "list", "watch"],
-            }
+            },
+            {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list", "watch"]},
         ]
     ]
     for binding in (d for d in docs if d["kind"] in ("RoleBinding", "ClusterRoleBinding")):
