@@ -57,6 +57,22 @@ def recorded(timeline: TimelineRecorder, phase: str, revision: str, weight: int)
     wait_for(seen, 20, message=f"{phase} with {revision} at {weight}% recorded")
 
 
+def _operator_metrics(op: OperatorProcess, namespace: str, name: str) -> dict[tuple[str, str], float] | None:
+    """This ModelDeployment's series from the operator's /metrics, keyed by (metric, phase)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{op.metrics_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    out: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("namespace") == namespace and sample.labels.get("name") == name:
+                out[(sample.name, sample.labels.get("phase", ""))] = sample.value
+    return out if ("kanaria_canary_weight", "") in out and out[("kanaria_canary_weight", "")] == 10.0 else None
+
+
 def phase_is(api: client.ApiClient, ns: str, name: str, phase: str, revision: str) -> bool:
     st = get_md(api, ns, name).get("status") or {}
     return st.get("phase") == phase and st.get("stableRevision") == revision
@@ -155,6 +171,12 @@ def test_restart_mid_rollout_resumes_without_double_step(
             return st.get("currentStep") == 1 and st.get("phase") == "Paused"
 
         wait_for(at_pause, 60, message="paused at step 1")
+        # The operator's own /metrics say the same: phase Paused, canary at 10%.
+        series = wait_for(lambda: _operator_metrics(op, namespace, name), 30, message="operator metrics")
+        assert series[("kanaria_rollout_phase", "Paused")] == 1.0
+        assert series[("kanaria_rollout_phase", "Progressing")] == 0.0
+        assert series[("kanaria_canary_weight", "")] == 10.0
+        assert series[("kanaria_rollout_step", "")] == 1.0
         op.kill()
         assert not op.alive()
         op = start_operator(name="operator-2")
