@@ -138,9 +138,9 @@ def test_promote_then_rollback(
     assert "quality fail" in st["history"][-1]["reason"] and "0.5" in st["history"][-1]["reason"]
     degraded = next(c for c in st["conditions"] if c["type"] == "Degraded")
     assert degraded["status"] == "True" and degraded["reason"] == "RolledBack"
-    events = client.CoreV1Api(k8s).list_namespaced_event(namespace)
-    rolled = [e for e in events.items if e.reason == "RolledBack"]
-    assert rolled and "0.5 >= 0.9 is false" in rolled[-1].message
+    rolled = wait_for(lambda: [e for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items
+                               if e.reason == "RolledBack"], 30, message="the RolledBack Event")
+    assert "0.5 >= 0.9 is false" in rolled[-1].message
 
 
 def test_restart_mid_rollout_resumes_without_double_step(
@@ -314,8 +314,10 @@ def test_rollback_is_never_silent(
         # An unreachable receiver must not hold the rollback up: the same deadline applies.
         wait_for(lambda: (get_md(k8s, namespace, name).get("status") or {}).get("phase") == "RolledBack",
                  60, message="rolled back")
-        events = client.CoreV1Api(k8s).list_namespaced_event(namespace)
-        assert any(e.reason == "RolledBack" for e in events.items)
+        # The Event follows the status write: wait for it rather than race it.
+        wait_for(lambda: any(e.reason == "RolledBack"
+                             for e in client.CoreV1Api(k8s).list_namespaced_event(namespace).items),
+                 30, message="the RolledBack Event")
         if receiver is not None:
             got = wait_for(lambda: [m for m in receiver.received if m.get("event") == "RolledBack"], 30,
                            message="the rollback notification")
