@@ -65,6 +65,15 @@ class Workloads:
         )
         states: dict[str, WorkloadState] = {}
         models: dict[str, str] = {}
+        # A Service left without its Deployment (for example by a crash between the two
+        # deletions) still counts as a revision, so retention deletes it instead of orphaning it.
+        services = self.core.list_namespaced_service(
+            self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}"
+        )
+        for svc in services.items:
+            rev = ((svc.metadata.labels if svc.metadata else None) or {}).get(LABEL_REVISION)
+            if rev:
+                states[rev] = WorkloadState(replicas=0, ready=0)
         for dep in found.items:
             rev = (dep.metadata.labels or {}).get(LABEL_REVISION)
             if not rev:
@@ -95,9 +104,13 @@ class Workloads:
 
     def scale(self, revision: str, replicas: int) -> None:
         """Scale an existing revision without touching its template (its spec may be older)."""
-        self.apps.patch_namespaced_deployment_scale(
-            revision_name(self.name, revision), self.namespace, {"spec": {"replicas": replicas}}
-        )
+        try:
+            self.apps.patch_namespaced_deployment_scale(
+                revision_name(self.name, revision), self.namespace, {"spec": {"replicas": replicas}}
+            )
+        except ApiException as exc:
+            if exc.status != 404:  # only its Service is left: retention will delete it
+                raise
 
     def delete(self, revision: str) -> None:
         for call in (self.apps.delete_namespaced_deployment, self.core.delete_namespaced_service):
