@@ -198,7 +198,11 @@ def test_apiserver_restart_mid_rollout_resumes_and_watches_recover(
                   if status_of(m).get("canaryRevision") == r2]
     assert steps_seen == sorted(steps_seen), steps_seen
     seen = route_weights(routes.snapshot(), name, r2)
-    assert is_step_subsequence(seen, [0, 20, 50, 100]) and seen[-1] == 100, seen
+    # While the API server is away the recorder's watch is cut too; writes made before its
+    # watch is back are seen only as the state a re-list finds, so the route may seem to skip a
+    # rung held only then. It never moves backwards, and status.timeline proves each step was
+    # taken exactly once.
+    assert seen == sorted(seen) and set(seen) <= {0, 20, 50, 100} and seen[-1] == 100, seen
     times = step_times(status(k8s, namespace, name), r2)
     assert all(len(v) == 1 for v in times.values()), times
     assert (times[2][0] - times[1][0]).total_seconds() >= pause, times
