@@ -111,6 +111,11 @@ def rollouts(cluster: LocalCluster, operator_kubeconfig: Path, tmp_path_factory:
 def _share(timeline: TimelineRecorder, canary: str, stable: str, weight: int) -> float | None:
     """The canary's share of requests HAProxy balanced while the route said ``weight``."""
     points = [p for p in timeline.snapshot() if p.route and p.route.get(canary) == weight]
+    if not points:
+        return None
+    # The proxy follows the route a moment later (a watch, then its runtime API): count only
+    # what it balanced from two seconds after the route changed.
+    points = [p for p in points if p.t >= points[0].t + 2.0]
     if len(points) < 2:
         return None
     first, last = points[0].extra, points[-1].extra
