@@ -61,9 +61,10 @@ class Rollouts:
         assert self.stack.api is not None and self.stack.proxy is not None
         proxy = self.stack.proxy
         with TimelineRecorder(self.stack.api, self.stack.namespace, NAME, interval=0.5) as timeline:
+            servers = [f"{NAME}-{r}" for r in self._revisions(rev)]
             timeline.probes = {
-                f"lb:{srv}": (lambda srv=srv: proxy.loadbalanced_counts().get(srv, 0))
-                for srv in (f"{NAME}-{r}" for r in self._revisions(rev))
+                **{f"lb:{srv}": (lambda srv=srv: proxy.loadbalanced_counts().get(srv, 0)) for srv in servers},
+                **{f"hw:{srv}": (lambda srv=srv: proxy.weights().get(srv, -1)) for srv in servers},
             }
             self.stack.apply(body)
             final = wait_status(lambda: self.stack.get(NAME), lambda s: _settled(s, rev, until),
@@ -110,12 +111,12 @@ def rollouts(cluster: LocalCluster, operator_kubeconfig: Path, tmp_path_factory:
 
 def _share(timeline: TimelineRecorder, canary: str, stable: str, weight: int) -> float | None:
     """The canary's share of requests HAProxy balanced while the route said ``weight``."""
-    points = [p for p in timeline.snapshot() if p.route and p.route.get(canary) == weight]
-    if not points:
-        return None
-    # The proxy follows the route a moment later (a watch, then its runtime API): count only
-    # what it balanced from two seconds after the route changed.
-    points = [p for p in points if p.t >= points[0].t + 2.0]
+    # The proxy follows the route a moment later (a watch, then its runtime API, and in the
+    # sandbox the revision's process must have started): count only what HAProxy balanced
+    # while its own weights were the route's.
+    points = [p for p in timeline.snapshot() if p.route and p.route.get(canary) == weight
+              and p.extra.get(f"hw:{NAME}-{canary}") == weight
+              and p.extra.get(f"hw:{NAME}-{stable}") == 100 - weight]
     if len(points) < 2:
         return None
     first, last = points[0].extra, points[-1].extra
