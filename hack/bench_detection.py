@@ -64,7 +64,8 @@ def one_pair(out: Path, scrape: str, interval: str, repeats: int) -> list[float]
                     onset = time.monotonic()
                     while True:
                         snap = timeline.snapshot()
-                        if snap and snap[-1].route is not None and snap[-1].route.get(rev, 100) == 0:
+                        # after a rollback the route keeps the revision at 0, then drops it
+                        if snap and snap[-1].route is not None and snap[-1].route.get(rev, 0) == 0:
                             break
                         if time.monotonic() - onset > 300:
                             raise TimeoutError("the regression was not rolled back within 300 s")
