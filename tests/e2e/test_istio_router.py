@@ -53,6 +53,21 @@ def test_istio_router_walks_the_weights_and_mirrors(
     cluster = kanaria_crd
     cluster.apply_yaml(yaml.safe_dump(_virtualservice_crd()))
     cluster.wait_crd_established("virtualservices.networking.istio.io")
+    try:
+        _walk_and_mirror(cluster, k8s, namespace, exporter, prometheus_factory, start_operator)
+    finally:
+        # The cluster is shared by the session: other tests expect no Istio CRD.
+        cluster.kubectl("delete", "crd", "virtualservices.networking.istio.io", "--wait=true")
+
+
+def _walk_and_mirror(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    exporter: MetricsExporter,
+    prometheus_factory: Callable[..., LocalPrometheus],
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
     prom = prometheus_factory([ScrapeTarget(exporter.target)])
     start_operator()
     custom = client.CustomObjectsApi(k8s)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
-__all__ = ["Router", "normalise", "revision_of"]
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+__all__ = ["Router", "normalise", "revision_of", "crd_problem", "get_or_none"]
 
 
 class Router(Protocol):
@@ -52,3 +55,27 @@ def revision_of(deployment: str, service: str) -> str | None:
     """The revision a per-revision Service name belongs to (``NAME-REVISION``)."""
     prefix = f"{deployment}-"
     return service[len(prefix) :] if service.startswith(prefix) else None
+
+
+def crd_problem(api: client.ApiClient, crd: str, what: str, instead: str) -> str | None:
+    """None when the CRD a router writes is installed; otherwise what a person should do."""
+    try:
+        client.ApiextensionsV1Api(api).read_custom_resource_definition(crd)
+    except ApiException as exc:
+        if exc.status == 404:
+            return f"the {what} CRD ({crd}) is not installed; {instead}"
+        return f"cannot check the {what} CRD: {exc.status} {exc.reason}"
+    return None
+
+
+def get_or_none(
+    custom: client.CustomObjectsApi, group: str, version: str, namespace: str, plural: str, name: str
+) -> dict[str, Any] | None:
+    """A namespaced custom object, or None when it does not exist."""
+    try:
+        obj = custom.get_namespaced_custom_object(group, version, namespace, plural, name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj if isinstance(obj, dict) else None

@@ -6,11 +6,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from kanaria.api.models import IstioTraffic
 from kanaria.api.revision import revision_name
-from kanaria.traffic.base import normalise, revision_of
+from kanaria.traffic.base import crd_problem, get_or_none, normalise, revision_of
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import labels_for, owner_reference
 
@@ -42,25 +41,13 @@ class IstioRouter:
         self.vs = cfg.virtual_service or name
 
     def check(self) -> str | None:
-        try:
-            client.ApiextensionsV1Api(self.api).read_custom_resource_definition(f"{PLURAL}.{GROUP}")
-        except ApiException as exc:
-            if exc.status == 404:
-                return (
-                    "the Istio VirtualService CRD (virtualservices.networking.istio.io) is not "
-                    "installed; install Istio or choose spec.traffic.gatewayAPI or replicas"
-                )
-            return f"cannot check the VirtualService CRD: {exc.status} {exc.reason}"
-        return None
+        return crd_problem(
+            self.api, f"{PLURAL}.{GROUP}", "Istio VirtualService",
+            "install Istio or choose spec.traffic.gatewayAPI or replicas",
+        )
 
     def _existing(self) -> dict[str, Any] | None:
-        try:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.vs)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj if isinstance(obj, dict) else None
+        return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.vs)
 
     def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
         routes = [
