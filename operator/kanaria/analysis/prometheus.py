@@ -18,10 +18,13 @@ class PrometheusProvider:
     def __init__(self, address: str, timeout: float = 10.0) -> None:
         self.address = address.rstrip("/")
         self.timeout = timeout
-        # No client-side retries: a failed query is an inconclusive measurement now, and the
-        # next interval asks again; retries would hold the object's loop for several timeouts.
+        # Retry only failures to connect (a pooled connection to a Prometheus that restarted),
+        # at once; never a read timeout or an error status: a failed query is an inconclusive
+        # measurement now and the next interval asks again, while retries with back-off would
+        # hold the object's loop for several timeouts.
+        retry = Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0)
         self._client = PrometheusConnect(
-            url=self.address, disable_ssl=True, timeout=int(max(1, timeout)), retry=Retry(total=0)
+            url=self.address, disable_ssl=True, timeout=int(max(1, timeout)), retry=retry
         )
 
     def query(self, promql: str) -> QueryResult:
