@@ -67,8 +67,12 @@ class Rollouts:
                 **{f"hw:{srv}": (lambda srv=srv: proxy.weights().get(srv, -1)) for srv in servers},
             }
             self.stack.apply(body)
-            final = wait_status(lambda: self.stack.get(NAME), lambda s: _settled(s, rev, until),
-                                timeout=timeout, what=f"{body['spec']['model']['version']} {until}")
+            try:
+                final = wait_status(lambda: self.stack.get(NAME), lambda s: _settled(s, rev, until),
+                                    timeout=timeout, what=f"{body['spec']['model']['version']} {until}")
+            except TimeoutError:
+                timeline.dump(artifacts / "timeline.json")
+                raise
             # The route changes a moment after the status: wait until the recorder saw it too.
             weight = 0 if until == "rolledBack" else 100
             wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(rev, 0) == weight, 20,
@@ -196,9 +200,11 @@ def test_prometheus_down_holds_then_resumes(rollouts: Rollouts, artifacts: Path)
             assert held["currentStep"] == 1 and held["canaryWeight"] == 25
         finally:
             stack.prometheus.start()
-        final = wait_status(lambda: stack.get(NAME), lambda s: _settled(s, rev, "promoted"),
-                            timeout=420, what="v4 promoted after Prometheus came back")
-    timeline.dump(artifacts / "timeline.json")
+        try:
+            final = wait_status(lambda: stack.get(NAME), lambda s: _settled(s, rev, "promoted"),
+                                timeout=420, what="v4 promoted after Prometheus came back")
+        finally:  # kept on failure too: the verdicts before and after the outage
+            timeline.dump(artifacts / "timeline.json")
     down = [p for p in timeline.snapshot() if "metrics unavailable" in " ".join(a["reason"] for a in p.analysis)]
     assert down and all(p.step == 1 and p.canary_weight == 25 for p in down)
     assert final["history"][-1]["outcome"] == "promoted"

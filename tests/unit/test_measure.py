@@ -25,9 +25,11 @@ class TableProvider:
         self.answer = answer or {}
         self.default = default
         self.queries: list[str] = []
+        self.times: list[float | None] = []
 
-    def query(self, promql: str) -> QueryResult:
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
         self.queries.append(promql)
+        self.times.append(at)
         for needle, result in self.answer.items():
             if needle in promql:
                 return result

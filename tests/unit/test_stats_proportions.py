@@ -18,6 +18,7 @@ from kanaria.analysis.proportions import (
     two_proportion_z,
 )
 from kanaria.analysis.sequential import (
+    binomial_below_lr,
     binomial_mixture_lr,
     normal_mixture_lr,
     normal_mixture_radius,
@@ -112,6 +113,29 @@ def test_binomial_mixture_matches_numerical_integration() -> None:
     num, _ = integrate.quad(lambda p: integrand(p) * prior.pdf(p), p0, 1, points=[x / n])
     expected = num / prior.sf(p0)
     assert binomial_mixture_lr(x, n, p0) == pytest.approx(expected, rel=1e-6)
+
+
+def test_binomial_below_matches_numerical_integration() -> None:
+    from scipy import integrate
+
+    for x, n, p0 in [(0, 100, 0.05), (3, 200, 0.05), (10, 100, 0.05), (40, 80, 0.6)]:
+        num, _ = integrate.quad(
+            lambda p, x=x, n=n, p0=p0: (p / p0) ** x * ((1 - p) / (1 - p0)) ** (n - x) / p0, 0, p0
+        )
+        assert binomial_below_lr(x, n, p0) == pytest.approx(num, rel=1e-6)
+    assert binomial_below_lr(0, 0, 0.3) == pytest.approx(1.0)
+
+
+def test_binomial_below_is_valid_under_repeated_looks_at_the_bound() -> None:
+    """A rate exactly at p0, looked at after every observation: P(ever Λ ≥ 20) ≤ 0.05."""
+    rng = np.random.default_rng(5)
+    runs, n, p0 = 400, 2000, 0.2
+    hits = 0
+    for _ in range(runs):
+        x = np.cumsum(rng.random(n) < p0)
+        if any(binomial_below_lr(int(x[k]), k + 1, p0) >= 20 for k in range(0, n, 10)):
+            hits += 1
+    assert hits / runs <= 0.05
 
 
 def test_accuracy_verdicts_and_reason() -> None:
@@ -216,6 +240,24 @@ def test_error_rate_verdicts() -> None:
     assert early.outcome is Outcome.INCONCLUSIVE and "1000" in early.reason
     for bad in [(math.nan, 10, 1, 10), (1, 10, -1, 10), (1, 10, 11, 10), (0, 0, 0, 0)]:
         assert judge_error_rate(*bad).outcome is Outcome.INCONCLUSIVE
+
+
+def test_error_rate_passes_only_on_evidence_of_non_inferiority() -> None:
+    # No errors anywhere: the ratio cannot be measured; the canary passes once it is
+    # significantly below the 1% guardrail (about 450 requests), not before.
+    assert judge_error_rate(0, 9000, 0, 300, min_requests=100).outcome is Outcome.INCONCLUSIVE
+    clean = judge_error_rate(0, 9000, 0, 600, min_requests=100)
+    assert clean.outcome is Outcome.PASS and "guardrail" in clean.reason
+    # A doubling right at the guardrail is never passed: neither below the guardrail nor
+    # within 1.5x the stable rate, and with enough errors it fails as worse than the stable.
+    doubled = judge_error_rate(25, 5000, 50, 5000)
+    assert doubled.outcome is not Outcome.PASS
+    assert judge_error_rate(100, 20000, 200, 20000).outcome is Outcome.FAIL
+    # Equal rates with plenty of errors: non-inferior within 1.5x.
+    same = judge_error_rate(400, 40000, 400, 40000, max_error_rate=0.05)
+    assert same.outcome is Outcome.PASS and "1.5× the stable rate" in same.reason
+    # A real but small increase fails once it is significant, like accuracy.
+    assert judge_error_rate(1000, 100000, 1200, 100000, max_error_rate=None).outcome is Outcome.FAIL
 
 
 def test_error_rate_tests_stay_valid_under_repeated_looks() -> None:

@@ -7,6 +7,7 @@ returns nothing, NaN or Inf, leads to an inconclusive verdict that says so — n
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -63,8 +64,15 @@ def measure(
     plan: AnalysisPlan,
     provider: MetricProvider,
     target: Target,
+    at: float | None = None,
 ) -> dict[str, Verdict]:
-    """One verdict per metric named in the plan."""
+    """One verdict per metric named in the plan.
+
+    Every query of one measurement is evaluated at the same instant ``at`` (Unix seconds; now
+    when None), so counts that are compared — correct and labelled predictions, errors and
+    requests, the two arms — come from the same samples, whatever the time between queries.
+    """
+    provider = _Pinned(provider, time.time() if at is None else at)
     wanted = {m.name: m for m in metrics}
     out: dict[str, Verdict] = {}
     for name in plan.metrics:
@@ -78,6 +86,19 @@ def measure(
         except _NoData as missing:
             out[name] = Verdict.inconclusive(str(missing), statistic=metric.kind)
     return out
+
+
+class _Pinned:
+    """A provider whose queries are all evaluated at one instant."""
+
+    def __init__(self, inner: MetricProvider, at: float) -> None:
+        self._inner, self.at = inner, at
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        return self._inner.query(promql, at=self.at if at is None else at)
+
+    def online(self) -> str | None:
+        return self._inner.online()
 
 
 class _NoData(Exception):

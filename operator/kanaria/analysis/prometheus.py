@@ -27,9 +27,10 @@ class PrometheusProvider:
             url=self.address, disable_ssl=True, timeout=int(max(1, timeout)), retry=retry
         )
 
-    def query(self, promql: str) -> QueryResult:
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        params = {"time": f"{at:.3f}"} if at is not None else None
         try:
-            raw: Any = self._client.custom_query(promql, timeout=int(max(1, self.timeout)))
+            raw: Any = self._client.custom_query(promql, params=params, timeout=int(max(1, self.timeout)))
         except Exception as exc:  # the client raises many types; all mean "no evidence"
             return QueryResult(promql, error=f"{type(exc).__name__}: {_short(exc)}")
         samples = []

@@ -11,6 +11,7 @@ from dataclasses import replace
 from scipy import stats
 
 from kanaria.analysis.sequential import (
+    binomial_below_lr,
     binomial_mixture_lr,
     count_problem,
     normal_mixture_lr,
@@ -19,9 +20,11 @@ from kanaria.analysis.sequential import (
 from kanaria.analysis.verdict import Outcome, Verdict
 
 __all__ = [
+    "error_rate_required_requests",
     "judge_accuracy",
     "judge_error_rate",
     "msprt_two_proportions",
+    "msprt_required_samples",
     "msprt_variance",
     "required_samples_per_arm",
     "two_proportion_z",
@@ -97,6 +100,88 @@ def required_samples_per_arm(
     alt_sd = math.sqrt(p_c * (1.0 - p_c) + p_baseline * (1.0 - p_baseline) / ratio)
     n_c = math.ceil(((z_a * null_sd + z_b * alt_sd) / drop) ** 2)
     return n_c, math.ceil(ratio * n_c)
+
+
+def msprt_required_samples(
+    p_baseline: float,
+    drop: float,
+    *,
+    alpha: float = 0.05,
+    tau: float = 0.02,
+    power: float = 0.8,
+    ratio: float = 1.0,
+) -> int:
+    """Canary labels at which :func:`judge_accuracy` FAILs a ``drop`` with probability ``power``
+    (the documented minimum sample size for a canary step).
+
+    judge_accuracy fails when Δ̂ + r(V) < 0, r the always-valid radius. With Δ̂ ~ N(−drop, V)
+    and V = p_c(1−p_c)/n + p_b(1−p_b)/(ratio·n), the smallest n with
+    −drop + z_power·√V + r(V) ≤ 0 (one look at n; earlier looks only add power). The
+    fixed-horizon numbers of :func:`required_samples_per_arm` are smaller: the price of
+    being allowed to look after every interval.
+    """
+    p_c = p_baseline - drop
+    z = float(stats.norm.ppf(power))
+
+    def short(n: float) -> float:
+        v = p_c * (1 - p_c) / n + p_baseline * (1 - p_baseline) / (ratio * n)
+        return -drop + z * math.sqrt(v) + normal_mixture_radius(v, tau, alpha)
+
+    lo, hi = 2.0, 2.0
+    while short(hi) > 0:
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) / 2
+        lo, hi = (lo, mid) if short(mid) <= 0 else (mid, hi)
+    return math.ceil(hi)
+
+
+def error_rate_required_requests(
+    base_rate: float,
+    factor: float,
+    *,
+    share: float = 0.5,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> int:
+    """Canary requests at which :func:`judge_error_rate` FAILs a ``factor``× increase of the
+    baseline's ``base_rate`` with probability ``power`` (one look; earlier looks only add power).
+
+    With the canary on ``share`` of the traffic, n canary requests come with E = n·(base_rate·
+    (1−s)/s + factor·base_rate) errors in expectation, each the canary's with probability
+    θ1 = f·s/(f·s + 1 − s). The relative test fails at the smallest x* with
+    binomial_mixture_lr(x*, E, θ(1)) ≥ 1/α, so power = P(Bin(E, θ1) ≥ x*). The guardrail can
+    only add power; it is ignored here. 0.5% doubled, 50/50, α 0.05: 9,312 (90/10: 4,368).
+    """
+    if not (0 < base_rate < 1 and factor > 1 and 0 < base_rate * factor < 1 and 0 < share < 1):
+        raise ValueError("need 0 < base_rate < base_rate·factor < 1, factor > 1, share in (0, 1)")
+    theta0 = share / (share + 1.0 - share)
+    theta1 = factor * share / (factor * share + 1.0 - share)
+    per_request = base_rate * (1.0 - share) / share + factor * base_rate
+
+    def power_at(n: int) -> float:
+        errors = int(round(n * per_request))
+        if errors <= 0:
+            return 0.0
+        lo, hi = 0, errors + 1  # smallest x with Λ ≥ 1/α (Λ rises with x)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if binomial_mixture_lr(mid, errors, theta0) >= 1.0 / alpha:
+                hi = mid
+            else:
+                lo = mid + 1
+        return float(stats.binom.sf(lo - 1, errors, theta1)) if lo <= errors else 0.0
+
+    n = 64
+    while power_at(n) < power:
+        n *= 2
+        if n > 10**9:
+            raise ValueError("the increase is too small to detect")
+    lo, hi = n // 2, n
+    while hi - lo > max(1, hi // 200):  # to 0.5%: power in n is stepwise, not smooth
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if power_at(mid) >= power else (mid, hi)
+    return hi
 
 
 def judge_accuracy(
@@ -197,25 +282,32 @@ def judge_error_rate(
     requests_c: float,
     *,
     max_error_rate: float | None = 0.01,
-    relative_tolerance: float = 1.0,
+    relative_tolerance: float = 0.5,
     min_requests: int = 1000,
     alpha: float = 0.05,
 ) -> Verdict:
-    """Judge the canary's error rate: an absolute guardrail and a relative sequential test.
+    """Judge the canary's error rate: an absolute guardrail and a relative comparison, both
+    always-valid, with PASS meaning evidence of non-inferiority (as for accuracy).
 
-    * Guardrail (skipped when ``max_error_rate`` is None): Λ_g = :func:`binomial_mixture_lr`
-      (errors_c, requests_c, max_error_rate) is always-valid evidence that the canary's rate
-      exceeds the guardrail; Λ_g ≥ 1/α FAILs at any request count ("breached outright").
-    * Relative: given E = errors_b + errors_c, each error is the canary's with probability
-      θ = ρs/(ρs + 1 − s), s = requests_c/(requests_b + requests_c) the canary's share of
-      requests and ρ its error-rate ratio to the baseline. Λ_r = binomial_mixture_lr(errors_c,
-      E, θ0) with θ0 at ρ = 1 + relative_tolerance is a Bayes factor (truncated-Beta
-      prior on [θ0, 1]) for "canary's rate > (1 + tol) × baseline's"; Λ_r ≥ 1/α FAILs once
-      requests_c ≥ min_requests.
-    * PASS when requests_c ≥ min_requests, requests_b > 0, neither test fails and the canary's
-      observed rate is at most the guardrail; INCONCLUSIVE otherwise (or on bad counts).
+    Given E = errors_b + errors_c, each error is the canary's with probability
+    θ(ρ) = ρs/(ρs + 1 − s), s = requests_c/(requests_b + requests_c) the canary's share of
+    requests and ρ its error-rate ratio to the baseline. With r = 1 + relative_tolerance:
 
-    More canary errors (same traffic) never improve the verdict: both Λ rise with errors_c.
+    * FAIL when the canary's rate is significantly above the guardrail —
+      Λ_g = :func:`binomial_mixture_lr` (errors_c, requests_c, max_error_rate) ≥ 1/α, at any
+      request count ("breached outright") — or, once requests_c ≥ min_requests, when it is
+      significantly above the baseline's: Λ_w = binomial_mixture_lr(errors_c, E, θ(1)) ≥ 1/α.
+      Like accuracy, a real increase smaller than the tolerance still fails.
+    * PASS, once requests_c ≥ min_requests and nothing fails, on evidence that the canary is
+      not worse: either its share of the errors is significantly below θ(r) (ρ < r:
+      Λ_ni = :func:`binomial_below_lr` (errors_c, E, θ(r)) ≥ 1/α), or — when errors are too
+      rare for a ratio to be measured — its rate is significantly below the guardrail
+      (binomial_below_lr(errors_c, requests_c, max_error_rate) ≥ 1/α) while its observed rate
+      is within r × the baseline's.
+    * INCONCLUSIVE otherwise, and on bad counts.
+
+    More canary errors (same traffic) never improve the verdict: the FAIL evidence rises and
+    the PASS evidence falls with errors_c.
     """
     problem = count_problem(
         errors_b=errors_b, requests_b=requests_b, errors_c=errors_c, requests_c=requests_c
@@ -260,7 +352,7 @@ def judge_error_rate(
                 p_value=min(1.0, 1.0 / guard_lr),
                 details=details,
             )
-    if requests_c < min_requests or requests_b == 0 or rate_c is None:
+    if requests_c < min_requests or requests_b == 0 or rate_c is None or rate_b is None:
         return replace(
             base,
             reason=f"{shown}: need {min_requests} canary requests and stable traffic",
@@ -268,33 +360,55 @@ def judge_error_rate(
         )
     share = requests_c / (requests_b + requests_c)
     ratio = 1.0 + relative_tolerance
-    theta0 = ratio * share / (ratio * share + 1.0 - share)
+
+    def theta(rho: float) -> float:
+        return rho * share / (rho * share + 1.0 - share)
+
     total_errors = errors_b + errors_c
-    rel_lr = binomial_mixture_lr(errors_c, total_errors, theta0) if theta0 < 1 else 0.0
+    theta_equal, theta_margin = theta(1.0), theta(ratio)
+    worse_lr = binomial_mixture_lr(errors_c, total_errors, theta_equal)
+    ni_lr = binomial_below_lr(errors_c, total_errors, theta_margin) if theta_margin < 1 else 0.0
+    below_lr = (
+        binomial_below_lr(errors_c, requests_c, max_error_rate) if max_error_rate is not None else 0.0
+    )
     details.update(
         request_share=share,
         error_share=errors_c / total_errors if total_errors else 0.0,
-        null_error_share=theta0,
-        relative_lr=rel_lr,
+        null_error_share=theta_equal,
+        margin_error_share=theta_margin,
+        worse_lr=worse_lr,
+        non_inferior_lr=ni_lr,
+        below_guardrail_lr=below_lr,
     )
-    if rel_lr >= threshold:
-        outcome = Outcome.FAIL
+    within_ratio = rate_c <= ratio * rate_b
+    if worse_lr >= threshold:
+        outcome, score = Outcome.FAIL, worse_lr
         why = (
-            f"more than {ratio:.3g}× the stable rate (Λ={rel_lr:.3g} ≥ {threshold:.3g}, "
+            f"worse than the stable rate (Λ={worse_lr:.3g} ≥ {threshold:.3g}, "
             f"{int(errors_c)} of {int(total_errors)} errors on {share:.1%} of requests)"
         )
-    elif max_error_rate is not None and rate_c > max_error_rate:
-        outcome = Outcome.INCONCLUSIVE
-        why = f"above the {max_error_rate:.3%} guardrail, not yet significantly (Λ={guard_lr:.3g})"
+    elif ni_lr >= threshold:
+        outcome, score = Outcome.PASS, ni_lr
+        why = f"not above {ratio:.3g}× the stable rate (Λ={ni_lr:.3g} ≥ {threshold:.3g})"
+    elif max_error_rate is not None and below_lr >= threshold and within_ratio:
+        outcome, score = Outcome.PASS, below_lr
+        why = (
+            f"below the {max_error_rate:.3%} guardrail (Λ={below_lr:.3g} ≥ {threshold:.3g}) "
+            f"and within {ratio:.3g}× the stable rate"
+        )
     else:
-        outcome = Outcome.PASS
-        why = f"within {ratio:.3g}× the stable rate (Λ={rel_lr:.3g} < {threshold:.3g})"
+        outcome, score = Outcome.INCONCLUSIVE, max(ni_lr, below_lr)
+        why = (
+            f"not enough evidence yet ({int(errors_c)} of {int(total_errors)} errors on "
+            f"{share:.1%} of requests; worse Λ={worse_lr:.3g}, not-worse Λ={score:.3g}, "
+            f"need {threshold:.3g})"
+        )
     return replace(
         base,
         outcome=outcome,
         reason=f"{shown}: {why}",
-        score=rel_lr,
-        p_value=min(1.0, 1.0 / rel_lr) if rel_lr > 0 else 1.0,
+        score=score,
+        p_value=min(1.0, 1.0 / score) if score > 0 else 1.0,
         details=details,
     )
 

@@ -46,8 +46,9 @@ class QueryResult:
 class MetricProvider(Protocol):
     """A place metrics can be read from."""
 
-    def query(self, promql: str) -> QueryResult:
-        """Run an instant query; errors come back inside the result."""
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        """Run an instant query, evaluated at ``at`` (Unix seconds; now when None); errors come
+        back inside the result."""
         ...
 
     def online(self) -> str | None:

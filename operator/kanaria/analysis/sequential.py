@@ -6,7 +6,9 @@ Two test martingales are used by the judges, both safe to look at after every sc
 * :func:`normal_mixture_lr` — the mixture SPRT of Johari, Pekelis and Walsh for a difference
   of means with (estimated) variance V and a N(0, τ²) mixing distribution;
 * :func:`binomial_mixture_lr` — a one-sided test of ``H0: p ≤ p0`` for a Bernoulli rate,
-  mixing the likelihood ratio over a Beta prior truncated to ``[p0, 1]``.
+  mixing the likelihood ratio over a Beta prior truncated to ``[p0, 1]``;
+* :func:`binomial_below_lr` — the other side, ``H0: p ≥ p0``, mixing over a uniform prior on
+  ``[0, p0]`` (evidence that a rate is *below* a bound: non-inferiority of error rates).
 
 All functions are pure.
 """
@@ -21,6 +23,7 @@ from scipy import special
 
 __all__ = [
     "LOG_LR_CAP",
+    "binomial_below_lr",
     "binomial_mixture_lr",
     "count_problem",
     "normal_mixture_log_lr",
@@ -116,6 +119,35 @@ def binomial_mixture_lr(x: float, n: float, p0: float) -> float:
         - float(special.betaln(a, b))
         + math.log(tail)
         - math.log(prior_tail)
+        - x * math.log(p0)
+        - (n - x) * math.log1p(-p0)
+    )
+    return math.exp(min(log_lr, LOG_LR_CAP))
+
+
+def binomial_below_lr(x: float, n: float, p0: float) -> float:
+    """Always-valid evidence that a Bernoulli rate is below p0 (``H0: p ≥ p0``).
+
+    The likelihood ratio (p/p0)^x ((1−p)/(1−p0))^(n−x) mixed over p uniform on [0, p0]:
+
+        Λ = B(x+1, n−x+1)·I_{p0}(x+1, n−x+1) / [p0 · p0^x (1−p0)^(n−x)],
+
+    I the regularised incomplete beta. For p < p0 each component's expected factor per
+    observation, q·p/p0 + (1−q)(1−p)/(1−p0), decreases in the true rate q and is 1 at q = p0,
+    so every component — and the mixture — is a supermartingale under every rate ≥ p0
+    (Ville: P(sup Λ ≥ 1/α) ≤ α). Λ is non-increasing in x for fixed n. Capped at e^690.
+    """
+    if not 0 < p0 < 1:
+        raise ValueError("p0 must lie in (0, 1)")
+    if x < 0 or n < x:
+        raise ValueError("need 0 ≤ x ≤ n")
+    mass = float(special.betainc(x + 1.0, n - x + 1.0, p0))
+    if mass <= 0.0:
+        return 0.0
+    log_lr = (
+        float(special.betaln(x + 1.0, n - x + 1.0))
+        + math.log(mass)
+        - math.log(p0)
         - x * math.log(p0)
         - (n - x) * math.log1p(-p0)
     )

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 
 __all__ = ["Outcome", "Verdict", "finite"]
 
 
-class Outcome(str, Enum):
+class Outcome(StrEnum):
     """The three answers an analysis may give."""
 
     PASS = "pass"

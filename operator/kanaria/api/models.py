@@ -343,8 +343,9 @@ class Metric(_Base):
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     """errorRate: an absolute guardrail on the canary's error rate (default 0.01)."""
     max_error_ratio: float | None = Field(default=None, ge=1, le=100)
-    """errorRate: the canary fails when its error rate is significantly above this multiple of
-    the stable revision's (default 1.5, so a doubling is caught)."""
+    """errorRate: the non-inferiority margin as a ratio; the canary passes on evidence that its
+    error rate is below this multiple of the stable revision's (default 1.5). A canary whose
+    rate is significantly above the stable's fails, however small the increase."""
     max_auc: float | None = Field(default=None, ge=0.5, le=1)
     """latency: the probability that a canary request is slower than a baseline request above
     which a significant slowdown fails (default 0.56)."""

@@ -38,8 +38,13 @@ from scipy import stats
 
 from kanaria.analysis.latency import judge_latency
 from kanaria.analysis.measure import DEFAULT_MIN_SAMPLES
-from kanaria.analysis.proportions import judge_accuracy, judge_error_rate, required_samples_per_arm
-from kanaria.analysis.sequential import normal_mixture_radius
+from kanaria.analysis.proportions import (
+    error_rate_required_requests,
+    judge_accuracy,
+    judge_error_rate,
+    msprt_required_samples,
+    required_samples_per_arm,
+)
 from kanaria.analysis.verdict import Outcome
 
 __all__ = [
@@ -168,39 +173,6 @@ TUNING_GRID: dict[str, FloatArray] = {
 # --------------------------------------------------------------------------- sample sizes
 
 
-def msprt_required_samples(
-    p_baseline: float,
-    drop: float,
-    *,
-    alpha: float = ACCURACY_ALPHA,
-    tau: float = 0.02,
-    power: float = 0.8,
-    ratio: float = 1.0,
-) -> int:
-    """Canary labels at which :func:`judge_accuracy` FAILs a ``drop`` with probability ``power``.
-
-    judge_accuracy fails when Δ̂ + r(V) < 0, r the always-valid radius. With Δ̂ ~ N(−drop, V)
-    and V = p_c(1−p_c)/n + p_b(1−p_b)/(ratio·n), the smallest n with
-    −drop + z_power·√V + r(V) ≤ 0 (one look at n; earlier looks only add power). The
-    fixed-horizon numbers of :func:`required_samples_per_arm` are smaller: the price of
-    being allowed to look after every interval.
-    """
-    p_c = p_baseline - drop
-    z = float(stats.norm.ppf(power))
-
-    def short(n: float) -> float:
-        v = p_c * (1 - p_c) / n + p_baseline * (1 - p_baseline) / (ratio * n)
-        return -drop + z * math.sqrt(v) + normal_mixture_radius(v, tau, alpha)
-
-    lo, hi = 2.0, 2.0
-    while short(hi) > 0:
-        lo, hi = hi, hi * 2
-    while hi - lo > 1:
-        mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if short(mid) <= 0 else (mid, hi)
-    return math.ceil(hi)
-
-
 # --------------------------------------------------------------------------- streams
 
 
@@ -308,7 +280,7 @@ def generate_streams(
             correct_c=counts["c"][0],
             labelled_c=counts["c"][1],
         )
-    t = cfg.time_horizon_intervals
+    t = cfg.max_intervals if scenario.metric == "errors" else cfg.time_horizon_intervals
     traffic = _traffic(rng, cfg, n, 0, t)
     if scenario.metric == "errors":
         e_b = cfg.baseline_error_rate
@@ -536,14 +508,23 @@ def _pad(a: IntArray, width: int) -> IntArray:
 
 
 def accuracy_horizons(p_b: FloatArray, cfg: StreamConfig, drop: float = 0.02) -> dict[str, FloatArray]:
-    """Per-rollout canary-label horizons: the documented fixed-horizon size and the mSPRT's."""
+    """Per-rollout canary-label horizons: the documented size (what the always-valid test
+    needs, :func:`msprt_required_samples`) and, for reference, the fixed-horizon size of a
+    test looked at once (:func:`required_samples_per_arm`)."""
     ratio = (1.0 - cfg.weight) / cfg.weight
-    documented = [required_samples_per_arm(float(p), drop, ACCURACY_ALPHA, 0.8, ratio)[0] for p in p_b]
-    sequential = [msprt_required_samples(float(p), drop, ratio=ratio) for p in p_b]
+    fixed = [required_samples_per_arm(float(p), drop, ACCURACY_ALPHA, 0.8, ratio)[0] for p in p_b]
+    documented = [msprt_required_samples(float(p), drop, alpha=ACCURACY_ALPHA, ratio=ratio) for p in p_b]
     return {
+        "fixed-horizon": np.array(fixed, dtype=float),
         "documented": np.array(documented, dtype=float),
-        "sequential": np.array(sequential, dtype=float),
     }
+
+
+def error_horizons(n: int, cfg: StreamConfig, factor: float = 2.0) -> dict[str, FloatArray]:
+    """Canary requests the error-rate judge needs to catch a ``factor``× increase with power
+    0.8 (:func:`error_rate_required_requests`), the same for every rollout."""
+    need = error_rate_required_requests(cfg.baseline_error_rate, factor, share=cfg.weight, alpha=ERROR_ALPHA)
+    return {"documented": np.full(n, float(need))}
 
 
 def index_reaching(cum: IntArray, target: FloatArray) -> IntArray:
@@ -560,7 +541,11 @@ def run_scenario(rng: np.random.Generator, scenario: Scenario, cfg: StreamConfig
     if scenario.metric == "accuracy":
         assert streams.baseline_accuracy is not None
         horizons = accuracy_horizons(streams.baseline_accuracy, cfg)
-        last = index_reaching(cum, horizons["sequential"] * cfg.accuracy_horizon_factor)
+        last = index_reaching(cum, horizons["documented"] * cfg.accuracy_horizon_factor)
+    elif scenario.metric == "errors":
+        # Judged to the documented sample size or the time horizon, whichever comes later.
+        horizons = error_horizons(n, cfg)
+        last = np.maximum(index_reaching(cum, horizons["documented"]), cfg.time_horizon_intervals - 1)
     else:
         last = np.full(n, cum.shape[1] - 1, dtype=np.int64)
     fail, passed = kanaria_policy(streams, last)
@@ -645,9 +630,11 @@ class Row:
     extra: dict[str, float] = field(default_factory=dict)
 
 
-def _stop_index(run: MetricRun, horizon: str | None, factor: float = 1.0) -> tuple[IntArray, int]:
+def _stop_index(
+    run: MetricRun, horizon: str | None, factor: float = 1.0, time_horizon: int | None = None
+) -> tuple[IntArray, int]:
     if horizon is None:
-        return run.last, 0
+        return (run.last if time_horizon is None else np.minimum(run.last, time_horizon - 1)), 0
     target = run.horizons[horizon] * factor
     idx = index_reaching(run.cum_samples, target)
     reached = run.cum_samples[np.arange(len(idx)), idx] >= target
@@ -679,7 +666,7 @@ def tuned_limit(aa: MetricRun, at: IntArray, alpha: float) -> int:
 def summarise(
     runs: Sequence[MetricRun],
     cfg: StreamConfig | None = None,
-    accuracy_horizons_shown: Sequence[tuple[str, float]] = (("documented", 1.0), ("sequential", 1.0)),
+    accuracy_horizons_shown: Sequence[tuple[str, float]] = (("fixed-horizon", 1.0), ("documented", 1.0)),
 ) -> list[Row]:
     """One row per scenario × horizon × policy.
 
@@ -692,10 +679,12 @@ def summarise(
     for run in runs:
         metric = run.scenario.metric
         horizons: Sequence[tuple[str | None, float]] = (
-            list(accuracy_horizons_shown) if metric == "accuracy" else [(None, 1.0)]
+            list(accuracy_horizons_shown) if metric == "accuracy"
+            else [(None, 1.0), ("documented", 1.0)] if metric == "errors"
+            else [(None, 1.0)]
         )
         for name, factor in horizons:
-            at, truncated = _stop_index(run, name, factor)
+            at, truncated = _stop_index(run, name, factor, cfg.time_horizon_intervals)
             if name is None:
                 label = f"{cfg.time_horizon_intervals * cfg.interval_s / 60:.0f} min"
             else:
@@ -714,7 +703,7 @@ def summarise(
                                 median_samples=med_n, median_minutes=med_t, **common))  # type: ignore[arg-type]
             base = aa.get(metric)
             if base is not None:
-                base_at, _ = _stop_index(base, name, factor)
+                base_at, _ = _stop_index(base, name, factor, cfg.time_horizon_intervals)
                 g = tuned_limit(base, base_at, ALPHA[metric])
                 rate, med_n, med_t = _rates(run, at, run.tuning[g], cfg.interval_s)
                 limit = float(TUNING_GRID[metric][g])

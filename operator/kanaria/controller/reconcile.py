@@ -154,7 +154,8 @@ def _measure(
         return None
     provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     started = rt.clock()
-    verdicts = measure(list(spec.analysis.metrics), plan, provider, Target(name, namespace, spec.model.name))
+    verdicts = measure(list(spec.analysis.metrics), plan, provider, Target(name, namespace, spec.model.name),
+                       at=now.timestamp())
     if rt.on_verdicts is not None:
         rt.on_verdicts(obj, verdicts, (rt.clock() - started).total_seconds())
     return verdicts

@@ -6,6 +6,7 @@ artifact and assert on it rather than only on the final phase.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -75,10 +76,8 @@ class TimelineRecorder:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
+            with contextlib.suppress(Exception):  # the API may be briefly away: a gap
                 self._sample()
-            except Exception:  # the API may be briefly away; the timeline just has a gap
-                pass
             self._stop.wait(self.interval)
 
     def _sample(self) -> None:
