@@ -39,19 +39,25 @@ def shutdown(memo: kopf.Memo, **_: Any) -> None:
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def wake(namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def wake(namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any) -> None:
     """Any change to a ModelDeployment wakes its loop at once instead of at the next tick."""
+    if namespace is None or name is None:  # a namespaced kind: never, but kopf types allow it
+        return
     state: OperatorState = memo.state
     state.wakeup(namespace, name).set()
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
-async def rollout_loop(stopped: kopf.DaemonStopped, namespace: str, name: str, memo: kopf.Memo, **_: Any) -> None:
+async def rollout_loop(
+    stopped: kopf.DaemonStopped, namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any
+) -> None:
     """Level-based: observe → decide → act → write status, again and again, per object.
 
     The loop waits asynchronously; a thread from a bounded pool is used only while a cycle
     runs, so thousands of objects do not need thousands of threads (and one slow object does
     not starve the others of workers)."""
+    if namespace is None or name is None:  # a namespaced kind: never, but kopf types allow it
+        return
     state: OperatorState = memo.state
     wake_up = state.wakeup(namespace, name)
     loop = asyncio.get_running_loop()

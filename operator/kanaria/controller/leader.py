@@ -104,6 +104,8 @@ class LeaderElector:
                     return False
                 raise
             return True
+        if lease.spec is None:
+            lease.spec = client.V1LeaseSpec()
         spec = lease.spec
         holder = spec.holder_identity
         renewed = spec.renew_time or spec.acquire_time
@@ -128,7 +130,7 @@ class LeaderElector:
     def _release(self) -> None:
         try:
             lease = self.coord.read_namespaced_lease(self.name, self.namespace)
-            if lease.spec.holder_identity == self.identity:
+            if lease.spec is not None and lease.spec.holder_identity == self.identity:
                 lease.spec.holder_identity = None
                 lease.spec.renew_time = None
                 self.coord.replace_namespaced_lease(self.name, self.namespace, lease)

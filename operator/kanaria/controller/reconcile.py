@@ -12,7 +12,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -76,7 +76,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     """Run one cycle; returns seconds until the next one."""
     custom = client.CustomObjectsApi(rt.api)
     try:
-        obj: dict[str, Any] = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        obj = cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
     except ApiException as exc:
         if exc.status == 404:
             return 60.0

@@ -29,10 +29,10 @@ log = logging.getLogger("kanaria.runtime")
 def load_api_client() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG)."""
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
         return client.ApiClient()
     cfg = client.Configuration()
-    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)
+    config.load_kube_config(config_file=os.environ.get("KUBECONFIG"), client_configuration=cfg)  # type: ignore[no-untyped-call]
     return client.ApiClient(cfg)
 
 

@@ -9,6 +9,7 @@ happens; a report with a timeline plot is written to the output folder.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import time
@@ -102,12 +103,14 @@ def run_demo(out: Path, *, rate: float = 80.0) -> dict[str, Any]:
                 stack.apply(spec)
                 final = wait_status(
                     lambda: stack.get(NAME),
-                    lambda s, rev=rev: _settled(s, rev),
+                    functools.partial(_settled, rev=rev),
                     timeout=600,
                     what=f"{version} to be promoted or rolled back",
                     on_tick=progress,
                 )
-                outcome = next((h for h in reversed(final.get("history", [])) if h["revision"] == rev), {})
+                outcome: dict[str, Any] = next(
+                    (h for h in reversed(final.get("history", [])) if h["revision"] == rev), {}
+                )
                 took = time.monotonic() - t0
                 print(f"=== {version}: {outcome.get('outcome')} after {took:.0f}s: {outcome.get('reason')}",
                       flush=True)

@@ -17,7 +17,7 @@ import contextlib
 import logging
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from kubernetes import client, config
@@ -83,7 +83,7 @@ class LocalStack:
             self.cluster.install_gateway_api_crds()
             self.cluster.apply_crds([ROOT / "crds" / "modeldeployment.yaml"])
         kubeconfig = self._operator_kubeconfig or self.cluster.operator_kubeconfig()
-        self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))
+        self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))  # type: ignore[no-untyped-call]
         self._ensure_namespace()
 
         self.proxy = HAProxyProxy()
@@ -121,7 +121,7 @@ class LocalStack:
         self.mirror_syncs.clear()
         self._stack.close()
         if self.api is not None:
-            self.api.close()
+            self.api.close()  # type: ignore[no-untyped-call]
             self.api = None
 
     def __enter__(self) -> LocalStack:
@@ -172,7 +172,7 @@ class LocalStack:
 
     def get(self, name: str) -> dict[str, Any]:
         assert self.api is not None
-        obj: dict[str, Any] = client.CustomObjectsApi(self.api).get_namespaced_custom_object(
+        obj = cast(dict[str, Any], client.CustomObjectsApi(self.api).get_namespaced_custom_object(
             "kanaria.io", "v1alpha1", self.namespace, "modeldeployments", name
-        )
+        ))
         return obj

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -82,13 +82,15 @@ class TimelineRecorder:
 
     def _sample(self) -> None:
         try:
-            obj = self.custom.get_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
+            obj = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name
+            ))
         except ApiException:
             return
         try:
-            route_obj = self.custom.get_namespaced_custom_object(
+            route_obj = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
                 GW_GROUP, GW_VERSION, self.namespace, "httproutes", self.route
-            )
+            ))
             route = weights_from_route(self.name, route_obj)
         except ApiException:
             route = None

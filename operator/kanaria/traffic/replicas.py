@@ -69,13 +69,17 @@ class ReplicaRouter:
             if exc.status == 404:
                 return None
             raise
-        raw = (svc.metadata.annotations or {}).get(ANNOTATION_WEIGHTS)
+        raw = ((svc.metadata.annotations if svc.metadata else None) or {}).get(ANNOTATION_WEIGHTS)
         if not raw:
             return None
         weights = {str(k): int(v) for k, v in json.loads(raw).items()}
         want = split_replicas(self.total, weights)
         deps = self.apps.list_namespaced_deployment(self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}")
-        ready = {(d.metadata.labels or {}).get(LABEL_REVISION): d.status.ready_replicas or 0 for d in deps.items}
+        ready = {
+            ((d.metadata.labels if d.metadata else None) or {}).get(LABEL_REVISION):
+                (d.status.ready_replicas if d.status else None) or 0
+            for d in deps.items
+        }
         if any(ready.get(rev, 0) != n for rev, n in want.items()):
             return None  # not in force yet
         return weights

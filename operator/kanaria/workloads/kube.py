@@ -75,13 +75,15 @@ class Workloads:
             if rev:
                 states[rev] = WorkloadState(replicas=0, ready=0)
         for dep in found.items:
-            rev = (dep.metadata.labels or {}).get(LABEL_REVISION)
+            meta = dep.metadata or client.V1ObjectMeta()
+            rev = (meta.labels or {}).get(LABEL_REVISION)
             if not rev:
                 continue
             states[rev] = WorkloadState(
-                replicas=dep.spec.replicas or 0, ready=(dep.status.ready_replicas or 0)
+                replicas=(dep.spec.replicas if dep.spec else None) or 0,
+                ready=(dep.status.ready_replicas if dep.status else None) or 0,
             )
-            models[rev] = (dep.metadata.annotations or {}).get(ANNOTATION_MODEL, "")
+            models[rev] = (meta.annotations or {}).get(ANNOTATION_MODEL, "")
         return states, models
 
     def ensure(
