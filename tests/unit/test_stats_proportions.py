@@ -285,3 +285,44 @@ def test_error_rate_tests_stay_valid_under_repeated_looks() -> None:
                 failed += 1
                 break
     assert failed / runs < alpha
+
+
+def _table_after(doc: str, heading: str) -> list[list[str]]:
+    """Rows (cells) of the first Markdown table after a line starting with ``heading``."""
+    lines = doc.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(heading))
+    rows = []
+    for line in lines[start + 1 :]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]  # without the header and the separator
+
+
+def _n(cell: str) -> int:
+    return int(cell.replace(",", ""))
+
+
+def test_user_guide_sample_size_tables_match_the_functions() -> None:
+    """The sizes the user guide documents are the ones the code computes."""
+    from pathlib import Path
+
+    from kanaria.analysis.proportions import error_rate_required_requests, msprt_required_samples
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "user-guide.md").read_text()
+    accuracy = _table_after(doc, "Accuracy, a 2-point drop")
+    assert len(accuracy) == 3
+    for p, at50, at10, single in accuracy:
+        base = float(p)
+        assert _n(at50) == msprt_required_samples(base, 0.02)
+        assert _n(at10) == msprt_required_samples(base, 0.02, ratio=9.0)
+        assert _n(single) == required_samples_per_arm(base, 0.02)[0]
+    errors = _table_after(doc, "Error rate, an increase by a factor")
+    assert len(errors) == 3
+    for rate, x15, x2, x3, x2at10 in errors:
+        base = float(rate.rstrip("%")) / 100
+        assert _n(x15) == error_rate_required_requests(base, 1.5)
+        assert _n(x2) == error_rate_required_requests(base, 2.0)
+        assert x3 == "—" or _n(x3) == error_rate_required_requests(base, 3.0)
+        assert _n(x2at10) == error_rate_required_requests(base, 2.0, share=0.1)
