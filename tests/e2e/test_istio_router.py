@@ -117,3 +117,29 @@ def _walk_and_mirror(
     assert mirrored and mirrored[0][0]["host"] == f"iris-{rev(v3)}" and mirrored[0][1] == {"value": 40.0}
     assert all(w.get(rev(v3), 0) == 0 for w in seen)
     wait_for(lambda: (vs_weights(), mirrors[-1][0] is None)[1], 20, message="mirror removed")
+
+    # A/B by header: a VirtualService route named kanaria-match goes first and sends the group
+    # to the challenger, while the weighted route keeps everyone else on the incumbent.
+    matched: list[Any] = []
+
+    def vs_match() -> None:
+        vs = custom.get_namespaced_custom_object("networking.istio.io", "v1", namespace, "virtualservices", "iris")
+        first = vs["spec"]["http"][0]
+        if first.get("name") == "kanaria-match":
+            matched.append((first["match"], first["route"], weights_from_virtualservice("iris", vs)))
+
+    ab = {"abTest": {"match": {"headers": [{"name": "X-Group", "value": "b"}]}, "primaryMetric": "quality",
+                     "maxDuration": "2m"}}
+    v4 = md_manifest("iris", namespace, "v4", **spec(ab))
+    exporter.gauge("kanaria_test_quality", {"revision": rev(v4)}).set(0.97)
+    apply_md(cluster, v4)
+    wait_for(lambda: (vs_match(), bool(matched))[1], 60, message="the match route in the VirtualService", interval=0.1)
+    match, route, weights = matched[0]
+    assert match == [{"headers": {"x-group": {"exact": "b"}}}]
+    assert route[0]["destination"]["host"] == f"iris-{rev(v4)}" and route[0]["weight"] == 100
+    assert weights is not None and weights.get(rev(v4), 0) == 0 and sum(weights.values()) == 100
+    wait_for(lambda: (vs_weights() or {}).get(rev(v4)) == 100 and
+             (get_md(k8s, namespace, "iris").get("status") or {}).get("phase") == "Stable", 90,
+             message="the challenger promoted", interval=0.1)
+    vs = custom.get_namespaced_custom_object("networking.istio.io", "v1", namespace, "virtualservices", "iris")
+    assert all(h.get("name") != "kanaria-match" for h in vs["spec"]["http"])  # the match route is gone

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tests.helpers import wait_for
 
 from kanaria.sandbox.cluster import LocalCluster
 from kanaria.sandbox.loadgen import LoadGenerator
@@ -117,3 +118,76 @@ def test_disagreeing_shadow_never_gets_live_traffic(stack: tuple[LocalStack, dic
     agreement = next(a for a in final["analysis"] if a["metric"] == "agreement")
     assert agreement["verdict"] == "fail" and agreement["value"] < 0.95
     json.dumps(final)
+
+
+def test_ab_test_by_cookie_sends_only_that_group_to_the_challenger(
+    stack: tuple[LocalStack, dict[str, str]], artifacts: Path
+) -> None:
+    s, uris = stack
+    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200}, *GUARDS]
+    incumbent = body(s, uris, "cookie-incumbent", "noisy", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
+    s.apply(incumbent)
+    wait_status(lambda: s.get(NAME),
+                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == revision_of(incumbent),
+                timeout=180, what="the noisy incumbent serving")
+    assert s.proxy is not None and s.mirror is not None
+    serving = f"{NAME}-{revision_of(incumbent)}"
+    wait_for(lambda: s.proxy.weights().get(serving, 0) > 0, 30, message="HAProxy following the incumbent")
+    # A third of the users carry the group cookie; only they may reach the challenger.
+    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=7,
+                         cookie=("kanaria-group", "b", 0.35)).start()
+    try:
+        ab = {"abTest": {"match": {"cookie": {"name": "kanaria-group", "value": "b"}}, "primaryMetric": "accuracy",
+                         "guardrails": ["latency", "errors"], "maxDuration": "8m"}}
+        challenger = body(s, uris, "cookie-challenger", "clean", ab, metrics)
+        rev = revision_of(challenger)
+        assert s.api is not None
+        with TimelineRecorder(s.api, s.namespace, NAME, interval=0.5) as timeline:
+            timeline.probes = {
+                "errors": lambda: load.stats().errors,
+                "cookie_to_incumbent": lambda: load.stats().by_revision_with_cookie.get(revision_of(incumbent), 0),
+                "cookie_to_challenger": lambda: load.stats().by_revision_with_cookie.get(rev, 0),
+                "pinned": lambda: float(s.mirror is not None and s.mirror.pin is not None),
+                "haproxy_challenger": lambda: float(f"{NAME}-{rev}" in (s.proxy.servers() if s.proxy else {})),
+            }
+            s.apply(challenger)
+            judging = wait_status(lambda: s.get(NAME), lambda st: st.get("currentStep") == 1 and st.get("canaryRevision") == rev,
+                                  timeout=120, what="the match to be in force")
+            # The operator confirmed the route; the sandbox's proxies follow it a moment later
+            # (nginx pins the group, HAProxy adds the challenger once its process is up).
+            wait_for(lambda: s.mirror.pin is not None and f"{NAME}-{rev}" in s.proxy.servers(), 30,
+                     message="nginx pinning the cookie group to a server HAProxy has")
+            before = load.stats()
+            # The status says "promoting" before the route moves everyone (status is written
+            # first): count up to that moment, polled closely.
+            wait_status(lambda: s.get(NAME),
+                        lambda st: st.get("canaryWeight") == 100 or st.get("stableRevision") == rev,
+                        timeout=480, what="the challenger to win", interval=0.05)
+            during = load.stats()
+            final = wait_status(lambda: s.get(NAME),
+                                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == rev,
+                                timeout=60, what="the promotion to complete")
+            # The route changes a moment after the status: wait until the recorder saw it too.
+            wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(rev, 0) == 100, 20,
+                     message="route 100% recorded")
+        timeline.dump(artifacts / "timeline.json")
+    finally:
+        load.stop()
+    (artifacts / "load.json").write_text(during.to_json())
+    assert "cookie kanaria-group=b" in judging["message"]
+    assert final["history"][-1]["outcome"] == "promoted" and "A/B winner" in final["history"][-1]["reason"]
+    # The route never gave the challenger a weighted share before it won...
+    weights = timeline.route_weights_seen(rev)
+    assert weights and set(weights[:-1]) <= {0} and weights[-1] == 100, weights
+    # ...yet, from the moment the proxy followed the match until the promotion, it served the
+    # cookie group and only it: no request without the cookie reached it and no request with
+    # it reached the incumbent (but for the few in flight at either end).
+    def delta(field: str, revision: str) -> int:
+        return int(getattr(during, field).get(revision, 0) - getattr(before, field).get(revision, 0))
+
+    served, cookied = delta("by_revision", rev), delta("by_revision_with_cookie", rev)
+    assert served > 100 and served - cookied <= 3, (before, during)
+    incumbent_rev = revision_of(incumbent)
+    assert delta("by_revision_with_cookie", incumbent_rev) <= 3, (before, during)
+    assert delta("by_revision", incumbent_rev) > served  # the other two thirds
+    assert during.errors == before.errors, (before, during)

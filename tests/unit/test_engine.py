@@ -532,3 +532,44 @@ def test_shadow_plan_measures_without_live_weight() -> None:
     plan = analysis_plan(shadow_spec(), st, T0 + timedelta(seconds=30))
     assert plan is not None and plan.candidate.revision == "r2"
     assert analysis_plan(make_spec(), st, T0 + timedelta(seconds=30)) is None  # a canary at 0%: nothing to see
+
+
+def test_ab_by_cookie_routes_matching_requests_and_judges_them() -> None:
+    from kanaria.rollout.types import HeaderCondition, RouteMatch
+
+    spec = ab_spec(match={"cookie": {"name": "ab", "value": "b"}, "headers": [{"name": "X-Tier", "value": "beta"}]})
+    st = canary_status(step=0, weight=0)
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), weights={"r1": 100, "r2": 0}), T0)
+    # The challenger has no weighted share; the match rule is asked for, not yet confirmed.
+    assert d.weights == {"r1": 100, "r2": 0} and d.status.canary_weight == 0
+    assert d.match is not None and d.match.revision == "r2"
+    assert d.match.headers[0] == HeaderCondition("x-tier", "beta", False)
+    assert d.match.headers[1].name == "cookie" and d.match.headers[1].regex
+    assert d.status.current_step == 0
+    assert analysis_plan(spec, d.status, T0) is None  # nothing to judge before the match is in force
+    d = decide(spec, d.status, obs(workloads=ready("r1", "r2"), weights={"r1": 100, "r2": 0}, match=d.match), T0)
+    assert d.status.current_step == 1 and "cookie ab=b" in d.status.message
+    plan = analysis_plan(spec, d.status, T0 + timedelta(minutes=1))
+    assert plan is not None and plan.candidate.revision == "r2"
+    # The winner is promoted and the match rule removed; a loser keeps all traffic on r1.
+    seen = obs(workloads=ready("r1", "r2"), verdicts={"accuracy": BETTER, "latency": PASS},
+               weights={"r1": 100, "r2": 0}, match=RouteMatch("r2", d.match.headers if d.match else ()))
+    won = decide(spec, d.status, seen, T0 + timedelta(minutes=2))
+    assert won.weights == {"r1": 0, "r2": 100} and won.match is None  # all traffic, no rule
+    done = decide(spec, won.status, obs(workloads=ready("r1", "r2"), weights={"r2": 100}), T0 + timedelta(minutes=2))
+    assert done.status.history, done.status.message
+    assert done.status.history[-1].outcome == "promoted" and done.status.stable_revision == "r2"
+    assert "A/B winner" in done.status.history[-1].reason  # the reason survives the wait
+    lost = decide(spec, d.status, obs(workloads=ready("r1", "r2"), verdicts={"accuracy": FAIL, "latency": PASS},
+                                      weights={"r1": 100, "r2": 0}), T0 + timedelta(minutes=2))
+    assert lost.status.history[-1].outcome == "lost" and lost.match is None and lost.weights == {"r1": 100, "r2": 0}
+
+
+def test_ab_match_is_refused_with_bandit_or_the_replicas_router() -> None:
+    with pytest.raises(ValueError, match="bandit"):
+        ab_spec(bandit=True, match={"headers": [{"name": "x-group", "value": "b"}]})
+    with pytest.raises(ValueError, match="router that can match"):
+        make_spec(traffic={"replicas": {}},
+                  strategy={"abTest": {"primaryMetric": "accuracy", "match": {"cookie": {"name": "ab", "value": "b"}}}})
+    with pytest.raises(ValueError, match="at least one header"):
+        ab_spec(match={})

@@ -170,7 +170,7 @@ def test_shadow_gets_a_copy_of_every_request_and_counts_agreement(chain: Chain) 
         "stable_disagree": _metric(chain.stable, "kanaria_model_agreement_total", outcome="disagree"),
     }
     with MirrorProxy(chain.proxy.url) as mirror, httpx.Client(base_url=mirror.url, timeout=10) as client:
-        assert mirror.state() == {"generation": 1, "target": None, "percent": 0.0}
+        assert mirror.state() == {"generation": 1, "target": None, "percent": 0.0, "pin": None}
         mirror.set_mirror("127.0.0.1", chain.shadow.port, 100)
         assert mirror.state()["target"] == f"127.0.0.1:{chain.shadow.port}"
         served: list[str] = []
@@ -340,3 +340,47 @@ def test_httproute_mirror_sync_follows_the_route(chain: Chain) -> None:
             _eventually(lambda: mirror.state()["percent"] == 100, "the mirror to come back")
             routes.route = None
             _eventually(lambda: mirror.state()["target"] is None, "a deleted route to clear the mirror")
+
+
+def test_pin_sends_the_matching_group_to_one_server_and_keeps_feedback_sticky() -> None:
+    """nginx sets X-Kanaria-Server on requests that match every condition (an A/B test by
+    header or cookie), unless the client already names a server (feedback stickiness)."""
+    import http.server
+    import threading
+    import urllib.request
+
+    from kanaria.rollout.types import cookie_pattern
+    from kanaria.sandbox.mirror import Pin
+
+    class Echo(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = self.headers.get("X-Kanaria-Server", "-").encode()
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    upstream = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
+    try:
+        with MirrorProxy(f"http://127.0.0.1:{upstream.server_port}") as mirror:
+            mirror.set_pin(Pin("m-r2", (("x-tier", "be.ta", False), ("cookie", cookie_pattern("ab-g", "b.1"), True))))
+            assert mirror.state()["pin"] == "m-r2"
+
+            def server_for(headers: dict[str, str]) -> str:
+                request = urllib.request.Request(mirror.url + "/predict-get", headers=headers)
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    return str(response.read().decode())
+
+            both = {"X-Tier": "be.ta", "Cookie": "x=1; ab-g=b.1; y=2"}
+            assert server_for(both) == "m-r2"
+            assert server_for({"X-Tier": "be.ta"}) == "-"  # every condition must hold
+            assert server_for({"X-Tier": "beXta", "Cookie": "ab-g=b.1"}) == "-"  # exact, not a pattern
+            assert server_for({"X-Tier": "be.ta", "Cookie": "ab-g=b.12"}) == "-"
+            assert server_for({**both, "X-Kanaria-Server": "m-r1"}) == "m-r1"  # feedback stays sticky
+            mirror.set_pin(None)
+            assert server_for(both) == "-"
+    finally:
+        upstream.shutdown()

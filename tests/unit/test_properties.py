@@ -142,10 +142,12 @@ def test_decide_keeps_its_invariants_over_many_cycles(
         _check_weights(decision.weights)
         total = len(spec.canary_steps())
         # The stable revision keeps traffic while a canary is unproven (router readable), unless
-        # a person told the canary to take everything (promote-full).
+        # a person told the canary to take everything (promote-full). A canary past its last
+        # step is proven: it takes 100% while the engine waits for the router to confirm.
         canary, stable = after.canary_revision, after.stable_revision
         if (
             decision.weights
+            and after.current_step < total
             and canary
             and stable
             and canary != stable

@@ -36,3 +36,36 @@ def test_split_replicas_gives_every_live_revision_one() -> None:
     assert split_replicas(4, {"a": 90, "b": 10}) == {"a": 3, "b": 1}
     assert split_replicas(1, {"a": 90, "b": 10}) == {"a": 1, "b": 1}
     assert split_replicas(4, {"a": 100, "b": 0}) == {"a": 4, "b": 0}
+
+
+def test_match_rule_round_trips_and_leaves_the_weighted_rule_alone() -> None:
+    from kanaria.rollout.types import HeaderCondition, RouteMatch, cookie_pattern
+    from kanaria.traffic.gatewayapi import _match_rule, match_from_route
+
+    user = {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
+                         "headers": [{"name": "x-env", "value": "prod", "type": "Exact"}]}],
+            "backendRefs": [{"name": "m-r1", "port": 80, "weight": 100}, {"name": "m-r2", "port": 80, "weight": 0}]}
+    match = RouteMatch("r2", (HeaderCondition("x-group", "b"), HeaderCondition("cookie", cookie_pattern("ab", "b"), True)))
+    ours = _match_rule("m", 80, match, [user])
+    # The user's own path and headers stay in the match, so the rule is strictly more specific.
+    assert ours["matches"][0]["path"] == {"type": "PathPrefix", "value": "/v1"}
+    assert [h["name"] for h in ours["matches"][0]["headers"]] == ["x-env", "x-group", "cookie"]
+    assert ours["matches"][0]["headers"][2]["type"] == "RegularExpression"
+    route = {"spec": {"rules": [ours, user]}}
+    assert match_from_route("m", route) == match
+    assert weights_from_route("m", route) == {"r1": 100, "r2": 0}
+    assert match_from_route("m", {"spec": {"rules": [user]}}) is None
+
+
+def test_istio_match_route_round_trips() -> None:
+    from kanaria.rollout.types import HeaderCondition, RouteMatch
+    from kanaria.traffic.istio import match_from_virtualservice
+
+    vs = {"spec": {"http": [
+        {"name": "kanaria-match", "match": [{"uri": {"prefix": "/"}, "headers": {"x-group": {"exact": "b"}}}],
+         "route": [{"destination": {"host": "m-r2"}, "weight": 100}]},
+        {"match": [{"uri": {"prefix": "/"}}],
+         "route": [{"destination": {"host": "m-r1"}, "weight": 100}, {"destination": {"host": "m-r2"}, "weight": 0}]},
+    ]}}
+    assert match_from_virtualservice("m", vs) == RouteMatch("r2", (HeaderCondition("x-group", "b"),))
+    assert weights_from_virtualservice("m", vs) == {"r1": 100, "r2": 0}

@@ -166,11 +166,69 @@ class CanaryStrategy(_Base):
         return self
 
 
+HEADER_NAME = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
+COOKIE_TOKEN = r"^[A-Za-z0-9!#$%&'*+\-.^_`|~]+$"
+
+
+class HeaderMatch(_Base):
+    """One HTTP header a request must carry."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=HEADER_NAME)
+    """Header name (case-insensitive on the wire)."""
+    value: str = Field(min_length=1, max_length=1024)
+    """The value, or a regular expression when type is RegularExpression."""
+    type: Literal["Exact", "RegularExpression"] = "Exact"
+    """Exact (every router) or RegularExpression (an RE2/PCRE subset; the router's dialect)."""
+
+
+class CookieMatch(_Base):
+    """A cookie a request must carry, with this exact value."""
+
+    name: str = Field(min_length=1, max_length=256, pattern=COOKIE_TOKEN)
+    """Cookie name."""
+    value: str = Field(min_length=1, max_length=1024, pattern=COOKIE_TOKEN)
+    """Cookie value (a token: no spaces, quotes, commas or semicolons)."""
+
+
+class TrafficMatch(_Base):
+    """Which requests go to the challenger: all the headers match and, when given, the cookie."""
+
+    headers: list[HeaderMatch] = Field(default_factory=list, max_length=8)
+    """Headers that must all match."""
+    cookie: CookieMatch | None = None
+    """A cookie that must be present with this value (matched on the Cookie header)."""
+
+    @model_validator(mode="after")
+    def _something(self) -> TrafficMatch:
+        if not self.headers and self.cookie is None:
+            raise ValueError("match needs at least one header or a cookie")
+        return self
+
+
 class ABTestStrategy(_Base):
-    """Split traffic at a fixed weight between the incumbent and the challenger, pick a winner."""
+    """Split traffic between the incumbent and the challenger — at a fixed weight, or by a
+    header or cookie match — and pick a winner."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!has(self.match) || !has(self.bandit) || !self.bandit",
+                    "message": "bandit moves weights; an A/B test by match has none",
+                },
+                {
+                    "rule": "!has(self.match) || size(self.match.headers) > 0 || has(self.match.cookie)",
+                    "message": "match needs at least one header or a cookie",
+                },
+            ]
+        }
+    )
 
     weight: int = Field(default=50, ge=1, le=99)
-    """Percent of traffic for the challenger (the new revision)."""
+    """Percent of traffic for the challenger (the new revision); unused with match."""
+    match: TrafficMatch | None = None
+    """Send the requests that match to the challenger and all others to the incumbent, instead
+    of a weighted split (users keep their arm). Needs gatewayAPI or istio."""
     primary_metric: str = Field(min_length=1)
     """Name of the metric (from spec.analysis.metrics) that decides the winner."""
     guardrails: list[str] = Field(default_factory=list, max_length=32)
@@ -183,6 +241,12 @@ class ABTestStrategy(_Base):
     and changing traffic bias bandits, and bandits do not control error rates."""
     exploration_floor: int = Field(default=10, ge=1, le=50)
     """With bandit: the least percent of traffic either arm keeps."""
+
+    @model_validator(mode="after")
+    def _match_without_bandit(self) -> ABTestStrategy:
+        if self.match is not None and self.bandit:
+            raise ValueError("bandit moves weights; an A/B test by match has none")
+        return self
 
 
 class ShadowStrategy(_Base):
@@ -424,6 +488,11 @@ class ModelDeploymentSpec(_Base):
                     "message": "a shadow needs a router that can mirror: gatewayAPI or istio",
                 },
                 {
+                    "rule": "!has(self.strategy) || !has(self.strategy.abTest) || "
+                    "!has(self.strategy.abTest.match) || !has(self.traffic.replicas)",
+                    "message": "an A/B test by match needs a router that can match: gatewayAPI or istio",
+                },
+                {
                     "rule": "!has(self.strategy) || !has(self.strategy.canary) || "
                     "!self.strategy.canary.steps.exists(s, has(s.analysis)) || "
                     "(has(self.analysis) && size(self.analysis.metrics) > 0)",
@@ -459,6 +528,9 @@ class ModelDeploymentSpec(_Base):
 
     @model_validator(mode="after")
     def _analysis_steps_need_metrics(self) -> ModelDeploymentSpec:
+        ab = self.strategy.ab_test
+        if ab is not None and ab.match is not None and self.traffic.replicas is not None:
+            raise ValueError("an A/B test by match needs a router that can match: gatewayAPI or istio")
         if self.strategy.shadow is not None and self.traffic.replicas is not None:
             raise ValueError("a shadow needs a router that can mirror: gatewayAPI or istio")
         if self.strategy.shadow is not None and (self.analysis is None or not self.analysis.metrics):

@@ -98,6 +98,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     router_error = router.check()
     weights = router.read() if router_error is None else None
     mirror = router.read_mirror() if router_error is None else None
+    match = router.read_match() if router_error is None else None
     verdicts = _measure(rt, spec, status, now, namespace, name, obj)
     obs = Observations(
         revision=revision_hash(spec),
@@ -109,6 +110,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         action=UserAction.parse((meta.get("annotations") or {}).get(ACTION_ANNOTATION)),
         router_error=router_error,
         mirror=mirror,
+        match=match,
     )
     recorded = models.get(obs.revision)
     if recorded and recorded != model_fingerprint(spec):
@@ -182,8 +184,9 @@ def _act(
             workloads.scale(rev, count)
     if decision.weights is not None and obs.router_error is None and (
         obs.weights is None or dict(obs.weights) != decision.weights or obs.mirror != decision.mirror
+        or obs.match != decision.match
     ):
-        router.apply(decision.weights, decision.mirror)
+        router.apply(decision.weights, decision.mirror, decision.match)
     for rev in decision.delete:
         workloads.delete(rev)
 

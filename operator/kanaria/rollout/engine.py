@@ -22,13 +22,14 @@ from kanaria.api.models import (
 )
 from kanaria.rollout.clock import iso, parse_iso, seconds_since
 from kanaria.rollout.conditions import conditions_for
-from kanaria.rollout.types import Decision, Event, Observations, UserAction
+from kanaria.rollout.types import Decision, Event, Observations, UserAction, route_match
 
 __all__ = ["decide", "HISTORY_LIMIT", "TIMELINE_LIMIT"]
 
 HISTORY_LIMIT = 50
 TIMELINE_LIMIT = 200
 _FAST = 1.0  # requeue after a transition, to carry on promptly
+_BECAUSE = " — "  # separates a waiting promotion's message from its reason
 
 
 class _Cycle:
@@ -286,18 +287,26 @@ def _progress_ab_test(c: _Cycle) -> None:
     st, spec = c.st, c.spec
     ab = spec.strategy.ab_test
     assert ab is not None and spec.analysis is not None
-    if st.current_step == 0:
+    if st.current_step >= 2:  # the winner is being promoted: wait for the router, then finish
+        _, _, why = (st.message or "").partition(_BECAUSE)
+        _promote(c, why or "A/B winner")
+        return
+    if ab.match is not None:
+        # By match: the challenger gets the requests that match and no weighted share.
+        st.canary_weight = 0
+    elif st.current_step == 0:
         st.canary_weight = ab.weight
     _canary_traffic(c)
     if not c.ready(st.canary_revision):
         _wait_for_canary_ready(c)
         return
+    split = _ab_split(c)
     if st.current_step == 0:
-        if c.weights_match(_canary_traffic(c)):
-            _advance(c, 2, f"A/B split {100 - ab.weight}/{ab.weight} confirmed by the router")
+        if c.weights_match(_canary_traffic(c)) and c.obs.match == c.d.match:
+            _advance(c, 2, f"A/B {split} confirmed by the router")
         else:
             st.phase = "Progressing"
-            st.message = f"A/B test: setting the split to {100 - ab.weight}/{ab.weight}"
+            st.message = f"A/B test: setting up {split}"
             c.requeue(_FAST)
         return
     st.phase = "Progressing"
@@ -311,10 +320,20 @@ def _progress_ab_test(c: _Cycle) -> None:
     if elapsed >= limit:
         _rollback(c, f"no winner within {limit:.0f}s: the incumbent stays", outcome="lost")
         return
-    st.message = (
-        f"A/B test at {100 - st.canary_weight}/{st.canary_weight}: deciding on "
-        f"{ab.primary_metric} ({limit - elapsed:.0f}s left)"
-    )
+    st.message = f"A/B test, {split}: deciding on {ab.primary_metric} ({limit - elapsed:.0f}s left)"
+
+
+def _ab_split(c: _Cycle) -> str:
+    """Ask for the A/B test's route match (if any) and say how traffic is split."""
+    ab = c.spec.strategy.ab_test
+    assert ab is not None and c.st.canary_revision is not None
+    if ab.match is None:
+        return f"split {100 - c.st.canary_weight}/{c.st.canary_weight}"
+    c.d.match = route_match(c.st.canary_revision, ab.match)
+    said = [f"{h.name}: {h.value}" for h in ab.match.headers]
+    if ab.match.cookie is not None:
+        said.append(f"cookie {ab.match.cookie.name}={ab.match.cookie.value}")
+    return "requests with " + " and ".join(said) + " to the challenger"
 
 
 def _progress_shadow(c: _Cycle) -> None:
@@ -603,9 +622,10 @@ def _promote(c: _Cycle, why: str) -> None:
     st.canary_weight = 100
     wanted = _canary_traffic(c)
     c.d.mirror = None
+    c.d.match = None
     if not c.weights_match(wanted):
         st.phase = "Progressing"
-        st.message = f"promoting {new}: waiting for the router to confirm 100%"
+        st.message = f"promoting {new}: waiting for the router to confirm 100%{_BECAUSE}{why}"
         c.requeue(_FAST)
         return
     window = parse_duration(spec.rollback.post_promotion_window)
@@ -640,6 +660,7 @@ def _rollback(c: _Cycle, reason: str, outcome: str = "rolledBack") -> None:
     c.event("RolledBack", f"revision {bad} ({st.canary_version}) rolled back: {reason}", True)
     _end_canary_fields(c)
     c.d.mirror = None
+    c.d.match = None
     st.rejected_revision = bad
     st.phase = "RolledBack"
     st.message = f"rolled back {bad}: {reason}"

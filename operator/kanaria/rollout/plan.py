@@ -27,7 +27,8 @@ def analysis_plan(
     accumulates; it is not thrown away each interval). In the watch window after promotion
     the promoted revision, over the time since promotion, is compared with the prior revision
     over the whole rollout (its late labels still count). Nothing is measured while the new
-    revision has no traffic.
+    revision has no traffic: no weight, unless it is a shadow or an A/B test by match (which
+    gets the requests that match) once that is set up.
     """
     if spec.analysis is None or not spec.analysis.metrics:
         return None
@@ -37,7 +38,9 @@ def analysis_plan(
     metrics = tuple(m.name for m in spec.analysis.metrics)
     if status.canary_revision is not None and status.stable_revision is not None:
         shadowing = spec.strategy.shadow is not None and status.current_step >= 1
-        if status.canary_weight <= 0 and not shadowing:
+        ab = spec.strategy.ab_test
+        matching = ab is not None and ab.match is not None and status.current_step >= 1
+        if status.canary_weight <= 0 and not shadowing and not matching:
             return None
         window = _window(seconds_since(status.step_started_at, now), interval)
         return AnalysisPlan(

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
 from kanaria.analysis.verdict import Verdict
-from kanaria.api.models import ModelDeploymentStatus
+from kanaria.api.models import ModelDeploymentStatus, TrafficMatch
 
 __all__ = [
     "ACTIONS",
@@ -18,7 +19,44 @@ __all__ = [
     "AnalysisPlan",
     "Event",
     "Decision",
+    "HeaderCondition",
+    "RouteMatch",
+    "route_match",
 ]
+
+@dataclass(frozen=True)
+class HeaderCondition:
+    """One header a request must carry: ``name`` (lower case) equal to ``value``, or matching
+    it as a regular expression."""
+
+    name: str
+    value: str
+    regex: bool = False
+
+
+@dataclass(frozen=True)
+class RouteMatch:
+    """Requests whose headers all match go to ``revision``; all others follow the weights."""
+
+    revision: str
+    headers: tuple[HeaderCondition, ...]
+
+
+def cookie_pattern(name: str, value: str) -> str:
+    """An anchored regular expression on the Cookie header for ``name=value`` (cookie tokens
+    are validated by the API; regex metacharacters among them are escaped)."""
+    return rf"^(.*;\s*)?{re.escape(name)}={re.escape(value)}(\s*;.*)?$"
+
+
+def route_match(revision: str, match: TrafficMatch) -> RouteMatch:
+    """The router-level form of an A/B test's match: the cookie becomes a Cookie header regex."""
+    conditions = [
+        HeaderCondition(h.name.lower(), h.value, h.type == "RegularExpression") for h in match.headers
+    ]
+    if match.cookie is not None:
+        conditions.append(HeaderCondition("cookie", cookie_pattern(match.cookie.name, match.cookie.value), True))
+    return RouteMatch(revision, tuple(conditions))
+
 
 ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback")
 
@@ -74,6 +112,8 @@ class Observations:
     action: UserAction | None = None
     mirror: tuple[str, int] | None = None
     """The mirror in force (revision, percent), read back from the router."""
+    match: RouteMatch | None = None
+    """The challenger's header match in force, read back from the router."""
     router_error: str | None = None
     """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
 
@@ -119,5 +159,7 @@ class Decision:
     """Desired traffic weights per revision (sum 100); None leaves traffic untouched."""
     mirror: tuple[str, int] | None = None
     """Desired mirror (revision, percent) of live traffic; None: no mirroring."""
+    match: RouteMatch | None = None
+    """Desired header match sending requests to a challenger; None: none (with weights)."""
     events: list[Event] = field(default_factory=list)
     requeue_after: float = 10.0

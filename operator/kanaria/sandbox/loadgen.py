@@ -19,6 +19,10 @@ saw a mirrored copy of the request can count whether it agreed (see
 ``X-Request-Id`` header as well as in the body: the mirror picks requests to copy by that
 header, so a label is mirrored exactly when its prediction was.
 
+Cookies: ``cookie=(name, value, share)`` sends ``Cookie: name=value`` with a ``share`` of the
+requests (the same requests on every run: chosen by a hash of the request's index), like
+users enrolled in an A/B test's group; ``by_revision_with_cookie`` counts where they went.
+
 Input drift: ``Drift(feature, shift_sd, fraction)`` adds ``shift_sd`` training standard
 deviations to one feature of a ``fraction`` of the requests.
 
@@ -38,6 +42,7 @@ import sys
 import threading
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,6 +86,7 @@ class LoadStats:
     by_revision: dict[str, int] = field(default_factory=dict)
     errors_by_revision: dict[str, int] = field(default_factory=dict)
     correct_by_revision: dict[str, int] = field(default_factory=dict)
+    by_revision_with_cookie: dict[str, int] = field(default_factory=dict)
     feedback_sent: int = 0
     feedback_accepted: int = 0
     feedback_rejected: int = 0
@@ -109,6 +115,7 @@ class _Counters:
         self.by_revision: Counter[str] = Counter()
         self.errors_by_revision: Counter[str] = Counter()
         self.correct_by_revision: Counter[str] = Counter()
+        self.with_cookie: Counter[str] = Counter()
 
     def add(self, **amounts: int) -> None:
         with self.lock:
@@ -122,6 +129,7 @@ class _Counters:
                 drifted=t["drifted"], by_revision=dict(self.by_revision),
                 errors_by_revision=dict(self.errors_by_revision),
                 correct_by_revision=dict(self.correct_by_revision),
+                by_revision_with_cookie=dict(self.with_cookie),
                 feedback_sent=t["feedback_sent"], feedback_accepted=t["feedback_accepted"],
                 feedback_rejected=t["feedback_rejected"], feedback_failed=t["feedback_failed"],
                 elapsed_s=elapsed,
@@ -146,6 +154,7 @@ class LoadGenerator:
         feedback: bool = True,
         feedback_delay_s: float = 1.0,
         drift: Drift | None = None,
+        cookie: tuple[str, str, float] | None = None,
         seed: int = 0,
         split_seed: int = 0,
         concurrency: int = 8,
@@ -173,6 +182,9 @@ class LoadGenerator:
         self._rows = split.X_test.copy()
         self._labels = [split.classes[int(y)] for y in split.y_test]
         self._drift = drift
+        if cookie is not None and not 0 <= cookie[2] <= 1:
+            raise ValueError("the cookie's share must lie within [0, 1]")
+        self._cookie = cookie
         self._drift_index: int | None = None
         self._drift_shift = 0.0
         if drift is not None:
@@ -288,11 +300,16 @@ class LoadGenerator:
         features, label, drifted = self._row(index)
         request_id = f"{self._prefix}-{index}"
         self._counters.add(sent=1, drifted=int(drifted))
+        headers = {REQUEST_ID_HEADER: request_id}
+        cookied = self._cookie is not None and zlib.crc32(str(index).encode()) % 10_000 < self._cookie[2] * 10_000
+        if cookied:
+            assert self._cookie is not None
+            headers["Cookie"] = f"{self._cookie[0]}={self._cookie[1]}"
         try:
             response = client.post(
                 "/predict",
                 json={"features": features, "request_id": request_id},
-                headers={REQUEST_ID_HEADER: request_id},
+                headers=headers,
             )
         except httpx.HTTPError:
             self._counters.add(failed=1)
@@ -314,6 +331,7 @@ class LoadGenerator:
         with self._counters.lock:
             self._counters.totals["ok"] += 1
             self._counters.by_revision[revision] += 1
+            self._counters.with_cookie[revision] += int(cookied)
             self._counters.correct_by_revision[revision] += int(body.get("prediction") == label)
         if self.feedback:
             item = _Label(

@@ -40,6 +40,7 @@ import json
 import logging
 import os
 import pwd
+import re
 import shutil
 import signal
 import tempfile
@@ -52,7 +53,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kanaria.sandbox._proc import ManagedProcess, free_port, run, tail
-from kanaria.sandbox.proxy import HTTPRouteWeightSync
+from kanaria.sandbox.proxy import SERVER_HEADER, HTTPRouteWeightSync, server_name
+from kanaria.traffic.base import MATCH_RULE
 
 __all__ = [
     "MIRRORED_HEADER",
@@ -62,6 +64,8 @@ __all__ = [
     "MirrorError",
     "MirrorProxy",
     "MirrorTarget",
+    "Pin",
+    "pin_from_httproute",
     "mirror_from_httproute",
 ]
 
@@ -84,6 +88,63 @@ class MirrorTarget:
     host: str
     port: int
     percent: float = 100.0
+
+
+@dataclass(frozen=True)
+class Pin:
+    """Requests whose headers all match go to one HAProxy server (an A/B test by match).
+
+    ``conditions`` are (header name, value, is a regular expression). nginx sets
+    ``X-Kanaria-Server: server`` on matching requests that do not carry that header already,
+    and HAProxy's ``use-server`` rule sends them there."""
+
+    server: str
+    conditions: tuple[tuple[str, str, bool], ...]
+
+
+_HEADER_VAR = re.compile(r"^[A-Za-z0-9-]+$")
+
+
+def _nginx_string(value: str) -> str:
+    """A double-quoted nginx string holding ``value`` literally."""
+    if any(c in value for c in '"\n\r') or "${" in value:
+        raise MirrorError(f"cannot put {value!r} in an nginx map")
+    return '"' + value + '"'
+
+
+def _pin_maps(pin: Pin | None) -> str:
+    """Maps that compute ``$kanaria_server``: the client's X-Kanaria-Server header (feedback
+    stickiness) or, failing that, the pinned server when every condition holds."""
+    if pin is None:
+        pinned = '""'
+        maps = ""
+    else:
+        maps = ""
+        flags = []
+        for i, (name, value, regex) in enumerate(pin.conditions):
+            if not _HEADER_VAR.match(name):
+                raise MirrorError(f"the sandbox proxy cannot match header {name!r}")
+            pattern = value if regex else "^" + re.escape(value) + "$"
+            maps += (
+                f"    map $http_{name.lower().replace('-', '_')} $kanaria_pin_{i} {{\n"
+                f"        {_nginx_string('~' + pattern)} 1;\n"
+                '        default 0;\n'
+                "    }\n"
+            )
+            flags.append(f"$kanaria_pin_{i}")
+        maps += (
+            f'    map "{"".join(flags)}" $kanaria_pinned {{\n'
+            f'        "{"1" * len(flags)}" "{pin.server}";\n'
+            '        default "";\n'
+            "    }\n"
+        )
+        pinned = "$kanaria_pinned"
+    return maps + (
+        "    map $http_x_kanaria_server $kanaria_server {\n"
+        f'        "" {pinned};\n'
+        "        default $http_x_kanaria_server;\n"
+        "    }\n"
+    )
 
 
 def _percent(value: float) -> float:
@@ -109,13 +170,15 @@ def _render_config(
     generation: int,
     *,
     mirror_timeout_s: float,
+    pin: Pin | None = None,
 ) -> str:
-    """The whole nginx.conf for one state of the mirror."""
+    """The whole nginx.conf for one state of the mirror (and of the pin)."""
     state = json.dumps(
         {
             "generation": generation,
             "target": None if target is None else f"{target.host}:{target.port}",
             "percent": 0.0 if target is None else target.percent,
+            "pin": None if pin is None else pin.server,
         }
     )
     if target is None:
@@ -190,6 +253,8 @@ def _render_config(
         '        "" $request_id;\n'
         "        default $http_x_request_id;\n"
         "    }\n"
+        + _pin_maps(pin)
+        + f"    proxy_set_header {SERVER_HEADER} $kanaria_server;\n"
         + pick
         + "    upstream kanaria_stable {\n"
         f"        server {upstream[0]}:{upstream[1]};\n"
@@ -261,6 +326,7 @@ class MirrorProxy:
         self._dir: Path | None = None
         self._process: ManagedProcess | None = None
         self._target: MirrorTarget | None = None
+        self._pin: Pin | None = None
         self._generation = 0
         self.port = 0
 
@@ -301,7 +367,7 @@ class MirrorProxy:
             raise MirrorError("mirror proxy is not started")
         return self._dir / "nginx.conf", self._dir / "error.log", self._dir / "nginx.log"
 
-    def _write_config(self, target: MirrorTarget | None, generation: int) -> None:
+    def _write_config(self, target: MirrorTarget | None, generation: int, pin: Pin | None = None) -> None:
         assert self._dir is not None
         config, error_log, _ = self._paths()
         config.write_text(
@@ -312,6 +378,7 @@ class MirrorProxy:
                 target,
                 generation,
                 mirror_timeout_s=self._mirror_timeout,
+                pin=pin,
             )
         )
         try:
@@ -323,7 +390,7 @@ class MirrorProxy:
         assert self._dir is not None
         self.port = free_port()
         self._generation += 1
-        self._write_config(self._target, self._generation)
+        self._write_config(self._target, self._generation, self._pin)
         config, error_log, log = self._paths()
         process = ManagedProcess(
             "nginx",
@@ -385,26 +452,37 @@ class MirrorProxy:
         A percent of 0 (or below 0.01) mirrors nothing, like :meth:`clear_mirror`.
         """
         share = _percent(percent)
-        self._apply(None if share <= 0 else MirrorTarget(host, int(port), share))
+        self._apply(None if share <= 0 else MirrorTarget(host, int(port), share), keep_pin=True)
 
     def clear_mirror(self) -> None:
         """Stop mirroring; returns when in force."""
-        self._apply(None)
+        self._apply(None, keep_pin=True)
 
-    def _apply(self, target: MirrorTarget | None) -> None:
+    def set_pin(self, pin: Pin | None) -> None:
+        """Send requests matching ``pin`` to its server (None: no pinning); returns when in force."""
         with self._lock:
+            self._apply(self._target, pin)
+
+    @property
+    def pin(self) -> Pin | None:
+        return self._pin
+
+    def _apply(self, target: MirrorTarget | None, pin: Pin | None = None, *, keep_pin: bool = False) -> None:
+        with self._lock:
+            if keep_pin:
+                pin = self._pin
             if self._process is None or not self._process.alive():
                 raise MirrorError("mirror proxy is not running")
-            if target == self._target:
+            if target == self._target and pin == self._pin:
                 return
             master = self._process.pid
             assert master is not None
             old_workers = _children(master)
             generation = self._generation + 1
-            self._write_config(target, generation)
+            self._write_config(target, generation, pin)
             os.kill(master, signal.SIGHUP)
             self._generation = generation
-            self._target = target
+            self._target, self._pin = target, pin
             self._await_generation(generation, old_workers)
 
     def _await_generation(self, generation: int, old_workers: set[int]) -> None:
@@ -473,6 +551,25 @@ def mirror_from_httproute(obj: Mapping[str, Any]) -> tuple[str, float] | None:
     return None
 
 
+def pin_from_httproute(obj: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str, bool], ...]] | None:
+    """(Service, header conditions) of the rule Kanaria adds for an A/B test by match, or None.
+
+    Only the first match of that rule is read, and only its headers (the operator copies the
+    user's path into it; the sandbox serves one path space)."""
+    for rule in (obj.get("spec") or {}).get("rules") or []:
+        if rule.get("name") != MATCH_RULE:
+            continue
+        refs = [r for r in rule.get("backendRefs") or [] if r.get("name")]
+        if not refs:
+            return None
+        headers = ((rule.get("matches") or [{}])[0].get("headers")) or []
+        conditions = tuple(
+            (str(h["name"]), str(h["value"]), h.get("type", "Exact") == "RegularExpression") for h in headers
+        )
+        return str(refs[0]["name"]), conditions
+    return None
+
+
 class HTTPRouteMirrorSync:
     """Keep a :class:`MirrorProxy`'s mirror equal to one HTTPRoute's RequestMirror filter.
 
@@ -517,7 +614,11 @@ class HTTPRouteMirrorSync:
     def apply(self, obj: Mapping[str, Any] | None) -> tuple[str, float] | None:
         """Make the mirror match the route (None: the route is gone); returns its target."""
         wanted = None if obj is None else mirror_from_httproute(obj)
+        pinned = None if obj is None else pin_from_httproute(obj)
         with self._lock:
+            pin = None if pinned is None else Pin(server_name(pinned[0]), pinned[1])
+            if pin != self.mirror_proxy.pin:
+                self.mirror_proxy.set_pin(pin)
             if wanted is None:
                 self.mirror_proxy.clear_mirror()
             else:

@@ -8,7 +8,13 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-__all__ = ["Router", "normalise", "revision_of", "crd_problem", "get_or_none"]
+from kanaria.rollout.types import RouteMatch
+
+__all__ = ["MATCH_RULE", "Router", "normalise", "revision_of", "crd_problem", "get_or_none"]
+
+MATCH_RULE = "kanaria-match"
+"""Name of the route rule (HTTPRoute rule, VirtualService http route) Kanaria adds for an A/B
+test by match; every other rule is the user's."""
 
 
 class Router(Protocol):
@@ -20,9 +26,19 @@ class Router(Protocol):
         """None when the router can be used; otherwise a message a person can act on."""
         ...
 
-    def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
-        """Make traffic follow these weights (percent per revision, summing to 100), and mirror
-        ``percent`` of it to a revision (responses discarded) when ``mirror`` is given."""
+    def apply(
+        self,
+        weights: Mapping[str, int],
+        mirror: tuple[str, int] | None = None,
+        match: RouteMatch | None = None,
+    ) -> None:
+        """Make traffic follow these weights (percent per revision, summing to 100), mirror
+        ``percent`` of it to a revision (responses discarded) when ``mirror`` is given, and send
+        the requests whose headers match to ``match.revision`` when ``match`` is given."""
+        ...
+
+    def read_match(self) -> RouteMatch | None:
+        """The header match in force, read back; None when there is none."""
         ...
 
     def read(self) -> dict[str, int] | None:

@@ -7,25 +7,31 @@ and only backendRefs are replaced; tell the GitOps tool to ignore ``/spec/rules/
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kubernetes import client
 
 from kanaria.api.models import GatewayAPITraffic
 from kanaria.api.revision import revision_name
-from kanaria.traffic.base import crd_problem, get_or_none, normalise, revision_of
+from kanaria.rollout.types import HeaderCondition, RouteMatch
+from kanaria.traffic.base import MATCH_RULE, crd_problem, get_or_none, normalise, revision_of
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import labels_for, owner_reference
 
-__all__ = ["GatewayAPIRouter", "GROUP", "VERSION", "weights_from_route", "mirror_from_route"]
+__all__ = ["GatewayAPIRouter", "GROUP", "VERSION", "weights_from_route", "mirror_from_route", "match_from_route"]
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
 
+def _user_rules(route: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    """The route's rules without the one Kanaria adds for an A/B test by match."""
+    return [r for r in (route.get("spec") or {}).get("rules") or [] if r.get("name") != MATCH_RULE]
+
+
 def weights_from_route(deployment: str, route: Mapping[str, Any]) -> dict[str, int] | None:
     """Percent per revision from the first rule's backendRefs (weight defaults to 1)."""
-    rules = (route.get("spec") or {}).get("rules") or []
+    rules = _user_rules(route)
     if not rules:
         return None
     raw: dict[str, int] = {}
@@ -38,7 +44,7 @@ def weights_from_route(deployment: str, route: Mapping[str, Any]) -> dict[str, i
 
 def mirror_from_route(deployment: str, route: Mapping[str, Any]) -> tuple[str, int] | None:
     """(revision, percent) of the first rule's RequestMirror filter, if it mirrors a revision."""
-    rules = (route.get("spec") or {}).get("rules") or []
+    rules = _user_rules(route)
     for f in (rules[0].get("filters") or []) if rules else []:
         if f.get("type") != "RequestMirror":
             continue
@@ -53,6 +59,44 @@ def mirror_from_route(deployment: str, route: Mapping[str, Any]) -> tuple[str, i
             return rev, round(100 * int(fraction["numerator"]) / int(fraction.get("denominator", 100)))
         return rev, 100
     return None
+
+
+def match_from_route(deployment: str, route: Mapping[str, Any]) -> RouteMatch | None:
+    """The A/B match rule Kanaria added: its backend's revision and the headers it added to
+    the user's first match."""
+    ours = next((r for r in (route.get("spec") or {}).get("rules") or [] if r.get("name") == MATCH_RULE), None)
+    if ours is None:
+        return None
+    refs = ours.get("backendRefs") or []
+    rev = revision_of(deployment, str(refs[0].get("name", ""))) if refs else None
+    if rev is None:
+        return None
+    users = _user_rules(route)
+    base = {(h.get("name", "").lower(), h.get("value"), h.get("type", "Exact"))
+            for h in ((users[0].get("matches") or [{}])[0].get("headers") or [])} if users else set()
+    found = ((ours.get("matches") or [{}])[0].get("headers")) or []
+    conditions = tuple(
+        HeaderCondition(str(h["name"]).lower(), str(h["value"]), h.get("type", "Exact") == "RegularExpression")
+        for h in found
+        if (str(h.get("name", "")).lower(), h.get("value"), h.get("type", "Exact")) not in base
+    )
+    return RouteMatch(rev, conditions)
+
+
+def _match_rule(name: str, port: int, match: RouteMatch, user_rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A rule sending requests that match the user's first rule *and* the headers to the
+    challenger. More header matches make it more specific, so it takes precedence."""
+    ours = [
+        {"name": h.name, "value": h.value, "type": "RegularExpression" if h.regex else "Exact"}
+        for h in match.headers
+    ]
+    bases = (user_rules[0].get("matches") if user_rules else None) or [{}]
+    matches = [{**m, "headers": [*(m.get("headers") or []), *ours]} for m in bases]
+    return {
+        "name": MATCH_RULE,
+        "matches": matches,
+        "backendRefs": [{"name": revision_name(name, match.revision), "port": port, "weight": 1}],
+    }
 
 
 class GatewayAPIRouter:
@@ -75,13 +119,15 @@ class GatewayAPIRouter:
     def _existing(self) -> dict[str, Any] | None:
         return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.route)
 
-    def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
+    def apply(
+        self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None, match: RouteMatch | None = None
+    ) -> None:
         refs = [
             {"name": revision_name(self.name, rev), "port": self.cfg.port, "weight": int(w)}
             for rev, w in sorted(weights.items())
         ]
         existing = self._existing()
-        old_rules = ((existing or {}).get("spec") or {}).get("rules") or [{}]
+        old_rules = _user_rules(existing or {}) or [{}]
         rules = []
         for rule in old_rules:
             kept = [f for f in rule.get("filters") or [] if not self._ours(f)]
@@ -95,6 +141,8 @@ class GatewayAPIRouter:
                 })
             body = {k: v for k, v in rule.items() if k not in ("backendRefs", "filters")}
             rules.append({**body, **({"filters": kept} if kept else {}), "backendRefs": refs})
+        if match is not None:
+            rules.insert(0, _match_rule(self.name, self.cfg.port, match, rules))
         spec: dict[str, Any] = {"rules": rules}
         if self.cfg.parent_refs:
             spec["parentRefs"] = [
@@ -119,6 +167,10 @@ class GatewayAPIRouter:
     def read_mirror(self) -> tuple[str, int] | None:
         existing = self._existing()
         return None if existing is None else mirror_from_route(self.name, existing)
+
+    def read_match(self) -> RouteMatch | None:
+        existing = self._existing()
+        return None if existing is None else match_from_route(self.name, existing)
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         return dict(wanted)

@@ -14,6 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kanaria.api.models import ReplicasTraffic
+from kanaria.rollout.types import RouteMatch
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import LABEL_DEPLOYMENT, LABEL_REVISION, service_manifest
 
@@ -55,9 +56,13 @@ class ReplicaRouter:
     def check(self) -> str | None:
         return None
 
-    def apply(self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None) -> None:
+    def apply(
+        self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None, match: RouteMatch | None = None
+    ) -> None:
         if mirror is not None:
             raise ValueError("the replicas router cannot mirror traffic; use gatewayAPI or istio")
+        if match is not None:
+            raise ValueError("the replicas router cannot match headers; use gatewayAPI or istio")
         svc = service_manifest(self.name, self.namespace, self.uid, None, self.cfg.port)
         svc["metadata"]["annotations"] = {ANNOTATION_WEIGHTS: json.dumps(dict(sorted(weights.items())))}
         apply(self.api, svc)
@@ -85,6 +90,9 @@ class ReplicaRouter:
         return weights
 
     def read_mirror(self) -> tuple[str, int] | None:
+        return None
+
+    def read_match(self) -> RouteMatch | None:
         return None
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
