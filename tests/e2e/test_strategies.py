@@ -191,3 +191,54 @@ def test_ab_test_by_cookie_sends_only_that_group_to_the_challenger(
     assert delta("by_revision_with_cookie", incumbent_rev) <= 3, (before, during)
     assert delta("by_revision", incumbent_rev) > served  # the other two thirds
     assert during.errors == before.errors, (before, during)
+
+
+def test_ab_test_with_several_challengers_retires_losers_and_promotes_the_best(
+    stack: tuple[LocalStack, dict[str, str]], artifacts: Path
+) -> None:
+    s, uris = stack
+    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 150}, *GUARDS]
+    incumbent = body(s, uris, "multi-incumbent", "noisy", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
+    s.apply(incumbent)
+    wait_status(lambda: s.get(NAME),
+                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == revision_of(incumbent),
+                timeout=180, what="the noisy incumbent serving")
+    assert s.proxy is not None
+    wait_for(lambda: s.proxy.weights().get(f"{NAME}-{revision_of(incumbent)}", 0) > 0, 30,
+             message="HAProxy following the incumbent")
+    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=8).start()
+    try:
+        # spec.model is the broken model (much worse); the extra challenger is the clean one.
+        ab = {"abTest": {"weight": 30, "primaryMetric": "accuracy", "guardrails": ["latency", "errors"],
+                         "maxDuration": "8m",
+                         "challengers": [{"version": "multi-clean", "uri": uris["clean"], "weight": 30}]}}
+        challenger = body(s, uris, "multi-broken", "broken", ab, metrics)
+        broken = revision_of(challenger)
+        assert s.api is not None
+        with TimelineRecorder(s.api, s.namespace, NAME, interval=0.5) as timeline:
+            s.apply(challenger)
+            started = wait_status(lambda: s.get(NAME), lambda st: len(st.get("arms") or []) == 2,
+                                  timeout=60, what="two challengers")
+            clean = started["arms"][1]["revision"]
+            final = wait_status(lambda: s.get(NAME),
+                                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == clean,
+                                timeout=480, what="the clean challenger to win")
+            wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(clean, 0) == 100, 20,
+                     message="route 100% recorded")
+        timeline.dump(artifacts / "timeline.json")
+        stats = load.stats()
+    finally:
+        load.stop()
+    (artifacts / "load.json").write_text(stats.to_json())
+    (artifacts / "status.json").write_text(json.dumps(final, indent=1))
+    outcomes = {h["revision"]: h["outcome"] for h in final["history"][-2:]}
+    assert outcomes == {broken: "lost", clean: "promoted"}, final["history"][-3:]
+    assert final["stableVersion"] == "multi-clean" and final["rejectedRevision"] == broken
+    assert "A/B winner among 2" in final["history"][-1]["reason"]
+    # All three served at the split first; both challengers really got traffic.
+    splits = [p.route for p in timeline.snapshot() if p.route and len(p.route) == 3]
+    assert any(r.get(broken) == 30 and r.get(clean) == 30 for r in splits), splits[:3]
+    assert stats.by_revision.get(broken, 0) > 50 and stats.by_revision.get(clean, 0) > 50
+    # The spec still names the broken model, which is not restarted.
+    again = s.get(NAME)["status"]
+    assert again["stableRevision"] == clean and again.get("canaryRevision") is None

@@ -300,3 +300,11 @@ def test_report_of_an_object_without_status(tmp_path: Path) -> None:
     obj = sample()
     obj.pop("status")
     assert write_report(obj, tmp_path / "empty.png", NOW).read_bytes().startswith(b"\x89PNG")
+
+
+def test_status_view_lists_every_challenger_of_an_ab_test() -> None:
+    arms = [{"revision": "bbb222", "version": "v2", "weight": 30, "outcome": "lost", "reason": "the incumbent wins"},
+            {"revision": "ccc333", "version": "v3", "weight": 30}]
+    lines = render.status_view(sample(arms=arms), NOW).splitlines()
+    assert "Challenger: bbb222 (v2)  weight 0%  lost: the incumbent wins" in lines
+    assert "Challenger: ccc333 (v3)  weight 30%  running" in lines

@@ -573,3 +573,87 @@ def test_ab_match_is_refused_with_bandit_or_the_replicas_router() -> None:
                   strategy={"abTest": {"primaryMetric": "accuracy", "match": {"cookie": {"name": "ab", "value": "b"}}}})
     with pytest.raises(ValueError, match="at least one header"):
         ab_spec(match={})
+
+
+# --------------------------------------------------------------------------- A/B, several challengers
+
+
+def multi_spec() -> ModelDeploymentSpec:
+    return ab_spec(weight=30, challengers=[{"version": "v3", "uri": "file:///models/v3", "weight": 30}])
+
+
+def _arm_rev(spec: ModelDeploymentSpec) -> str:
+    from kanaria.api.revision import revision_hash
+
+    return revision_hash(spec.arm_specs()[0])
+
+
+def _started_multi(spec: ModelDeploymentSpec) -> tuple[ModelDeploymentStatus, str]:
+    stable = ModelDeploymentStatus.model_validate({"phase": "Stable", "stable_revision": "r1", "stable_version": "v1"})
+    d = decide(spec, stable, obs(workloads=ready("r1")), T0)
+    arm = _arm_rev(spec)
+    assert [a.revision for a in d.status.arms] == ["r2", arm]
+    d = decide(spec, d.status, obs(workloads=ready("r1", "r2")), T0)
+    assert d.weights == {"r1": 100, "r2": 0, arm: 0} and d.replicas[arm] == 2  # v3 not ready yet
+    d = decide(spec, d.status, obs(workloads=ready("r1", "r2", arm)), T0)
+    assert d.weights == {"r1": 40, "r2": 30, arm: 30} and d.status.current_step == 0
+    d = decide(spec, d.status, obs(workloads=ready("r1", "r2", arm), weights=d.weights), T0)
+    assert d.status.current_step == 1 and "2 challengers" in " ".join(e.message for e in d.events)
+    return d.status, arm
+
+
+def test_several_challengers_start_together_and_a_loser_gives_its_share_back() -> None:
+    spec = multi_spec()
+    st, arm = _started_multi(spec)
+    plan = analysis_plan(spec, st, T0 + timedelta(minutes=1))
+    assert plan is not None and plan.candidate.revision == "r2" and [a.revision for a in plan.others] == [arm]
+    # v3 is worse than the incumbent: it loses at once; r2 keeps running at its weight.
+    seen = obs(workloads=ready("r1", "r2", arm), weights={"r1": 40, "r2": 30, arm: 30},
+               verdicts={"accuracy": SAME, "latency": PASS}, arm_verdicts={arm: {"accuracy": FAIL, "latency": PASS}})
+    d = decide(spec, st, seen, T0 + timedelta(minutes=1))
+    assert d.weights == {"r1": 70, "r2": 30, arm: 0}
+    assert [a.outcome for a in d.status.arms] == ["", "lost"]
+    assert d.status.history[-1].revision == arm and d.status.history[-1].outcome == "lost"
+    # r2 then wins: promoted; the lost arm is retired.
+    won = decide(spec, d.status, obs(workloads=ready("r1", "r2", arm), weights={"r2": 100},
+                                     verdicts={"accuracy": BETTER, "latency": PASS}), T0 + timedelta(minutes=2))
+    assert won.status.stable_revision == "r2" and won.status.history[-1].outcome == "promoted"
+    assert won.status.arms == [] and arm in won.status.retired
+
+
+def test_an_extra_challenger_can_win_and_spec_model_is_then_not_retried() -> None:
+    spec = multi_spec()
+    st, arm = _started_multi(spec)
+    seen = obs(workloads=ready("r1", "r2", arm), weights={"r1": 40, "r2": 30, arm: 30},
+               verdicts={"accuracy": SAME, "latency": PASS}, arm_verdicts={arm: {"accuracy": BETTER, "latency": PASS}})
+    d = decide(spec, st, seen, T0 + timedelta(minutes=1))
+    assert d.weights == {"r1": 0, arm: 100} and d.status.canary_revision == arm  # promoting v3
+    assert d.status.rejected_revision == "r2" and d.status.history[-1].revision == "r2"
+    assert d.status.history[-1].outcome == "lost"
+    # The router confirms on the next cycle; the spec still names r2 (v2).
+    done = decide(spec, d.status, obs(workloads=ready("r1", "r2", arm), weights={arm: 100}), T0 + timedelta(minutes=1))
+    assert done.status.stable_revision == arm and done.status.stable_version == "v3"
+    assert done.status.history[-1].outcome == "promoted" and "A/B winner among 2" in done.status.history[-1].reason
+    again = decide(spec, done.status, obs(workloads=ready("r1", "r2", arm), weights={arm: 100}), T0 + timedelta(minutes=2))
+    assert again.status.canary_revision is None and again.weights == {arm: 100}  # r2 is not restarted
+
+
+def test_when_every_challenger_loses_the_incumbent_stays() -> None:
+    spec = multi_spec()
+    st, arm = _started_multi(spec)
+    seen = obs(workloads=ready("r1", "r2", arm), weights={"r1": 40, "r2": 30, arm: 30},
+               verdicts={"accuracy": FAIL, "latency": PASS}, arm_verdicts={arm: {"accuracy": FAIL, "latency": PASS}})
+    d = decide(spec, st, seen, T0 + timedelta(minutes=1))
+    assert d.status.phase == "RolledBack" and d.status.stable_revision == "r1"
+    assert d.weights == {"r1": 100, "r2": 0}
+    assert {h.revision: h.outcome for h in d.status.history[-2:]} == {arm: "lost", "r2": "lost"}
+    assert d.status.arms == [] and {"r2", arm} <= set(d.status.retired)
+
+
+def test_several_challengers_are_validated() -> None:
+    with pytest.raises(ValueError, match="at least 1%"):
+        ab_spec(weight=50, challengers=[{"version": "v3", "uri": "file:///m/v3", "weight": 50}])
+    with pytest.raises(ValueError, match="must not repeat"):
+        ab_spec(challengers=[{"version": "v1", "uri": "file:///m/v1b", "weight": 10}])
+    with pytest.raises(ValueError, match="weighted split"):
+        ab_spec(bandit=True, challengers=[{"version": "v3", "uri": "file:///m/v3", "weight": 10}])

@@ -205,6 +205,17 @@ class TrafficMatch(_Base):
         return self
 
 
+class ABArm(_Base):
+    """Another challenger in an A/B test: the same template and model name, another version."""
+
+    version: str = Field(min_length=1, max_length=128)
+    """Version of this challenger's model; recorded in history."""
+    uri: str = Field(min_length=1, max_length=2048)
+    """Where its model artifact lives."""
+    weight: int = Field(ge=1, le=98)
+    """Percent of traffic for this challenger."""
+
+
 class ABTestStrategy(_Base):
     """Split traffic between the incumbent and the challenger — at a fixed weight, or by a
     header or cookie match — and pick a winner."""
@@ -220,6 +231,16 @@ class ABTestStrategy(_Base):
                     "rule": "!has(self.match) || size(self.match.headers) > 0 || has(self.match.cookie)",
                     "message": "match needs at least one header or a cookie",
                 },
+                {
+                    "rule": "!has(self.challengers) || size(self.challengers) == 0 || "
+                    "(!has(self.match) && (!has(self.bandit) || !self.bandit))",
+                    "message": "more challengers need a weighted split: no match, no bandit",
+                },
+                {
+                    "rule": "!has(self.challengers) || "
+                    "self.challengers.map(c, c.weight).sum() + (has(self.weight) ? self.weight : 50) <= 99",
+                    "message": "the challengers' weights must leave the incumbent at least 1%",
+                },
             ]
         }
     )
@@ -229,6 +250,10 @@ class ABTestStrategy(_Base):
     match: TrafficMatch | None = None
     """Send the requests that match to the challenger and all others to the incumbent, instead
     of a weighted split (users keep their arm). Needs gatewayAPI or istio."""
+    challengers: list[ABArm] = Field(default_factory=list, max_length=4)
+    """More challengers beside spec.model, each at its own weight: every challenger is judged
+    against the incumbent, losers are retired as they lose, and the best significant winner
+    is promoted (even if it is not spec.model: the status then says which version won)."""
     primary_metric: str = Field(min_length=1)
     """Name of the metric (from spec.analysis.metrics) that decides the winner."""
     guardrails: list[str] = Field(default_factory=list, max_length=32)
@@ -246,6 +271,13 @@ class ABTestStrategy(_Base):
     def _match_without_bandit(self) -> ABTestStrategy:
         if self.match is not None and self.bandit:
             raise ValueError("bandit moves weights; an A/B test by match has none")
+        if self.challengers and (self.match is not None or self.bandit):
+            raise ValueError("more challengers need a weighted split: no match, no bandit")
+        if self.challengers and self.weight + sum(c.weight for c in self.challengers) > 99:
+            raise ValueError("the challengers' weights must leave the incumbent at least 1%")
+        versions = [c.version for c in self.challengers]
+        if len(set(versions)) != len(versions):
+            raise ValueError("abTest.challengers need distinct versions")
         return self
 
 
@@ -545,12 +577,24 @@ class ModelDeploymentSpec(_Base):
             for name in (s.analysis.metrics or []) if s.analysis else []:
                 if name not in known:
                     raise ValueError(f"analysis step names unknown metric {name!r}")
+        if ab is not None and any(c.version == self.model.version for c in ab.challengers):
+            raise ValueError("abTest.challengers must not repeat spec.model.version")
         if self.strategy.ab_test is not None:
             needed = [self.strategy.ab_test.primary_metric, *self.strategy.ab_test.guardrails]
             for name in needed:
                 if name not in known:
                     raise ValueError(f"abTest names unknown metric {name!r}")
         return self
+
+    def arm_specs(self) -> list[ModelDeploymentSpec]:
+        """The spec of each extra A/B challenger: this one with its model version and URI."""
+        ab = self.strategy.ab_test
+        if ab is None:
+            return []
+        return [
+            self.model_copy(update={"model": self.model.model_copy(update={"version": a.version, "uri": a.uri})})
+            for a in ab.challengers
+        ]
 
     def canary_steps(self) -> list[CanaryStep]:
         """The canary steps in force. Without a canary strategy: 10%, judge, 50%, judge (or
@@ -638,6 +682,20 @@ class MetricResult(_Base):
     at: str = ""
 
 
+class ArmStatus(_Base):
+    """One challenger of an A/B test with more than one."""
+
+    model_config = ConfigDict(frozen=False)
+
+    revision: str
+    version: str
+    weight: int = 0
+    """Its configured share while it runs."""
+    outcome: Literal["", "lost", "won"] = ""
+    """Empty while it runs."""
+    reason: str = ""
+
+
 class HistoryEntry(_Base):
     """One revision's outcome."""
 
@@ -695,6 +753,8 @@ class ModelDeploymentStatus(_Base):
     """Revisions taken out of service, with when; scaled to zero after scaleDownDelay."""
     rejected_revision: str | None = None
     """The last revision rolled back; it is not retried until the spec changes or retry."""
+    arms: list[ArmStatus] = Field(default_factory=list)
+    """During an A/B test with several challengers: each of them (spec.model's first)."""
     last_action: str | None = None
     """The last user action handled (the value of the kanaria.io/action annotation)."""
     analysis: list[MetricResult] = Field(default_factory=list)

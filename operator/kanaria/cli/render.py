@@ -169,6 +169,11 @@ def status_view(obj: dict[str, Any], now: datetime) -> str:
     ]
     if status.get("canaryRevision"):
         lines.append(f"Canary:     {_revision(status, 'canary')}  weight {canary_w}%")
+    for arm in status.get("arms") or []:  # an A/B test with several challengers
+        state = arm.get("outcome") or "running"
+        why = f": {arm['reason']}" if arm.get("reason") else ""
+        lines.append(f"Challenger: {arm.get('revision')} ({arm.get('version')})  weight "
+                     f"{0 if arm.get('outcome') else arm.get('weight', 0)}%  {state}{why}")
     if status.get("priorRevision"):
         watch = f", watched until {status['watchUntil']}" if status.get("watchUntil") else ""
         lines.append(f"Prior:      {_revision(status, 'prior')} (kept warm{watch})")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -100,6 +100,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     mirror = router.read_mirror() if router_error is None else None
     match = router.read_match() if router_error is None else None
     verdicts = _measure(rt, spec, status, now, namespace, name, obj)
+    arm_verdicts = _measure_others(rt, spec, status, now, name, namespace) if verdicts is not None else None
     obs = Observations(
         revision=revision_hash(spec),
         version=spec.model.version,
@@ -111,6 +112,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         router_error=router_error,
         mirror=mirror,
         match=match,
+        arm_verdicts=arm_verdicts,
     )
     recorded = models.get(obs.revision)
     if recorded and recorded != model_fingerprint(spec):
@@ -156,11 +158,32 @@ def _measure(
         return None
     provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     started = rt.clock()
-    verdicts = measure(list(spec.analysis.metrics), plan, provider, Target(name, namespace, spec.model.name),
-                       at=now.timestamp())
+    target = Target(name, namespace, spec.model.name)
+    verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=now.timestamp())
     if rt.on_verdicts is not None:
         rt.on_verdicts(obj, verdicts, (rt.clock() - started).total_seconds())
     return verdicts
+
+
+def _measure_others(
+    rt: Runtime,
+    spec: ModelDeploymentSpec,
+    status: ModelDeploymentStatus,
+    now: datetime,
+    name: str,
+    namespace: str,
+) -> dict[str, dict[str, Verdict]] | None:
+    """A/B with several challengers: each other running challenger against the incumbent."""
+    plan = analysis_plan(spec, status, now)
+    if plan is None or not plan.others or spec.analysis is None:
+        return None
+    provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    target = Target(name, namespace, spec.model.name)
+    return {
+        arm.revision: measure(list(spec.analysis.metrics), replace(plan, candidate=arm, others=()), provider,
+                              target, at=now.timestamp())
+        for arm in plan.others
+    }
 
 
 def _act(
@@ -176,10 +199,13 @@ def _act(
     replicas = router.replicas(decision.replicas, decision.weights)
     port = _service_port(spec)
     current = {rev for rev in (decision.status.stable_revision, decision.status.canary_revision) if rev}
+    arms = {revision_hash(s): s for s in spec.arm_specs()} if decision.status.arms else {}
     for rev, count in sorted(replicas.items()):
         seen = obs.workloads.get(rev)
         if rev in current and rev == obs.revision and (seen is None or seen.replicas != count):
             workloads.ensure(spec, rev, count, models.get(rev), port)
+        elif rev in arms and (seen is None or seen.replicas != count):
+            workloads.ensure(arms[rev], rev, count, models.get(rev), port)
         elif seen is not None and seen.replicas != count:
             workloads.scale(rev, count)
     if decision.weights is not None and obs.router_error is None and (

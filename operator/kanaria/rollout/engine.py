@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from kanaria.analysis.verdict import Verdict
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import (
+    ArmStatus,
     CanaryStep,
     HistoryEntry,
     MetricResult,
@@ -20,6 +21,7 @@ from kanaria.api.models import (
     ModelDeploymentStatus,
     TimelineEntry,
 )
+from kanaria.api.revision import revision_hash
 from kanaria.rollout.clock import iso, parse_iso, seconds_since
 from kanaria.rollout.conditions import conditions_for
 from kanaria.rollout.types import Decision, Event, Observations, UserAction, route_match
@@ -131,7 +133,7 @@ def _route(c: _Cycle) -> None:
     if st.stable_revision is None:
         _first_deploy(c)
     elif st.canary_revision is not None:
-        if rev == st.canary_revision:
+        if rev == st.canary_revision or (st.arms and rev == st.arms[0].revision):
             _progress_canary(c)
         elif rev == st.stable_revision:
             _end_canary(c, "superseded", "the spec went back to the stable revision")
@@ -224,6 +226,15 @@ def _start_canary(c: _Cycle) -> None:
     st.paused = False
     st.rejected_revision = None
     st.analysis = []
+    ab = c.spec.strategy.ab_test
+    st.arms = []
+    if ab is not None and ab.challengers:
+        st.arms = [ArmStatus(revision=c.obs.revision, version=c.obs.version, weight=ab.weight)] + [
+            ArmStatus(revision=revision_hash(s), version=s.model.version, weight=a.weight)
+            for a, s in zip(ab.challengers, c.spec.arm_specs(), strict=True)
+        ]
+        for arm in st.arms:
+            c.unretire(arm.revision)
     st.phase = "Progressing"
     st.message = f"starting revision {c.obs.revision} ({c.obs.version}) beside {st.stable_revision}"
     c.event(
@@ -246,6 +257,9 @@ def _canary_traffic(c: _Cycle) -> dict[str, int]:
 
 
 def _progress_canary(c: _Cycle) -> None:
+    if c.st.arms:
+        _progress_ab_arms(c)
+        return
     if c.spec.strategy.ab_test is not None:
         _progress_ab_test(c)
         return
@@ -629,6 +643,7 @@ def _promote(c: _Cycle, why: str) -> None:
         c.requeue(_FAST)
         return
     window = parse_duration(spec.rollback.post_promotion_window)
+    _end_arms(c, keep=new, outcome="lost", reason=f"{new} ({st.canary_version}) won")
     c.history(new, st.canary_version or "", "promoted", why)
     c.event("Promoted", f"revision {new} ({st.canary_version}) promoted over {old}: {why}")
     st.prior_revision, st.prior_version = old, st.stable_version
@@ -658,6 +673,7 @@ def _rollback(c: _Cycle, reason: str, outcome: str = "rolledBack") -> None:
     assert bad is not None and stable is not None
     c.history(bad, st.canary_version or "", outcome, reason)
     c.event("RolledBack", f"revision {bad} ({st.canary_version}) rolled back: {reason}", True)
+    _end_arms(c, keep=None, outcome=outcome, reason=reason)
     _end_canary_fields(c)
     c.d.mirror = None
     c.d.match = None
@@ -675,8 +691,147 @@ def _end_canary(c: _Cycle, outcome: str, reason: str) -> None:
     assert bad is not None
     c.history(bad, st.canary_version or "", outcome, reason)
     c.event("Superseded", f"revision {bad} ({st.canary_version}) {outcome}: {reason}")
+    _end_arms(c, keep=None, outcome=outcome, reason=reason)
     _end_canary_fields(c)
     c.retire(bad)
+
+
+def _end_arms(c: _Cycle, *, keep: str | None, outcome: str, reason: str) -> None:
+    """An A/B test with several challengers ended: the extra challengers still running get
+    ``outcome`` in history (spec.model's own revision is recorded by the caller); every
+    challenger but ``keep`` is retired."""
+    st = c.st
+    for i, arm in enumerate(st.arms):
+        if arm.revision == keep:
+            continue
+        if i > 0 and not arm.outcome:
+            c.history(arm.revision, arm.version, outcome, reason)
+        c.retire(arm.revision)
+    st.arms = []
+
+
+def _progress_ab_arms(c: _Cycle) -> None:
+    """A/B with several challengers: each at its own weight beside the incumbent; each is
+    judged against the incumbent like a single challenger; a loser is retired at once (its
+    share goes back to the incumbent); the best significant winner is promoted; when all
+    have lost, or at maxDuration, the incumbent stays."""
+    st, spec = c.st, c.spec
+    ab = spec.strategy.ab_test
+    assert ab is not None and spec.analysis is not None and st.stable_revision is not None
+    if st.current_step >= 2:  # a winner is being promoted: wait for the router, then finish
+        _, _, why = (st.message or "").partition(_BECAUSE)
+        _promote(c, why or "A/B winner")
+        return
+    weights = _arms_traffic(c)
+    running = [a for a in st.arms if not a.outcome]
+    split = "/".join(str(w) for w in weights.values())
+    waiting = [a for a in running if not c.ready(a.revision)]
+    if waiting:  # no traffic to any challenger until all of them can serve
+        c.d.weights = {rev: (w if rev == st.stable_revision else 0) for rev, w in weights.items()}
+        c.d.weights[st.stable_revision] = 100
+        deadline = _progress_deadline(c)
+        if seconds_since(st.rollout_started_at, c.now) > deadline:
+            _rollback(c, f"challengers {', '.join(a.revision for a in waiting)} not ready within {deadline:.0f}s")
+            return
+        st.phase = "Progressing"
+        st.message = f"A/B test: waiting for {', '.join(a.revision for a in waiting)} to become ready"
+        c.requeue(_FAST)
+        return
+    if st.current_step == 0:
+        if c.weights_match(weights):
+            _advance(c, 2, f"A/B split {split} over {len(st.arms)} challengers confirmed by the router")
+        else:
+            st.phase = "Progressing"
+            st.message = f"A/B test: setting the split to {split}"
+            c.requeue(_FAST)
+        return
+    st.phase = "Progressing"
+    if c.obs.verdicts is not None:
+        _record(c, c.obs.verdicts)
+        if _ab_arms_decide(c):
+            return
+        weights = _arms_traffic(c)  # a loser's share goes back to the incumbent
+        running = [a for a in st.arms if not a.outcome]
+        split = "/".join(str(w) for w in weights.values())
+    elapsed = seconds_since(st.step_started_at, c.now)
+    limit = parse_duration(ab.max_duration)
+    if elapsed >= limit:
+        _rollback(c, f"no winner within {limit:.0f}s: the incumbent stays", outcome="lost")
+        return
+    st.message = (
+        f"A/B test, {len(running)} of {len(st.arms)} challengers running ({split}): deciding on "
+        f"{ab.primary_metric} ({limit - elapsed:.0f}s left)"
+    )
+
+
+def _arms_traffic(c: _Cycle) -> dict[str, int]:
+    """Weights of the incumbent and every challenger (0 for those that lost)."""
+    st = c.st
+    assert st.stable_revision is not None
+    st.canary_weight = sum(a.weight for a in st.arms if not a.outcome)
+    weights = {st.stable_revision: 100 - st.canary_weight}
+    c.d.replicas[st.stable_revision] = c.spec.replicas
+    for arm in st.arms:
+        weights[arm.revision] = 0 if arm.outcome else arm.weight
+        c.d.replicas[arm.revision] = c.spec.replicas
+    c.d.weights = weights
+    return weights
+
+
+def _ab_arms_decide(c: _Cycle) -> bool:
+    """Judge every running challenger; True when the test ended."""
+    from kanaria.analysis.winner import ab_winner
+
+    st, spec = c.st, c.spec
+    ab = spec.strategy.ab_test
+    assert ab is not None and spec.analysis is not None
+    kinds = {m.name: m.kind for m in spec.analysis.metrics}
+    names = (ab.primary_metric, *ab.guardrails)
+    winners: list[tuple[ArmStatus, Verdict, str]] = []
+    for i, arm in enumerate(st.arms):
+        if arm.outcome:
+            continue
+        verdicts = c.obs.verdicts if i == 0 else (c.obs.arm_verdicts or {}).get(arm.revision)
+        if verdicts is None:
+            continue
+        detail = _summary(names, verdicts)
+        failed = [g for g in ab.guardrails if g in verdicts and verdicts[g].failed]
+        primary = verdicts.get(ab.primary_metric)
+        winner = ab_winner(kinds[ab.primary_metric], primary) if primary is not None else None
+        if failed or winner == "incumbent":
+            arm.outcome = "lost"
+            arm.reason = ("guardrail failed: " + _summary(tuple(failed), verdicts)) if failed else (
+                f"the incumbent wins: {detail}")
+            c.event("ChallengerLost", f"revision {arm.revision} ({arm.version}) lost: {arm.reason}", True)
+            if i > 0:
+                c.history(arm.revision, arm.version, "lost", arm.reason)
+            continue
+        guards_pass = all(g in verdicts and verdicts[g].passed for g in ab.guardrails)
+        if winner == "challenger" and guards_pass and primary is not None:
+            winners.append((arm, primary, detail))
+    if winners:
+        lower_is_better = kinds[ab.primary_metric] in ("errorRate", "latency")
+        arm, _, detail = sorted(
+            winners, key=lambda w: (w[1].value if w[1].value is not None else 0.0) * (1 if lower_is_better else -1)
+        )[0]
+        arm.outcome = "won"
+        main = st.arms[0]
+        if arm.revision != main.revision:
+            # Another version than spec.model won: spec.model's revision lost, and is not
+            # retried while the spec stays (it is the rejected revision).
+            if not main.outcome:
+                main.outcome, main.reason = "lost", f"{arm.revision} ({arm.version}) won"
+            c.history(main.revision, main.version, "lost", main.reason)
+            st.rejected_revision = main.revision
+            st.canary_revision, st.canary_version = arm.revision, arm.version
+        st.current_step = 2
+        _promote(c, f"A/B winner among {len(st.arms)} challengers: {detail}")
+        return True
+    if not any(not a.outcome for a in st.arms):
+        st.canary_revision, st.canary_version = st.arms[0].revision, st.arms[0].version
+        _rollback(c, "every challenger lost: the incumbent stays", outcome="lost")
+        return True
+    return False
 
 
 def _end_canary_fields(c: _Cycle) -> None:
@@ -809,7 +964,7 @@ def _rollback_to(c: _Cycle, target: str) -> None:
 def _retention(c: _Cycle) -> None:
     """Scale retired revisions down after the delay; delete the oldest beyond the limit."""
     st, spec = c.st, c.spec
-    serving = {st.stable_revision, st.canary_revision, st.prior_revision} - {None}
+    serving = {st.stable_revision, st.canary_revision, st.prior_revision, *(a.revision for a in st.arms)} - {None}
     for rev in c.obs.workloads:
         if rev not in serving and rev not in st.retired:
             c.retire(rev)  # found without a record (for example after a crash): retire it

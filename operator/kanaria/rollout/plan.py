@@ -43,8 +43,11 @@ def analysis_plan(
         if status.canary_weight <= 0 and not shadowing and not matching:
             return None
         window = _window(seconds_since(status.step_started_at, now), interval)
+        others = tuple(
+            Arm(a.revision, window) for a in status.arms[1:] if not a.outcome
+        ) if status.current_step >= 1 else ()
         return AnalysisPlan(
-            metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window)
+            metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window), others
         )
     if status.phase == "Watching" and status.stable_revision and status.watch_until:
         return _watch_plan(metrics, status, now, interval)

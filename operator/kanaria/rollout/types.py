@@ -114,6 +114,9 @@ class Observations:
     """The mirror in force (revision, percent), read back from the router."""
     match: RouteMatch | None = None
     """The challenger's header match in force, read back from the router."""
+    arm_verdicts: Mapping[str, Mapping[str, Verdict]] | None = None
+    """A/B with several challengers: verdicts of each extra challenger (by revision) against
+    the incumbent, measured with the same plan as ``verdicts``."""
     router_error: str | None = None
     """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
 
@@ -135,6 +138,9 @@ class AnalysisPlan:
     metrics: tuple[str, ...]
     candidate: Arm
     baseline: Arm
+    others: tuple[Arm, ...] = ()
+    """A/B with several challengers: the other running challengers, each judged against the
+    same baseline as the candidate."""
 
 
 @dataclass(frozen=True)
