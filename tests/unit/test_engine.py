@@ -156,6 +156,20 @@ def test_analysis_step(verdicts: dict[str, Verdict] | None, step: int, phase: st
         assert d.status.analysis[0].value == 0.80  # the numbers are in status
 
 
+def test_a_sample_ratio_mismatch_is_shown_and_never_acts() -> None:
+    st = canary_status(step=1, weight=10)
+    off = Verdict(Outcome.FAIL, "sample ratio: canary 30% of requests, expected 10%", samples=1000)
+    seen = obs(workloads=ready("r1", "r2"), verdicts={"accuracy": INC, "latency": PASS, "sample-ratio": off})
+    d = decide(make_spec(), st, seen, T0)
+    assert d.status.phase == "Progressing" and d.status.failures == 0  # not a failed measurement
+    assert "observed split differs from the weights" in d.status.message
+    assert any(r.metric == "sample-ratio" and r.verdict == "fail" for r in d.status.analysis)  # shown
+    passed = obs(workloads=ready("r1", "r2"), verdicts={"accuracy": PASS, "latency": PASS, "sample-ratio": off})
+    assert decide(make_spec(), st, passed, T0).status.current_step == 2  # the judges decide
+    plan = analysis_plan(make_spec(), st, T0 + timedelta(minutes=1))
+    assert plan is not None and plan.expected_split == (10, 90)
+
+
 def test_analysis_step_with_named_metrics_ignores_others() -> None:
     spec = make_spec(
         strategy={"canary": {"steps": [{"setWeight": 10}, {"analysis": {"metrics": ["accuracy"]}}]}}

@@ -122,3 +122,18 @@ def test_undefined_metric_is_inconclusive() -> None:
     plan = AnalysisPlan(("ghost",), PLAN.candidate, PLAN.baseline)
     v = measure([custom()], plan, TableProvider(), TARGET)["ghost"]
     assert v.outcome.value == "inconclusive" and "not defined" in v.reason
+
+
+@pytest.mark.parametrize(("canary", "outcome"), [(1000.0, "pass"), (2500.0, "fail")])
+def test_weighted_split_is_checked_for_sample_ratio_mismatch(canary: float, outcome: str) -> None:
+    answers = {
+        'requests_total{model="iris",revision="canary1"}': QueryResult("q", (Sample({}, canary),)),
+        'requests_total{model="iris",revision="stable1"}': QueryResult("q", (Sample({}, 9000.0),)),
+    }
+    plan = AnalysisPlan((), PLAN.candidate, PLAN.baseline, expected_split=(10, 90))
+    provider = TableProvider(answers)
+    v = measure([], plan, provider, TARGET)["sample-ratio"]
+    assert v.outcome.value == outcome and v.samples == int(canary + 9000)
+    assert len(set(provider.times)) == 1  # both counts from one instant
+    # Without a configured split (shadow, match, watch window) there is no such verdict.
+    assert "sample-ratio" not in measure([], PLAN, TableProvider(answers), TARGET)

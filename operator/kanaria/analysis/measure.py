@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from kanaria.analysis import drift, latency, proportions
 from kanaria.analysis.agreement import judge_agreement
 from kanaria.analysis.provider import MetricProvider, QueryResult
+from kanaria.analysis.srm import sample_ratio_mismatch
 from kanaria.analysis.templates import (
     TemplateError,
     buckets_increase,
@@ -24,9 +25,9 @@ from kanaria.analysis.templates import (
 from kanaria.analysis.verdict import Outcome, Verdict
 from kanaria.api.durations import format_duration
 from kanaria.api.models import Metric
-from kanaria.rollout.types import AnalysisPlan, Arm
+from kanaria.rollout.types import SRM_METRIC, AnalysisPlan, Arm
 
-__all__ = ["Target", "measure", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES"]
+__all__ = ["Target", "measure", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES", "SRM_METRIC"]
 
 DEFAULT_MIN_SAMPLES = {
     "accuracy": 500,
@@ -74,6 +75,7 @@ def measure(
     """
     provider = _Pinned(provider, time.time() if at is None else at)
     wanted = {m.name: m for m in metrics}
+    out_split = _split(plan, provider, target) if plan.expected_split is not None else None
     out: dict[str, Verdict] = {}
     for name in plan.metrics:
         metric = wanted.get(name)
@@ -85,7 +87,22 @@ def measure(
             out[name] = judge(metric, plan, provider, target)
         except _NoData as missing:
             out[name] = Verdict.inconclusive(str(missing), statistic=metric.kind)
+    if out_split is not None:
+        out[SRM_METRIC] = out_split
     return out
+
+
+def _split(plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    """Sample-ratio mismatch: the requests each arm served against the configured weights."""
+    assert plan.expected_split is not None
+    try:
+        counts = [
+            _count(p, counter_increase(METRIC_NAMES["requests"], _labels(t, arm), arm.window, arm.offset))
+            for arm in (plan.candidate, plan.baseline)
+        ]
+    except _NoData as missing:
+        return Verdict.inconclusive(str(missing), statistic="chi2-srm")
+    return sample_ratio_mismatch(counts, list(plan.expected_split))
 
 
 class _Pinned:

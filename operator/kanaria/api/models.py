@@ -417,13 +417,18 @@ class Metric(_Base):
                 {
                     "rule": "self.kind != 'custom' || (has(self.query) && has(self.condition))",
                     "message": "a custom metric needs a query and a condition",
-                }
+                },
+                {
+                    "rule": "self.name != 'sample-ratio'",
+                    "message": "sample-ratio is the name of Kanaria's own split check; choose another name",
+                },
             ]
         }
     )
 
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z][-a-zA-Z0-9_]*$")
-    """Name of this metric, referenced by steps and shown in status."""
+    """Name of this metric, referenced by steps and shown in status (not sample-ratio: that is
+    the split check Kanaria adds to every weighted step)."""
     kind: MetricKind
     """accuracy (delayed ground-truth labels), latency (histogram), errorRate, drift (feature and
     prediction histograms), agreement (how often the new revision's prediction matches the one
@@ -493,6 +498,8 @@ class Analysis(_Base):
         names = [m.name for m in self.metrics]
         if len(names) != len(set(names)):
             raise ValueError("metric names must be unique")
+        if "sample-ratio" in names:
+            raise ValueError("sample-ratio is the name of Kanaria's own split check; choose another name")
         return self
 
 

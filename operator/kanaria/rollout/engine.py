@@ -24,7 +24,7 @@ from kanaria.api.models import (
 from kanaria.api.revision import revision_hash
 from kanaria.rollout.clock import iso, parse_iso, seconds_since
 from kanaria.rollout.conditions import conditions_for
-from kanaria.rollout.types import Decision, Event, Observations, UserAction, route_match
+from kanaria.rollout.types import SRM_METRIC, Decision, Event, Observations, UserAction, route_match
 
 __all__ = ["decide", "HISTORY_LIMIT", "TIMELINE_LIMIT"]
 
@@ -532,6 +532,8 @@ def _analysis_step(c: _Cycle, step: CanaryStep, total: int) -> None:
         f"step {st.current_step + 1}/{total}: judging at {st.canary_weight}%; "
         f"waiting on {', '.join(waiting) or 'the first measurement'}"
     )
+    if latest.get(SRM_METRIC) == "fail":
+        st.message += f"; note: the observed split differs from the weights ({SRM_METRIC} in status.analysis)"
 
 
 def _on_inconclusive(c: _Cycle, reason: str) -> None:
@@ -593,7 +595,7 @@ def _record(c: _Cycle, verdicts: Mapping[str, Verdict]) -> None:
 def _judge(c: _Cycle, verdicts: Mapping[str, Verdict]) -> bool:
     """Record verdicts; roll back (and return True) on a critical failure or too many failures."""
     _record(c, verdicts)
-    failed = sorted(name for name, v in verdicts.items() if v.failed)
+    failed = sorted(name for name, v in verdicts.items() if v.failed and name != SRM_METRIC)
     if not failed:
         return False
     critical = {m.name for m in c.spec.analysis.metrics if m.critical} if c.spec.analysis else set()

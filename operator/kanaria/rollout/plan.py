@@ -46,8 +46,12 @@ def analysis_plan(
         others = tuple(
             Arm(a.revision, window) for a in status.arms[1:] if not a.outcome
         ) if status.current_step >= 1 else ()
+        moving = ab is not None and ab.bandit  # a bandit changes the split within the step
+        weighted = (not shadowing and not matching and not moving and not status.arms
+                    and 0 < status.canary_weight < 100)
+        split = (status.canary_weight, 100 - status.canary_weight) if weighted else None
         return AnalysisPlan(
-            metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window), others
+            metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window), others, split
         )
     if status.phase == "Watching" and status.stable_revision and status.watch_until:
         return _watch_plan(metrics, status, now, interval)

@@ -20,6 +20,7 @@ __all__ = [
     "Event",
     "Decision",
     "HeaderCondition",
+    "SRM_METRIC",
     "RouteMatch",
     "route_match",
 ]
@@ -57,6 +58,12 @@ def route_match(revision: str, match: TrafficMatch) -> RouteMatch:
         conditions.append(HeaderCondition("cookie", cookie_pattern(match.cookie.name, match.cookie.value), True))
     return RouteMatch(revision, tuple(conditions))
 
+
+SRM_METRIC = "sample-ratio"
+"""The verdict under which a weighted split's sample-ratio check appears in status; a name
+no user metric may take. It informs, it never acts: a mismatch since the step started is
+usually the proxy taking a moment to follow the weights (revisions compare per request, so
+the judges stay valid); a lasting one says the split is not what Kanaria set."""
 
 ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback")
 
@@ -141,6 +148,9 @@ class AnalysisPlan:
     others: tuple[Arm, ...] = ()
     """A/B with several challengers: the other running challengers, each judged against the
     same baseline as the candidate."""
+    expected_split: tuple[int, int] | None = None
+    """The configured weights (candidate, baseline) when traffic is split by weight: the
+    observed request counts are checked against them (sample-ratio mismatch)."""
 
 
 @dataclass(frozen=True)
