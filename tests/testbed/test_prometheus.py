@@ -75,3 +75,13 @@ def test_reload_and_outage(exporter: MetricsExporter, prometheus_factory: Factor
     assert prom.url == url
     # Same TSDB: the sample scraped before the outage is still there.
     assert prom.scalar('max_over_time(drift_score{phase="reloaded"}[5m])') == 0.25
+
+
+def test_file_sd_paths_are_absolute_whatever_the_callers_directory() -> None:
+    """Prometheus runs in its own directory: a relative targets file would never be found
+    (``make demo`` passes a relative output directory)."""
+    from pathlib import Path
+
+    cfg = scrape_config([], file_sd=[Path("artifacts/demo/stack/models.targets.json")])
+    files = cfg["scrape_configs"][-1]["file_sd_configs"][0]["files"]
+    assert files == [str(Path.cwd() / "artifacts/demo/stack/models.targets.json")]

@@ -66,7 +66,8 @@ def scrape_config(
         scrape_configs.append(
             {
                 "job_name": "file_sd",
-                "file_sd_configs": [{"files": [str(p) for p in file_sd], "refresh_interval": "1s"}],
+                # absolute: Prometheus resolves relative paths against its own directory
+                "file_sd_configs": [{"files": [str(Path(p).resolve()) for p in file_sd], "refresh_interval": "1s"}],
             }
         )
     return {

@@ -48,7 +48,8 @@ class LocalStack:
         start_operator: bool = True,
         scrape_interval: str = "1s",
     ) -> None:
-        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="kanaria-stack-"))
+        # Absolute: Prometheus (file_sd) and the processes run in other working directories.
+        self.workdir = (workdir or Path(tempfile.mkdtemp(prefix="kanaria-stack-"))).resolve()
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.namespace = namespace
         self._own_cluster = cluster is None
