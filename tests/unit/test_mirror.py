@@ -267,6 +267,7 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
             httpx.post(shadow_faults, json={"error_rate": 1.0}, timeout=5).raise_for_status()
             errors = _metric(chain.shadow, "kanaria_model_errors_total")
             requests = _metric(chain.shadow, "kanaria_model_requests_total")
+            dropped0 = _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown")
             gen = LoadGenerator(mirror.url, DATASET, rate=500, total=200, feedback_delay_s=0.2, seed=3)
             stats = gen.run()
         finally:
@@ -279,7 +280,14 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
             == _metric(chain.shadow, "kanaria_model_requests_total") - requests > 0,
             "every mirrored request to fail on the shadow",
         )
-        assert _binomial_ok(_metric(chain.shadow, "kanaria_model_requests_total") - requests, 200, 0.5)
+        copies = _metric(chain.shadow, "kanaria_model_requests_total") - requests
+        assert _binomial_ok(copies, 200, 0.5)
+        # The shadow kept none of the predictions it failed, so each of their mirrored labels
+        # is dropped as unknown; mirror copies are asynchronous: wait until all have arrived.
+        _eventually(
+            lambda: _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown") - dropped0 == copies,
+            "the failed predictions' labels to be dropped as unknown",
+        )
 
         # Healthy again, through the load generator: labels carry the served prediction and
         # reach the shadow exactly for the requests it saw (picked by the same request id).
