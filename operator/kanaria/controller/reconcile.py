@@ -96,9 +96,7 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     workloads = Workloads(rt.api, name, namespace, meta["uid"])
     states, models = workloads.observe()
     router_error = router.check()
-    weights = router.read() if router_error is None else None
-    mirror = router.read_mirror() if router_error is None else None
-    match = router.read_match() if router_error is None else None
+    weights, mirror, match = router.observe() if router_error is None else (None, None, None)
     verdicts = _measure(rt, spec, status, now, namespace, name, obj)
     arm_verdicts = _measure_others(rt, spec, status, now, name, namespace) if verdicts is not None else None
     obs = Observations(

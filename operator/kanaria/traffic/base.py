@@ -41,6 +41,10 @@ class Router(Protocol):
         """The header match in force, read back; None when there is none."""
         ...
 
+    def observe(self) -> tuple[dict[str, int] | None, tuple[str, int] | None, RouteMatch | None]:
+        """(weights, mirror, match) in force, from one read of the route."""
+        ...
+
     def read(self) -> dict[str, int] | None:
         """The weights in force, read back from the cluster; None when unknown."""
         ...

@@ -172,5 +172,12 @@ class GatewayAPIRouter:
         existing = self._existing()
         return None if existing is None else match_from_route(self.name, existing)
 
+    def observe(self) -> tuple[dict[str, int] | None, tuple[str, int] | None, RouteMatch | None]:
+        existing = self._existing()
+        if existing is None:
+            return None, None, None
+        return (weights_from_route(self.name, existing), mirror_from_route(self.name, existing),
+                match_from_route(self.name, existing))
+
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         return dict(wanted)

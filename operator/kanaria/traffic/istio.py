@@ -118,7 +118,9 @@ class IstioRouter:
         return None if existing is None else weights_from_virtualservice(self.name, existing)
 
     def read_mirror(self) -> tuple[str, int] | None:
-        existing = self._existing()
+        return self._mirror_of(self._existing())
+
+    def _mirror_of(self, existing: Mapping[str, Any] | None) -> tuple[str, int] | None:
         http = _user_http(existing or {})
         mirror = http[0].get("mirror") if http else None
         if not mirror:
@@ -130,6 +132,13 @@ class IstioRouter:
     def read_match(self) -> RouteMatch | None:
         existing = self._existing()
         return None if existing is None else match_from_virtualservice(self.name, existing)
+
+    def observe(self) -> tuple[dict[str, int] | None, tuple[str, int] | None, RouteMatch | None]:
+        existing = self._existing()
+        if existing is None:
+            return None, None, None
+        return (weights_from_virtualservice(self.name, existing), self._mirror_of(existing),
+                match_from_virtualservice(self.name, existing))
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         return dict(wanted)

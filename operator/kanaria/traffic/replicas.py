@@ -95,6 +95,9 @@ class ReplicaRouter:
     def read_match(self) -> RouteMatch | None:
         return None
 
+    def observe(self) -> tuple[dict[str, int] | None, tuple[str, int] | None, RouteMatch | None]:
+        return self.read(), None, None
+
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         out = dict(wanted)
         if weights:
