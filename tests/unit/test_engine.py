@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from kanaria.analysis.verdict import Outcome, Verdict
 from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
-from kanaria.rollout import Observations, UserAction, WorkloadState, analysis_plan, decide
+from kanaria.api.observed import WorkloadState
+from kanaria.api.verdict import Outcome, Verdict
+from kanaria.rollout import Observations, UserAction, analysis_plan, decide
 from kanaria.rollout.clock import iso
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -417,6 +418,25 @@ def test_router_error_moves_no_traffic() -> None:
     assert degraded.status == "True" and "CRD missing" in degraded.message
 
 
+def test_unavailable_metrics_hold_and_show_degraded_from_the_error_field() -> None:
+    """"Metrics unavailable" is data on the verdict, not a prefix of its reason: a verdict with
+    an error holds the step and marks Degraded; an inconclusive one whose reason merely uses
+    the same words does not."""
+    down = Verdict.unavailable_metrics("ConnectionError: refused")
+    st = canary_status(step=1, weight=10)
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), weights={"r1": 90, "r2": 10},
+                                    verdicts={"accuracy": down}), T0)
+    degraded = next(c for c in d.status.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "MetricsUnavailable")
+    assert d.status.current_step == 1 and d.weights == {"r1": 90, "r2": 10}
+    assert d.status.analysis[0].error == "ConnectionError: refused"
+    lookalike = Verdict(Outcome.INCONCLUSIVE, "metrics unavailable: said by a custom metric's reason")
+    d = decide(make_spec(), st, obs(workloads=ready("r1", "r2"), weights={"r1": 90, "r2": 10},
+                                    verdicts={"accuracy": lookalike}), T0)
+    degraded = next(c for c in d.status.conditions if c.type == "Degraded")
+    assert degraded.status == "False"
+
+
 def test_conditions_keep_transition_time_when_unchanged() -> None:
     st = ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
     d1 = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1")), T0)
@@ -549,7 +569,7 @@ def test_shadow_plan_measures_without_live_weight() -> None:
 
 
 def test_ab_by_cookie_routes_matching_requests_and_judges_them() -> None:
-    from kanaria.rollout.types import HeaderCondition, RouteMatch
+    from kanaria.api.routing import HeaderCondition, RouteMatch
 
     spec = ab_spec(match={"cookie": {"name": "ab", "value": "b"}, "headers": [{"name": "X-Tier", "value": "beta"}]})
     st = canary_status(step=0, weight=0)

@@ -14,7 +14,7 @@ from kanaria.analysis.measure import Target, measure, parse_condition
 from kanaria.analysis.provider import QueryResult, Sample
 from kanaria.analysis.templates import TemplateError, escape_label_value, fill_template
 from kanaria.api.models import Metric
-from kanaria.rollout.types import AnalysisPlan, Arm
+from kanaria.api.observed import AnalysisPlan, Arm
 
 PLAN = AnalysisPlan(("m",), Arm("canary1", 60), Arm("stable1", 60))
 TARGET = Target("iris", "models", "iris")
@@ -83,6 +83,9 @@ def test_custom_metric_never_passes_on_missing_evidence(result: QueryResult, out
     assert v.outcome.value == outcome
     if result.error:
         assert "metrics unavailable" in v.reason
+        assert v.error == "ConnectionError: refused" and v.unavailable
+    else:
+        assert v.error is None and not v.unavailable
 
 
 def test_accuracy_counts_flow_into_the_judge() -> None:

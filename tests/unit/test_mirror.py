@@ -357,7 +357,7 @@ def test_pin_sends_the_matching_group_to_one_server_and_keeps_feedback_sticky() 
     import threading
     import urllib.request
 
-    from kanaria.rollout.types import cookie_pattern
+    from kanaria.api.routing import cookie_pattern
     from kanaria.sandbox.mirror import Pin
 
     class Echo(http.server.BaseHTTPRequestHandler):

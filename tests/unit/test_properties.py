@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 from kanaria.analysis.drift import judge_dataset_drift, judge_feature_drift
 from kanaria.analysis.latency import judge_latency
 from kanaria.analysis.proportions import judge_accuracy, judge_error_rate
-from kanaria.analysis.verdict import Outcome, Verdict
 from kanaria.api.models import ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api.observed import WorkloadState
+from kanaria.api.verdict import Outcome, Verdict
 from kanaria.rollout import Observations, UserAction, decide
-from kanaria.rollout.types import WorkloadState
 
 OUTCOMES = {Outcome.PASS, Outcome.FAIL, Outcome.INCONCLUSIVE}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

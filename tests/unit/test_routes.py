@@ -39,7 +39,7 @@ def test_split_replicas_gives_every_live_revision_one() -> None:
 
 
 def test_match_rule_round_trips_and_leaves_the_weighted_rule_alone() -> None:
-    from kanaria.rollout.types import HeaderCondition, RouteMatch, cookie_pattern
+    from kanaria.api.routing import HeaderCondition, RouteMatch, cookie_pattern
     from kanaria.traffic.gatewayapi import _match_rule, match_from_route
 
     user = {"matches": [{"path": {"type": "PathPrefix", "value": "/v1"},
@@ -58,7 +58,7 @@ def test_match_rule_round_trips_and_leaves_the_weighted_rule_alone() -> None:
 
 
 def test_istio_match_route_round_trips() -> None:
-    from kanaria.rollout.types import HeaderCondition, RouteMatch
+    from kanaria.api.routing import HeaderCondition, RouteMatch
     from kanaria.traffic.istio import match_from_virtualservice
 
     vs = {"spec": {"http": [

@@ -21,7 +21,7 @@ from kanaria.analysis.drift import (
     psi,
     psi_noise_floor,
 )
-from kanaria.analysis.verdict import Outcome
+from kanaria.api.verdict import Outcome
 
 P = [120, 340, 500, 610, 480, 300, 150, 60, 25, 5]
 Q = [100, 300, 450, 600, 520, 360, 190, 90, 40, 10]

@@ -16,7 +16,7 @@ from kanaria.analysis.latency import (
     judge_latency,
     mann_whitney_from_buckets,
 )
-from kanaria.analysis.verdict import Outcome
+from kanaria.api.verdict import Outcome
 
 BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, math.inf]
 

@@ -23,7 +23,7 @@ from kanaria.analysis.sequential import (
     normal_mixture_lr,
     normal_mixture_radius,
 )
-from kanaria.analysis.verdict import Outcome
+from kanaria.api.verdict import Outcome
 
 RANK = {Outcome.FAIL: 0, Outcome.INCONCLUSIVE: 1, Outcome.PASS: 2}
 

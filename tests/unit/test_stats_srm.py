@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scipy import stats
 
 from kanaria.analysis.srm import sample_ratio_mismatch
-from kanaria.analysis.verdict import Outcome
+from kanaria.api.verdict import Outcome
 
 
 def test_matches_scipy_chisquare() -> None:

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from kanaria.analysis.verdict import Outcome, Verdict
-from kanaria.analysis.winner import ab_winner, thompson_weight
+from kanaria.api.verdict import Outcome, Verdict
+from kanaria.rollout.winner import ab_winner, thompson_weight
 
 
 def v(outcome: Outcome, value: float, baseline: float, n: int = 4000, nb: int = 4000, **kw: float) -> Verdict:

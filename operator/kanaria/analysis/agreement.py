@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from kanaria.analysis.sequential import binomial_mixture_lr
-from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = ["judge_agreement"]
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from scipy import stats
 
 from kanaria.analysis.sequential import sequence_problem
-from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = [
     "bins_from_cumulative",

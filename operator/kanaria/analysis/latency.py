@@ -14,7 +14,7 @@ from scipy import stats
 
 from kanaria.analysis.drift import bins_from_cumulative
 from kanaria.analysis.sequential import binomial_mixture_lr, count_problem, sequence_problem
-from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = [
     "bucket_quantile",

@@ -22,10 +22,10 @@ from kanaria.analysis.templates import (
     counter_increase,
     fill_template,
 )
-from kanaria.analysis.verdict import Outcome, Verdict
 from kanaria.api.durations import format_duration
 from kanaria.api.models import Metric
-from kanaria.rollout.types import SRM_METRIC, AnalysisPlan, Arm
+from kanaria.api.observed import SRM_METRIC, AnalysisPlan, Arm
+from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = ["Target", "measure", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES", "SRM_METRIC"]
 
@@ -86,7 +86,7 @@ def measure(
         try:
             out[name] = judge(metric, plan, provider, target)
         except _NoData as missing:
-            out[name] = Verdict.inconclusive(str(missing), statistic=metric.kind)
+            out[name] = missing.verdict(metric.kind)
     if out_split is not None:
         out[SRM_METRIC] = out_split
     return out
@@ -101,7 +101,7 @@ def _split(plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
             for arm in (plan.candidate, plan.baseline)
         ]
     except _NoData as missing:
-        return Verdict.inconclusive(str(missing), statistic="chi2-srm")
+        return missing.verdict("chi2-srm")
     return sample_ratio_mismatch(counts, list(plan.expected_split))
 
 
@@ -119,7 +119,17 @@ class _Pinned:
 
 
 class _NoData(Exception):
-    """A query gave no usable evidence (error, empty, NaN or Inf)."""
+    """A query gave no usable evidence (error, empty, NaN or Inf); ``error`` is set when the
+    query itself failed (the metrics could not be read)."""
+
+    def __init__(self, message: str, error: str | None = None) -> None:
+        super().__init__(message)
+        self.error = error
+
+    def verdict(self, statistic: str) -> Verdict:
+        if self.error is not None:
+            return Verdict.unavailable_metrics(self.error, statistic=statistic)
+        return Verdict.inconclusive(str(self), statistic=statistic)
 
 
 def _labels(target: Target, arm: Arm) -> dict[str, str]:
@@ -137,7 +147,7 @@ def _count(provider: MetricProvider, query: str) -> int:
 
 def _check(result: QueryResult) -> None:
     if result.error is not None:
-        raise _NoData(f"metrics unavailable: {result.error}")
+        raise _NoData(f"metrics unavailable: {result.error}", error=result.error)
     for sample in result.samples:
         if not math.isfinite(sample.value):
             raise _NoData(f"query returned {sample.value}: {result.query}")

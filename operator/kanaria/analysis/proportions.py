@@ -17,7 +17,7 @@ from kanaria.analysis.sequential import (
     normal_mixture_lr,
     normal_mixture_radius,
 )
-from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = [
     "error_rate_required_requests",

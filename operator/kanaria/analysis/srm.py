@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from scipy import stats
 
 from kanaria.analysis.sequential import sequence_problem
-from kanaria.analysis.verdict import Outcome, Verdict
+from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = ["sample_ratio_mismatch"]
 

@@ -686,6 +686,8 @@ class MetricResult(_Base):
     threshold: float | None = None
     p_value: float | None = None
     reason: str = ""
+    error: str | None = None
+    """Set when the metrics could not be read at all (the verdict is then inconclusive)."""
     at: str = ""
 
 

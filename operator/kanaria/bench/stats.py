@@ -45,7 +45,7 @@ from kanaria.analysis.proportions import (
     msprt_required_samples,
     required_samples_per_arm,
 )
-from kanaria.analysis.verdict import Outcome
+from kanaria.api.verdict import Outcome
 
 __all__ = [
     "BUCKETS",

@@ -8,8 +8,8 @@ from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
-from kanaria.analysis.verdict import Verdict
 from kanaria.api.models import Phase
+from kanaria.api.verdict import Verdict
 from kanaria.rollout.types import Decision
 
 __all__ = ["OperatorMetrics"]
@@ -66,7 +66,7 @@ class OperatorMetrics:
         self.analysis_seconds.labels(ns, name).observe(seconds)
         for metric, verdict in verdicts.items():
             self.verdicts.labels(ns, name, metric, verdict.outcome.value).inc()
-            if verdict.reason.startswith("metrics unavailable"):
+            if verdict.unavailable:
                 self.query_errors.labels(ns, name, metric).inc()
 
     def on_reconcile_error(self, namespace: str, name: str) -> None:

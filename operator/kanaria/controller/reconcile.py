@@ -20,10 +20,10 @@ from pydantic import ValidationError
 
 from kanaria.analysis.measure import Target, measure
 from kanaria.analysis.provider import MetricProvider, provider_for
-from kanaria.analysis.verdict import Verdict
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
 from kanaria.api.revision import revision_hash
+from kanaria.api.verdict import Verdict
 from kanaria.controller.events import post_event
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
 from kanaria.rollout.conditions import invalid_spec_condition

@@ -2,25 +2,14 @@
 
 from kanaria.rollout.engine import decide, step_metrics
 from kanaria.rollout.plan import analysis_plan
-from kanaria.rollout.types import (
-    AnalysisPlan,
-    Arm,
-    Decision,
-    Event,
-    Observations,
-    UserAction,
-    WorkloadState,
-)
+from kanaria.rollout.types import Decision, Event, Observations, UserAction
 
 __all__ = [
     "decide",
     "analysis_plan",
     "step_metrics",
-    "AnalysisPlan",
-    "Arm",
     "Decision",
     "Event",
     "Observations",
     "UserAction",
-    "WorkloadState",
 ]

@@ -28,7 +28,7 @@ def conditions_for(
     available = state is not None and state.ready > 0
     in_rollout = status.canary_revision is not None
     metrics_down = next(
-        (r.reason for r in status.analysis if r.reason.startswith("metrics unavailable")), None
+        (r.reason for r in status.analysis if r.error is not None), None
     )
     wanted = [
         _cond(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from kanaria.analysis.verdict import Verdict
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import (
     ArmStatus,
@@ -21,10 +20,13 @@ from kanaria.api.models import (
     ModelDeploymentStatus,
     TimelineEntry,
 )
+from kanaria.api.observed import SRM_METRIC
 from kanaria.api.revision import revision_hash
+from kanaria.api.routing import route_match
+from kanaria.api.verdict import Verdict
 from kanaria.rollout.clock import iso, parse_iso, seconds_since
 from kanaria.rollout.conditions import conditions_for
-from kanaria.rollout.types import SRM_METRIC, Decision, Event, Observations, UserAction, route_match
+from kanaria.rollout.types import Decision, Event, Observations, UserAction
 
 __all__ = ["decide", "HISTORY_LIMIT", "TIMELINE_LIMIT"]
 
@@ -405,7 +407,7 @@ def _progress_shadow(c: _Cycle) -> None:
 
 def _ab_decide(c: _Cycle, verdicts: Mapping[str, Verdict]) -> bool:
     """Act on one measurement of an A/B test; True when the test ended."""
-    from kanaria.analysis.winner import ab_winner, thompson_weight
+    from kanaria.rollout.winner import ab_winner, thompson_weight
 
     st, spec = c.st, c.spec
     ab = spec.strategy.ab_test
@@ -585,6 +587,7 @@ def _record(c: _Cycle, verdicts: Mapping[str, Verdict]) -> None:
             threshold=v.threshold,
             p_value=v.p_value,
             reason=v.reason,
+            error=v.error,
             at=at,
         )
         for name, v in sorted(verdicts.items())
@@ -782,7 +785,7 @@ def _arms_traffic(c: _Cycle) -> dict[str, int]:
 
 def _ab_arms_decide(c: _Cycle) -> bool:
     """Judge every running challenger; True when the test ended."""
-    from kanaria.analysis.winner import ab_winner
+    from kanaria.rollout.winner import ab_winner
 
     st, spec = c.st, c.spec
     ab = spec.strategy.ab_test

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from kanaria.api.models import ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api.observed import AnalysisPlan, Arm
 from kanaria.rollout.clock import seconds_since
-from kanaria.rollout.types import AnalysisPlan, Arm
 
 __all__ = ["analysis_plan", "MAX_WINDOW"]
 

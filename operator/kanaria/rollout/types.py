@@ -1,69 +1,20 @@
-"""What the engine sees (observations) and what it asks for (a decision)."""
+"""What the engine sees (observations) and what it asks for (a decision).
+
+The types it shares with other packages (route matches, workload state, analysis plans,
+verdicts) live in ``kanaria.api``."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from kanaria.analysis.verdict import Verdict
-from kanaria.api.models import ModelDeploymentStatus, TrafficMatch
+from kanaria.api.models import ModelDeploymentStatus
+from kanaria.api.observed import WorkloadState
+from kanaria.api.routing import RouteMatch
+from kanaria.api.verdict import Verdict
 
-__all__ = [
-    "ACTIONS",
-    "UserAction",
-    "WorkloadState",
-    "Observations",
-    "Arm",
-    "AnalysisPlan",
-    "Event",
-    "Decision",
-    "HeaderCondition",
-    "SRM_METRIC",
-    "RouteMatch",
-    "route_match",
-]
-
-@dataclass(frozen=True)
-class HeaderCondition:
-    """One header a request must carry: ``name`` (lower case) equal to ``value``, or matching
-    it as a regular expression."""
-
-    name: str
-    value: str
-    regex: bool = False
-
-
-@dataclass(frozen=True)
-class RouteMatch:
-    """Requests whose headers all match go to ``revision``; all others follow the weights."""
-
-    revision: str
-    headers: tuple[HeaderCondition, ...]
-
-
-def cookie_pattern(name: str, value: str) -> str:
-    """An anchored regular expression on the Cookie header for ``name=value`` (cookie tokens
-    are validated by the API; regex metacharacters among them are escaped)."""
-    return rf"^(.*;\s*)?{re.escape(name)}={re.escape(value)}(\s*;.*)?$"
-
-
-def route_match(revision: str, match: TrafficMatch) -> RouteMatch:
-    """The router-level form of an A/B test's match: the cookie becomes a Cookie header regex."""
-    conditions = [
-        HeaderCondition(h.name.lower(), h.value, h.type == "RegularExpression") for h in match.headers
-    ]
-    if match.cookie is not None:
-        conditions.append(HeaderCondition("cookie", cookie_pattern(match.cookie.name, match.cookie.value), True))
-    return RouteMatch(revision, tuple(conditions))
-
-
-SRM_METRIC = "sample-ratio"
-"""The verdict under which a weighted split's sample-ratio check appears in status; a name
-no user metric may take. It informs, it never acts: a mismatch since the step started is
-usually the proxy taking a moment to follow the weights (revisions compare per request, so
-the judges stay valid); a lasting one says the split is not what Kanaria set."""
+__all__ = ["ACTIONS", "UserAction", "Observations", "Event", "Decision"]
 
 ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback")
 
@@ -95,14 +46,6 @@ class UserAction:
 
 
 @dataclass(frozen=True)
-class WorkloadState:
-    """A revision's Deployment as observed."""
-
-    replicas: int
-    ready: int
-
-
-@dataclass(frozen=True)
 class Observations:
     """Everything ``decide`` may know about the world, gathered by the controller."""
 
@@ -126,31 +69,6 @@ class Observations:
     the incumbent, measured with the same plan as ``verdicts``."""
     router_error: str | None = None
     """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
-
-
-@dataclass(frozen=True)
-class Arm:
-    """One side of a comparison: a revision, measured over ``window`` seconds ending
-    ``offset`` seconds ago (0: ending now)."""
-
-    revision: str
-    window: float
-    offset: float = 0.0
-
-
-@dataclass(frozen=True)
-class AnalysisPlan:
-    """What to measure this cycle: the candidate arm against the baseline arm."""
-
-    metrics: tuple[str, ...]
-    candidate: Arm
-    baseline: Arm
-    others: tuple[Arm, ...] = ()
-    """A/B with several challengers: the other running challengers, each judged against the
-    same baseline as the candidate."""
-    expected_split: tuple[int, int] | None = None
-    """The configured weights (candidate, baseline) when traffic is split by weight: the
-    observed request counts are checked against them (sample-ratio mismatch)."""
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kanaria.rollout.types import RouteMatch
+from kanaria.api.routing import RouteMatch
 
 __all__ = ["MATCH_RULE", "Router", "normalise", "revision_of", "crd_problem", "get_or_none"]
 

@@ -9,7 +9,7 @@ from kubernetes import client
 
 from kanaria.api.models import IstioTraffic
 from kanaria.api.revision import revision_name
-from kanaria.rollout.types import HeaderCondition, RouteMatch
+from kanaria.api.routing import HeaderCondition, RouteMatch
 from kanaria.traffic.base import MATCH_RULE, crd_problem, get_or_none, normalise, revision_of
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import labels_for, owner_reference

@@ -14,7 +14,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kanaria.api.models import ReplicasTraffic
-from kanaria.rollout.types import RouteMatch
+from kanaria.api.routing import RouteMatch
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import LABEL_DEPLOYMENT, LABEL_REVISION, service_manifest
 

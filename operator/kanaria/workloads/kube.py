@@ -8,8 +8,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from kanaria.api.models import ModelDeploymentSpec
+from kanaria.api.observed import WorkloadState
 from kanaria.api.revision import revision_name
-from kanaria.rollout.types import WorkloadState
 from kanaria.workloads.objects import (
     ANNOTATION_MODEL,
     LABEL_DEPLOYMENT,

@@ -1,4 +1,8 @@
-"""The verdict every analysis returns: pass, fail, or not enough evidence yet."""
+"""The verdict every analysis returns: pass, fail, or not enough evidence yet.
+
+Shared by ``analysis`` (which produces verdicts), ``rollout`` (which acts on them) and the
+controller (which records them); it lives in ``api`` so none of those imports another for it.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +30,10 @@ class Verdict:
     ``"psi+chi2"``, ``"threshold"``, ...), ``score`` is that statistic's value and
     ``threshold`` the bound it was compared with; ``p_value`` is set where the test has one
     (for the mixture SPRT it carries 1/Λ, the always-valid p-value bound).
+
+    ``error`` is set when there was no evidence to judge because the measurement itself
+    failed (Prometheus unreachable, a query refused): such a verdict is always inconclusive,
+    and the operator holds rather than moving traffic. It is data, not a prefix of ``reason``.
     """
 
     outcome: Outcome
@@ -39,6 +47,7 @@ class Verdict:
     samples: int = 0
     baseline_samples: int = 0
     details: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -48,9 +57,19 @@ class Verdict:
     def failed(self) -> bool:
         return self.outcome is Outcome.FAIL
 
+    @property
+    def unavailable(self) -> bool:
+        """True when the metrics could not be read at all (``error`` says why)."""
+        return self.error is not None
+
     @staticmethod
     def inconclusive(reason: str, **numbers: object) -> Verdict:
         return Verdict(Outcome.INCONCLUSIVE, reason, **numbers)  # type: ignore[arg-type]
+
+    @staticmethod
+    def unavailable_metrics(error: str, **numbers: object) -> Verdict:
+        """An inconclusive verdict because the measurement failed; the reason says so too."""
+        return Verdict(Outcome.INCONCLUSIVE, f"metrics unavailable: {error}", error=error, **numbers)  # type: ignore[arg-type]
 
 
 def finite(*values: float | None) -> bool:

@@ -11,7 +11,7 @@ import math
 from typing import Literal
 
 from kanaria.analysis.proportions import msprt_two_proportions
-from kanaria.analysis.verdict import Outcome, Verdict, finite
+from kanaria.api.verdict import Outcome, Verdict, finite
 
 __all__ = ["Winner", "ab_winner", "thompson_weight"]
 

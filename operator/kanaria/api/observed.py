@@ -1,0 +1,49 @@
+"""What the controller observes and what analysis is asked to measure: plain types shared by
+``workloads`` (which reads workload state), ``analysis`` (which measures a plan) and ``rollout``
+(which makes the plan and reads both)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["WorkloadState", "Arm", "AnalysisPlan", "SRM_METRIC"]
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """A revision's Deployment as observed."""
+
+    replicas: int
+    ready: int
+
+
+SRM_METRIC = "sample-ratio"
+"""The verdict under which a weighted split's sample-ratio check appears in status; a name
+no user metric may take. It informs, it never acts: a mismatch since the step started is
+usually the proxy taking a moment to follow the weights (revisions compare per request, so
+the judges stay valid); a lasting one says the split is not what Kanaria set."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One side of a comparison: a revision, measured over ``window`` seconds ending
+    ``offset`` seconds ago (0: ending now)."""
+
+    revision: str
+    window: float
+    offset: float = 0.0
+
+
+@dataclass(frozen=True)
+class AnalysisPlan:
+    """What to measure this cycle: the candidate arm against the baseline arm."""
+
+    metrics: tuple[str, ...]
+    candidate: Arm
+    baseline: Arm
+    others: tuple[Arm, ...] = ()
+    """A/B with several challengers: the other running challengers, each judged against the
+    same baseline as the candidate."""
+    expected_split: tuple[int, int] | None = None
+    """The configured weights (candidate, baseline) when traffic is split by weight: the
+    observed request counts are checked against them (sample-ratio mismatch)."""
