@@ -437,6 +437,28 @@ def test_unavailable_metrics_hold_and_show_degraded_from_the_error_field() -> No
     assert degraded.status == "False"
 
 
+def test_an_automatic_pause_keeps_its_own_reason() -> None:
+    """Not enough evidence pauses for a person; the next cycles still say why, and a person's
+    own pause says it was a person."""
+    spec = make_spec(analysis={"metrics": [{"name": "accuracy", "kind": "accuracy"}],
+                               "prometheus": {"address": "http://prom:9090"},
+                               "inconclusiveLimit": 0, "interval": "10s"},
+                     strategy={"canary": {"steps": [{"setWeight": 10}, {"analysis": {}}]}})
+    st = canary_status(step=1, weight=10)
+    seen = {"r1": 90, "r2": 10}
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), weights=seen, verdicts={"accuracy": INC}), T0)
+    assert d.status.phase == "Paused" and "inconclusive" in d.status.message
+    reason = d.status.message
+    later = decide(spec, d.status, obs(workloads=ready("r1", "r2"), weights=seen), T0 + timedelta(minutes=1))
+    assert later.status.phase == "Paused" and later.status.message == reason
+    assert "by a person" not in later.status.message
+    resumed = decide(spec, later.status, obs(workloads=ready("r1", "r2"), weights=seen,
+                                             action=UserAction.parse("resume@1")), T0 + timedelta(minutes=2))
+    paused = decide(spec, resumed.status, obs(workloads=ready("r1", "r2"), weights=seen,
+                                              action=UserAction.parse("pause@2")), T0 + timedelta(minutes=3))
+    assert paused.status.phase == "Paused" and paused.status.message.startswith("paused by a person")
+
+
 def test_conditions_keep_transition_time_when_unchanged() -> None:
     st = ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
     d1 = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1")), T0)
@@ -528,6 +550,27 @@ def test_ab_bandit_moves_the_split_within_the_floor() -> None:
     assert 30 < d.status.canary_weight <= 90
     assert d.weights == {"r1": 100 - d.status.canary_weight, "r2": d.status.canary_weight}
     assert any(e.reason == "SplitChanged" for e in d.events)
+
+
+def test_ab_gives_no_traffic_to_a_challenger_that_is_not_ready() -> None:
+    """One challenger or several, the same rule: the incumbent keeps everything until every
+    challenger can serve."""
+    st = canary_status(step=0, weight=0)
+    d = decide(ab_spec(), st, obs(workloads=ready("r1")), T0)
+    assert d.weights == {"r1": 100, "r2": 0} and d.replicas["r2"] == 2
+    assert "waiting for canary revision r2" in d.status.message
+
+
+def test_ab_bandit_on_error_rate_favours_the_challenger_with_fewer_errors() -> None:
+    spec = make_spec(
+        analysis={"metrics": [{"name": "errors", "kind": "errorRate"}], "interval": "10s",
+                  "prometheus": {"address": "http://prom:9090"}},
+        strategy={"abTest": {"weight": 30, "primaryMetric": "errors", "bandit": True, "maxDuration": "10m"}},
+    )
+    st = canary_status(step=1, weight=30)
+    fewer = Verdict(Outcome.PASS, "p", value=0.01, baseline=0.02, samples=300, baseline_samples=700)
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), verdicts={"errors": fewer}), T0)
+    assert d.status.canary_weight > 30 and d.weights == {"r1": 100 - d.status.canary_weight, "r2": d.status.canary_weight}
 
 
 # --------------------------------------------------------------------------- shadow

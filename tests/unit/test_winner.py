@@ -7,7 +7,7 @@ import math
 import pytest
 
 from kanaria.api.verdict import Outcome, Verdict
-from kanaria.rollout.winner import ab_winner, thompson_weight
+from kanaria.rollout.winner import ab_winner, higher_is_better, thompson_weight
 
 
 def v(outcome: Outcome, value: float, baseline: float, n: int = 4000, nb: int = 4000, **kw: float) -> Verdict:
@@ -44,3 +44,9 @@ def test_thompson_weight_follows_the_evidence_and_keeps_the_floor() -> None:
     assert mild is not None and 50 < mild < 95
     assert thompson_weight(v(Outcome.PASS, 0.01, 0.02), higher_is_better=False) == 90
     assert thompson_weight(Verdict(Outcome.PASS, "no numbers")) is None
+
+
+def test_one_direction_of_better_for_every_kind() -> None:
+    """The bandit and the choice among several winners read "better" the same way."""
+    assert higher_is_better("accuracy") and higher_is_better("custom")
+    assert not higher_is_better("errorRate") and not higher_is_better("latency")

@@ -752,7 +752,9 @@ class ModelDeploymentStatus(_Base):
     inconclusive_streak: int = 0
     """Consecutive inconclusive measurements at this step."""
     paused: bool = False
-    """A person paused the rollout."""
+    """The rollout is paused until a person resumes, promotes or aborts it."""
+    pause_reason: str = ""
+    """Why it paused, when not by a person's request (for example not enough evidence in time)."""
     prior_revision: str | None = None
     """The revision promoted over, kept warm through the watch window."""
     prior_version: str | None = None

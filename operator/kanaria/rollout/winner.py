@@ -13,7 +13,7 @@ from typing import Literal
 from kanaria.analysis.proportions import msprt_two_proportions
 from kanaria.api.verdict import Outcome, Verdict, finite
 
-__all__ = ["Winner", "ab_winner", "thompson_weight"]
+__all__ = ["Winner", "ab_winner", "higher_is_better", "thompson_weight"]
 
 Winner = Literal["challenger", "incumbent"]
 
@@ -25,6 +25,11 @@ def _counts(v: Verdict) -> tuple[int, int, int, int] | None:
     xc = int(round(min(1.0, max(0.0, v.value)) * v.samples))
     xb = int(round(min(1.0, max(0.0, v.baseline)) * v.baseline_samples))
     return xb, v.baseline_samples, xc, v.samples
+
+
+def higher_is_better(kind: str) -> bool:
+    """The direction of "better" for a metric kind: lower error rates and latencies win."""
+    return kind not in ("errorRate", "latency")
 
 
 def ab_winner(kind: str, verdict: Verdict, *, alpha: float = 0.05, tau: float = 0.02) -> Winner | None:

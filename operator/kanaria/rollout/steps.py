@@ -1,0 +1,72 @@
+"""Step mechanics every strategy shares: advancing, waiting for a revision to be ready,
+pausing for a person when the evidence does not come, and the metrics a step judges."""
+
+from __future__ import annotations
+
+from kanaria.api.models import CanaryStep, ModelDeploymentSpec
+from kanaria.rollout.clock import iso, seconds_since
+from kanaria.rollout.cycle import FAST, Cycle
+from kanaria.rollout.endings import rollback
+
+__all__ = ["advance", "wait_for_canary_ready", "on_inconclusive", "step_metrics", "show_pause"]
+
+
+def advance(c: Cycle, total: int, why: str) -> None:
+    st = c.st
+    st.current_step += 1
+    st.step_started_at = iso(c.now)
+    st.inconclusive_streak = 0
+    c.event("StepAdvanced", f"step {st.current_step}/{total} done: {why}")
+    st.message = f"step {st.current_step}/{total} done: {why}"
+    c.requeue(FAST)
+
+
+def wait_for_canary_ready(c: Cycle) -> None:
+    st = c.st
+    deadline = c.progress_deadline()
+    waited = seconds_since(st.rollout_started_at, c.now)
+    state = c.obs.workloads.get(st.canary_revision or "")
+    ready = state.ready if state else 0
+    if waited > deadline:
+        rollback(
+            c,
+            f"canary revision {st.canary_revision} did not become ready within "
+            f"{deadline:.0f}s ({ready}/{c.spec.replicas} replicas ready)",
+        )
+        return
+    st.phase = "Progressing"
+    st.message = (
+        f"waiting for canary revision {st.canary_revision}: {ready}/{c.spec.replicas} "
+        f"replicas ready ({waited:.0f}s of {deadline:.0f}s)"
+    )
+    c.requeue(2.0)
+
+
+def on_inconclusive(c: Cycle, reason: str) -> None:
+    """Not enough evidence in time: roll back or pause for a person, as the spec says. An
+    automatic pause keeps its own reason in status until a person acts."""
+    st, spec = c.st, c.spec
+    policy = spec.analysis.on_inconclusive if spec.analysis else "pause"
+    if policy == "rollback":
+        rollback(c, f"not enough evidence: {reason}")
+        return
+    if not st.paused:
+        c.event("Paused", f"waiting for a person: {reason}", warning=True)
+    st.paused = True
+    st.pause_reason = f"paused for a person (resume, promote or abort): {reason}"
+    st.phase = "Paused"
+    st.message = st.pause_reason
+
+
+def show_pause(c: Cycle, by_person: str) -> None:
+    """A paused rollout says why: its automatic reason, or ``by_person``."""
+    c.st.phase = "Paused"
+    c.st.message = c.st.pause_reason or by_person
+
+
+def step_metrics(spec: ModelDeploymentSpec, step: CanaryStep | None) -> tuple[str, ...]:
+    """Metrics judged at an analysis step (all metrics when the step names none)."""
+    names = [m.name for m in spec.analysis.metrics] if spec.analysis else []
+    if step is not None and step.analysis is not None and step.analysis.metrics:
+        return tuple(step.analysis.metrics)
+    return tuple(names)
