@@ -110,7 +110,7 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
 
     def launch(rev: str, art: Path) -> None:
         env = {"KANARIA_MODEL_URI": str(art), "KANARIA_MODEL_NAME": "bc", "KANARIA_REVISION": rev}
-        procs[rev] = ModelServerProcess(env)
+        procs[rev] = ModelServerProcess(env, enable_faults=True)  # the shadow is made to fail
 
     proxy: HAProxyProxy | None = None
     try:

@@ -20,7 +20,9 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def server(artifact: Path) -> Iterator[ModelServer]:
-    config = ServerConfig(model_uri=f"file://{artifact}", model_name="iris", revision="rev1", fault_seed=1)
+    config = ServerConfig(
+        model_uri=f"file://{artifact}", model_name="iris", revision="rev1", fault_seed=1, faults_enabled=True
+    )
     with ModelServer(config) as srv:
         yield srv
 
@@ -90,7 +92,7 @@ def test_modelserver_cli_process_reads_env(artifact: Path) -> None:
         "KANARIA_MODEL_VERSION": "v7",
         "KANARIA_FAULT_ERROR_RATE": "1",
     }
-    with ModelServerProcess(env) as proc:
+    with ModelServerProcess(env, enable_faults=True) as proc:
         r = httpx.post(f"{proc.url}/predict", json={"features": [5.0, 3.0, 1.5, 0.2]}, timeout=10)
         assert r.status_code == 500
         health = httpx.get(f"{proc.url}/healthz", timeout=10).json()
@@ -116,3 +118,49 @@ def test_input_scale_fault_is_parsed_and_refused_when_malformed() -> None:
 
     with pytest.raises(ValueError, match="INDEX:FACTOR"):
         ServerConfig.from_env({"KANARIA_MODEL_URI": "/x", "KANARIA_FAULT_INPUT_SCALE": "three"})
+
+
+def test_modelserver_fault_injection_is_off_unless_the_sandbox_turns_it_on(artifact: Path) -> None:
+    config = ServerConfig(model_uri=f"file://{artifact}", model_name="iris", revision="rev1")
+    assert config.faults_enabled is False
+    row = list(load_split("iris").X_test[0])
+    with ModelServer(config) as srv, httpx.Client(base_url=srv.url, timeout=10) as client:
+        for answer in (client.get("/admin/faults"), client.post("/admin/faults", json={"error_rate": 1.0})):
+            assert answer.status_code == 404
+            assert "fault injection is off" in answer.json()["error"]
+            assert "--enable-faults" in answer.json()["error"]
+        assert client.post("/predict", json={"features": row}).status_code == 200
+        assert _metric(client.get("/metrics").text, "kanaria_model_errors_total") == 0
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"KANARIA_FAULT_ERROR_RATE": "0.5"},
+        {"KANARIA_FAULT_DELAY_MS": "40"},
+        {"KANARIA_FAULT_INPUT_SCALE": "0:3"},
+        {"KANARIA_FAULT_SEED": "1"},
+    ],
+)
+def test_modelserver_refuses_fault_settings_while_faults_are_off(artifact: Path, env: dict[str, str]) -> None:
+    config = ServerConfig.from_env({"KANARIA_MODEL_URI": str(artifact), **env})
+    with pytest.raises(ValueError, match=f"fault injection is off but {next(iter(env))}"):
+        ModelServer(config)
+    ModelServer(ServerConfig.from_env({"KANARIA_MODEL_URI": str(artifact), **env}, faults_enabled=True)).close()
+
+
+def test_modelserver_refuses_an_artifact_with_faults_while_faults_are_off(tmp_path: Path) -> None:
+    faulty = train_revision("iris", "v2", tmp_path / "v2", error_rate=0.2)
+    with pytest.raises(ValueError, match="meta.json faults.error_rate"):
+        ModelServer(ServerConfig(model_uri=str(faulty)))
+    with ModelServer(ServerConfig(model_uri=str(faulty), faults_enabled=True)) as srv:
+        assert srv.faults.as_dict() == {"delay_ms": 0.0, "error_rate": 0.2}
+
+
+def test_modelserver_process_without_the_switch_answers_404_on_faults(artifact: Path) -> None:
+    env = {"KANARIA_MODEL_URI": str(artifact), "KANARIA_REVISION": "plain"}
+    with ModelServerProcess(env) as proc:
+        answer = httpx.post(f"{proc.url}/admin/faults", json={"error_rate": 1.0}, timeout=10)
+        assert answer.status_code == 404 and "fault injection is off" in answer.json()["error"]
+    with pytest.raises(RuntimeError, match="fault injection is off"):
+        ModelServerProcess({**env, "KANARIA_FAULT_ERROR_RATE": "1"}).stop()

@@ -200,3 +200,48 @@ def test_monitor_fixed_bins_match_numpy(edges: list[float], values: list[float])
     assert [count for _, count in cumulative] == expected
     assert cumulative[-1][0] == "+Inf"
     assert [float(le) for le, _ in cumulative[:-1]] == edges
+
+
+def _numpy_decile_edges(values: list[float]) -> tuple[float, ...]:
+    """What ``decile_edges`` computed when it used numpy: the reference it must equal."""
+    data = np.asarray(values, dtype=float)
+    data = data[np.isfinite(data)]
+    quantiles = np.quantile(data, [q / 10 for q in range(1, 10)])
+    return tuple(float(edge) for edge in np.unique(np.round(quantiles, 12)))
+
+
+def test_monitor_deciles_equal_numpy_on_random_data() -> None:
+    """Pure-Python deciles are numpy's, exactly (same bins for old and new profiles)."""
+    rng = np.random.default_rng(20251202)
+    samples = [[7.5], [1.0, 2.0], [0.1, 0.2, 0.3], [float("nan"), 1.0, float("inf"), -3.0]]
+    for size in (*range(4, 40), 99, 100, 101, 1000, 4096):
+        samples.append(list(rng.normal(size=size)))
+        samples.append(list(rng.integers(-3, 4, size).astype(float)))
+        samples.append(list(rng.lognormal(0, 3, size) * rng.choice([1e-9, 1.0, 1e9])))
+        samples.append(list(np.round(rng.uniform(0, 1, size), 3)))
+    for values in samples:
+        assert decile_edges(values) == _numpy_decile_edges(values), values
+    X = rng.normal(size=(500, 3))
+    profile = ReferenceProfile.from_training_data(X, ["a", "b", "c"], rng.uniform(size=500), [0])
+    assert profile.feature_edges == tuple(_numpy_decile_edges(list(X[:, j])) for j in range(3))
+    assert ReferenceProfile.from_training_data(X.tolist(), ["a", "b", "c"], [0.5], [0]) == (
+        ReferenceProfile.from_training_data(X, ["a", "b", "c"], [0.5], [0])
+    )
+
+
+@given(values=st.lists(st.floats(allow_nan=True, allow_infinity=True, width=64), min_size=1, max_size=60))
+@settings(max_examples=200, deadline=None)
+def test_monitor_deciles_equal_numpy_on_any_floats(values: list[float]) -> None:
+    # Below 1e290: numpy.round(x, 12) overflows (x * 1e12) beyond about 1.8e296.
+    finite = [v for v in values if np.isfinite(v) and abs(v) < 1e290]
+    if finite:
+        assert decile_edges(finite) == _numpy_decile_edges(finite)
+
+
+def test_monitor_profile_refuses_malformed_training_data() -> None:
+    with pytest.raises(ValueError, match="expected 2"):
+        ReferenceProfile.from_training_data([[1.0, 2.0], [3.0]], ["a", "b"], [0.5], [0])
+    with pytest.raises(ValueError, match="rows of 2 features"):
+        ReferenceProfile.from_training_data([1.0, 2.0], ["a", "b"], [0.5], [0])
+    with pytest.raises(ValueError):
+        decile_edges([float("nan"), float("inf")])

@@ -93,7 +93,12 @@ def query_weight(
 def render_png(
     obj: dict[str, Any], now: datetime, prom_weights: Sequence[tuple[datetime, float]] = ()
 ) -> bytes:
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError as exc:  # an optional extra of the operator's distribution
+        raise CliError(
+            "the report is drawn with matplotlib, which is not installed: pip install 'kanaria[report]'"
+        ) from exc
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

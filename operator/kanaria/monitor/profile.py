@@ -3,6 +3,10 @@
 Drift is measured by comparing binned counts, so all revisions of one model must export their
 feature and prediction-score histograms on the same bins. The bins come from the training
 data (deciles) and travel with the model artifact as ``profile.json``.
+
+Pure Python on purpose: a model server installs this library with ``prometheus_client`` alone.
+The deciles are numpy's default (``linear``) quantiles, computed the same way, so profiles
+written before (with numpy) and after agree to the bit.
 """
 
 from __future__ import annotations
@@ -12,8 +16,6 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 __all__ = ["ReferenceProfile", "decile_edges"]
 
@@ -26,12 +28,35 @@ def decile_edges(values: Iterable[float]) -> tuple[float, ...]:
     These are the ``le`` upper bounds of a histogram; ``+Inf`` is implicit and not included.
     Repeated deciles (discrete or constant features) collapse into one edge.
     """
-    data = np.asarray(list(values), dtype=float)
-    data = data[np.isfinite(data)]
-    if data.size == 0:
+    data = sorted(v for v in (float(x) for x in values) if math.isfinite(v))
+    if not data:
         raise ValueError("cannot compute deciles of no finite values")
-    quantiles = np.quantile(data, _DECILES)
-    return tuple(float(edge) for edge in np.unique(np.round(quantiles, 12)))
+    return tuple(sorted({_round12(_quantile(data, q)) for q in _DECILES}))
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    """The ``q`` quantile of sorted ``ordered`` as ``numpy.quantile(method="linear")``.
+
+    Same operations in the same order: virtual index ``(n - 1) * q``, and the interpolation
+    from the nearer neighbour (numpy's ``_lerp``), so the results are identical, not close.
+    """
+    last = len(ordered) - 1
+    index = last * q
+    if index >= last:
+        return ordered[last]
+    below = math.floor(index)
+    gamma = index - below
+    a, b = ordered[below], ordered[below + 1]
+    diff = b - a
+    return b - diff * (1 - gamma) if gamma >= 0.5 else a + diff * gamma
+
+
+def _round12(x: float) -> float:
+    """``numpy.round(x, 12)``: scale, round half to even, unscale (not Python's ``round``)."""
+    scaled = x * 1e12
+    if math.isfinite(scaled):
+        scaled = float(round(scaled))
+    return scaled / 1e12
 
 
 def _checked_edges(name: str, edges: Sequence[float]) -> tuple[float, ...]:
@@ -87,15 +112,20 @@ class ReferenceProfile:
         scores: Iterable[float],
         classes: Sequence[Any],
     ) -> ReferenceProfile:
-        """Deciles of every column of ``X`` and of the training ``scores``."""
-        matrix = np.asarray(X, dtype=float)
-        if matrix.ndim != 2 or matrix.shape[1] != len(feature_names):
-            raise ValueError(
-                f"X has shape {matrix.shape}, expected (n, {len(feature_names)})"
-            )
+        """Deciles of every column of ``X`` (rows of features) and of the training ``scores``."""
+        width = len(feature_names)
+        try:
+            rows = [[float(v) for v in row] for row in X]
+        except TypeError as exc:
+            raise ValueError(f"X must be rows of {width} features: {exc}") from exc
+        if not rows:
+            raise ValueError(f"X has no rows, expected (n, {width})")
+        bad = next((i for i, row in enumerate(rows) if len(row) != width), None)
+        if bad is not None:
+            raise ValueError(f"X row {bad} has {len(rows[bad])} features, expected {width}")
         return cls(
             feature_names=tuple(feature_names),
-            feature_edges=tuple(decile_edges(matrix[:, j]) for j in range(matrix.shape[1])),
+            feature_edges=tuple(decile_edges(column) for column in zip(*rows, strict=True)),
             score_edges=decile_edges(scores),
             classes=tuple(str(c) for c in classes),
         )

@@ -14,16 +14,23 @@ Endpoints:
   prediction agreed with the served one (``kanaria_model_agreement_total``).
 - ``GET /metrics`` (Prometheus text), ``GET /healthz``.
 - ``GET|POST /admin/faults`` -- read or change ``{"delay_ms": N, "error_rate": F}`` at run
-  time, so a regression can begin after promotion.
+  time, so a regression can begin after promotion. Only with fault injection on (below);
+  otherwise it answers 404 and says so.
 
 Configuration comes from the environment the operator gives the pod: ``KANARIA_MODEL_URI``
 (required; ``file://`` URI or path of an artifact written by :mod:`kanaria.sandbox.train`),
 ``KANARIA_MODEL_NAME``, ``KANARIA_REVISION``, ``KANARIA_MODEL_VERSION``,
-``KANARIA_FAULT_DELAY_MS``, ``KANARIA_FAULT_ERROR_RATE`` (these two override the artifact's
-``meta.json`` faults), ``KANARIA_FEEDBACK_MAX_PENDING``, ``KANARIA_FEEDBACK_TTL_SECONDS``,
-``KANARIA_FAULT_SEED``.
+``KANARIA_FEEDBACK_MAX_PENDING``, ``KANARIA_FEEDBACK_TTL_SECONDS``.
 
-    python -m kanaria.sandbox.modelserver [--host H] [--port P]
+Fault injection (a test tool) is off unless the server is started with ``--enable-faults``,
+which only the sandbox does (:class:`ModelServerProcess` with ``enable_faults=True``, as the
+local stack's runtime launches every model server). With it on: ``/admin/faults``,
+``KANARIA_FAULT_DELAY_MS``, ``KANARIA_FAULT_ERROR_RATE`` (these two override the artifact's
+``meta.json`` faults), ``KANARIA_FAULT_SEED`` and ``KANARIA_FAULT_INPUT_SCALE``. With it off,
+a server given any of those (or an artifact with faults) refuses to start rather than quietly
+serve something else than was asked.
+
+    python -m kanaria.sandbox.modelserver [--host H] [--port P] [--enable-faults]
 
 ``--host`` defaults to ``KANARIA_HOST``, else ``0.0.0.0`` inside a Kubernetes pod and
 ``127.0.0.1`` elsewhere; ``--port`` to ``KANARIA_PORT``, else 8080.
@@ -67,6 +74,11 @@ __all__ = [
     "main",
 ]
 
+FAULTS_PATH = "/admin/faults"
+FAULTS_OFF = (
+    "fault injection is off: /admin/faults exists only on a model server the sandbox starts "
+    "with --enable-faults"
+)
 REVISION_HEADER = "X-Kanaria-Revision"
 REQUEST_ID_HEADER = "X-Request-Id"
 _MAX_BODY = 16 * 1024 * 1024
@@ -117,9 +129,26 @@ class ServerConfig:
     input_scale: tuple[int, float] | None = None
     """A deliberate preprocessing bug: multiply input feature INDEX by FACTOR before the
     model sees it (and before it is monitored), as a broken feature pipeline would."""
+    faults_enabled: bool = False
+    """Whether the fault switches (the fields above, ``/admin/faults``) may be used at all."""
+
+    def requested_faults(self, meta_faults: Mapping[str, Any]) -> list[str]:
+        """The fault settings asked for, by name (empty when none is)."""
+        asked = [
+            name
+            for name, value in (
+                ("KANARIA_FAULT_DELAY_MS", self.delay_ms),
+                ("KANARIA_FAULT_ERROR_RATE", self.error_rate),
+                ("KANARIA_FAULT_SEED", self.fault_seed),
+                ("KANARIA_FAULT_INPUT_SCALE", self.input_scale),
+            )
+            if value is not None
+        ]
+        asked += [f"meta.json faults.{k}" for k, v in sorted(meta_faults.items()) if v]
+        return asked
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> ServerConfig:
+    def from_env(cls, env: Mapping[str, str], *, faults_enabled: bool = False) -> ServerConfig:
         def number(key: str) -> float | None:
             raw = env.get(key, "").strip()
             return float(raw) if raw else None
@@ -147,6 +176,7 @@ class ServerConfig:
             pending_max=int(env.get("KANARIA_FEEDBACK_MAX_PENDING") or 100_000),
             pending_ttl_seconds=float(env.get("KANARIA_FEEDBACK_TTL_SECONDS") or 3600.0),
             fault_seed=int(seed) if seed else None,
+            faults_enabled=faults_enabled,
         )
 
 
@@ -162,6 +192,11 @@ class ModelServer:
         self.config = config
         meta = self.artifact.meta
         meta_faults = meta.get("faults", {})
+        if not config.faults_enabled and (asked := config.requested_faults(meta_faults)):
+            raise ValueError(
+                f"fault injection is off but {', '.join(asked)} asks for faults; only the "
+                "sandbox turns it on (--enable-faults)"
+            )
         self.model_name = config.model_name or str(meta.get("dataset", "model"))
         self.revision = config.revision
         self.version = config.version or str(meta.get("version", ""))
@@ -372,7 +407,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(HTTPStatus.OK, app.monitor.exposition(), CONTENT_TYPE_LATEST)
         elif path in ("/healthz", "/readyz"):
             self._json(HTTPStatus.OK, app.health())
-        elif path == "/admin/faults":
+        elif path == FAULTS_PATH and not app.config.faults_enabled:
+            self._json(HTTPStatus.NOT_FOUND, {"error": FAULTS_OFF})
+        elif path == FAULTS_PATH:
             self._json(HTTPStatus.OK, app.faults.as_dict())
         else:
             self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
@@ -388,7 +425,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._json(status, answer)
             elif path == "/feedback":
                 self._json(HTTPStatus.OK, app.feedback(body, header_id))
-            elif path == "/admin/faults":
+            elif path == FAULTS_PATH and not app.config.faults_enabled:
+                self._json(HTTPStatus.NOT_FOUND, {"error": FAULTS_OFF})
+            elif path == FAULTS_PATH:
                 self._json(HTTPStatus.OK, app.set_faults(body))
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no route {path}"})
@@ -400,6 +439,7 @@ class ModelServerProcess:
     """Run ``python -m kanaria.sandbox.modelserver`` as a child in its own process group.
 
     ``env`` is added to the current environment (set ``KANARIA_MODEL_URI`` and friends there).
+    ``enable_faults`` passes ``--enable-faults``: the sandbox's switch for fault injection.
     The port is chosen by the child (``--port 0``) and read from its first line of output;
     its stderr goes to ``log_path`` (a temporary file unless given).
     """
@@ -412,6 +452,7 @@ class ModelServerProcess:
         startup_timeout: float = 30.0,
         python: str = sys.executable,
         log_path: str | Path | None = None,
+        enable_faults: bool = False,
     ) -> None:
         if log_path is None:
             handle, name = tempfile.mkstemp(prefix="kanaria-modelserver-", suffix=".log")
@@ -429,7 +470,10 @@ class ModelServerProcess:
         on_main_thread = threading.current_thread() is threading.main_thread()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [python, "-m", "kanaria.sandbox.modelserver", "--host", host, "--port", str(port)],
+                [
+                    python, "-m", "kanaria.sandbox.modelserver", "--host", host, "--port", str(port),
+                    *(["--enable-faults"] if enable_faults else []),
+                ],  # fmt: skip
                 env=child_env,
                 stdout=subprocess.PIPE,
                 stderr=log,
@@ -482,8 +526,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--host", default=os.environ.get("KANARIA_HOST") or ("0.0.0.0" if in_pod else "127.0.0.1")
     )
     parser.add_argument("--port", type=int, default=int(os.environ.get("KANARIA_PORT", "8080")))
+    parser.add_argument(
+        "--enable-faults",
+        action="store_true",
+        help="allow fault injection (KANARIA_FAULT_*, /admin/faults); for the sandbox's tests",
+    )
     args = parser.parse_args(argv)
-    server = ModelServer(ServerConfig.from_env(os.environ), host=args.host, port=args.port)
+    config = ServerConfig.from_env(os.environ, faults_enabled=args.enable_faults)
+    server = ModelServer(config, host=args.host, port=args.port)
 
     signal.signal(signal.SIGTERM, lambda _signum, _frame: server.request_shutdown())
     print(f"listening on {server.url}", flush=True)

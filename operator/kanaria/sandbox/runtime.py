@@ -3,9 +3,10 @@
 kwok makes pods look Running to the control plane, but nothing runs in them. In the sandbox the
 model servers must really serve, so this runtime watches the Deployments Kanaria owns and, for
 every revision with replicas, starts one real model server process with the environment of
-the Deployment's pod template (KANARIA_MODEL_URI, KANARIA_REVISION, ...). It publishes the
-servers to Prometheus through a file_sd targets file and answers the proxy's question
-"where does Service NAME-REVISION live?".
+the Deployment's pod template (KANARIA_MODEL_URI, KANARIA_REVISION, ...) and with fault
+injection on (KANARIA_FAULT_* in a pod template and /admin/faults are how the tests make a
+regression). It publishes the servers to Prometheus through a file_sd targets file and answers
+the proxy's question "where does Service NAME-REVISION live?".
 """
 
 from __future__ import annotations
@@ -143,7 +144,7 @@ class LocalRuntime:
         containers = dep.spec.template.spec.containers or []
         env = {e.name: e.value for c in containers for e in (c.env or []) if e.value is not None}
         log_path = self.workdir / f"{name}.log"
-        process = ModelServerProcess(env, log_path=log_path)
+        process = ModelServerProcess(env, log_path=log_path, enable_faults=True)
         log.info("started %s at %s", name, process.url)
         return Served(labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""), name, process)
 
