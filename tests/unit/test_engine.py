@@ -552,6 +552,25 @@ def test_ab_bandit_moves_the_split_within_the_floor() -> None:
     assert any(e.reason == "SplitChanged" for e in d.events)
 
 
+def test_a_paused_ab_test_promotes_no_winner_until_resumed() -> None:
+    st = canary_status(step=1, weight=30)
+    seen = obs(workloads=ready("r1", "r2"), weights={"r1": 70, "r2": 30}, action=UserAction.parse("pause@1"),
+               verdicts={"accuracy": BETTER, "latency": PASS})
+    d = decide(ab_spec(), st, seen, T0)
+    assert d.status.phase == "Paused" and d.status.canary_revision == "r2" and d.weights == {"r1": 70, "r2": 30}
+    assert "paused by a person" in d.status.message
+    later = T0 + timedelta(minutes=20)  # past maxDuration: the clock waits for a person
+    d = decide(ab_spec(), d.status, obs(workloads=ready("r1", "r2"), weights={"r1": 70, "r2": 30}), later)
+    assert d.status.phase == "Paused" and not d.status.history
+    lost = decide(ab_spec(), d.status, obs(workloads=ready("r1", "r2"), weights={"r1": 70, "r2": 30},
+                                           verdicts={"accuracy": BETTER, "latency": FAIL}), later)
+    assert lost.status.history[-1].outcome == "lost"  # a failed guardrail still ends it
+    resumed = decide(ab_spec(), d.status, obs(workloads=ready("r1", "r2"), weights={"r1": 70, "r2": 30},
+                                              action=UserAction.parse("resume@2"),
+                                              verdicts={"accuracy": BETTER, "latency": PASS}), later)
+    assert resumed.weights == {"r1": 0, "r2": 100}  # the winner is promoted once resumed
+
+
 def test_ab_gives_no_traffic_to_a_challenger_that_is_not_ready() -> None:
     """One challenger or several, the same rule: the incumbent keeps everything until every
     challenger can serve."""

@@ -165,14 +165,22 @@ def _cumulative(provider: MetricProvider, query: str) -> tuple[list[float], list
 # --------------------------------------------------------------------------- kinds
 
 
-def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+def _proportions(
+    p: MetricProvider, t: Target, plan: AnalysisPlan, hits: str, hit_labels: dict[str, str], totals: str
+) -> list[tuple[int, int]]:
+    """(hits, total) for the baseline arm, then the candidate: counter increases over each
+    arm's window, hits capped at the total (two queries, one instant)."""
     counts = []
     for arm in (plan.baseline, plan.candidate):
         labels = _labels(t, arm)
-        correct = _count(p, counter_increase(METRIC_NAMES["labels"], {**labels, "outcome": "correct"}, arm.window, arm.offset))
-        total = _count(p, counter_increase(METRIC_NAMES["labels"], labels, arm.window, arm.offset))
-        counts.append((min(correct, total), total))
-    (xb, nb), (xc, nc) = counts
+        hit = _count(p, counter_increase(hits, {**labels, **hit_labels}, arm.window, arm.offset))
+        total = _count(p, counter_increase(totals, labels, arm.window, arm.offset))
+        counts.append((min(hit, total), total))
+    return counts
+
+
+def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    (xb, nb), (xc, nc) = _proportions(p, t, plan, METRIC_NAMES["labels"], {"outcome": "correct"}, METRIC_NAMES["labels"])
     return proportions.judge_accuracy(
         xb,
         nb,
@@ -185,13 +193,7 @@ def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Ve
 
 
 def _error_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    counts = []
-    for arm in (plan.baseline, plan.candidate):
-        labels = _labels(t, arm)
-        errors = _count(p, counter_increase(METRIC_NAMES["errors"], labels, arm.window, arm.offset))
-        requests = _count(p, counter_increase(METRIC_NAMES["requests"], labels, arm.window, arm.offset))
-        counts.append((min(errors, requests), requests))
-    (eb, rb), (ec, rc) = counts
+    (eb, rb), (ec, rc) = _proportions(p, t, plan, METRIC_NAMES["errors"], {}, METRIC_NAMES["requests"])
     return proportions.judge_error_rate(
         eb,
         rb,

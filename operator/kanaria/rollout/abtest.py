@@ -5,7 +5,9 @@ requests that match sent to the single challenger); then each challenger is judg
 incumbent on the primary metric (step 1). A challenger loses on a failed guardrail or when the
 incumbent is significantly better, and its share goes back to the incumbent at once; the best
 significant winner that passes every guardrail is promoted (step 2). When all have lost, or at
-``maxDuration``, the incumbent stays. A single challenger is a list of one arm: its arm is not
+``maxDuration``, the incumbent stays. While a person has paused the test, losers still lose
+but no winner is promoted and the bandit holds; resuming restarts the ``maxDuration`` clock.
+A single challenger is a list of one arm: its arm is not
 kept in status.arms, and with ``bandit`` its weight follows the evidence.
 """
 
@@ -22,7 +24,7 @@ from kanaria.rollout.assess import assess
 from kanaria.rollout.clock import seconds_since
 from kanaria.rollout.cycle import FAST, Cycle, summary
 from kanaria.rollout.endings import finish_promotion, promote, rollback
-from kanaria.rollout.steps import advance, wait_for_canary_ready
+from kanaria.rollout.steps import advance, show_pause, wait_for_canary_ready
 from kanaria.rollout.winner import ab_winner, higher_is_better, thompson_weight
 
 __all__ = ["progress_ab_test"]
@@ -47,17 +49,18 @@ def progress_ab_test(c: Cycle) -> None:
         if c.weights_match(weights) and c.obs.match == c.d.match:
             advance(c, 2, f"A/B {split} confirmed by the router")
         else:
-            st.phase = "Progressing"
             st.message = f"A/B test: setting up {split}"
             c.requeue(FAST)
         return
-    st.phase = "Progressing"
     if c.obs.verdicts is not None:
         c.record(c.obs.verdicts)
         if _judge_arms(c, ab, arms):
             return
         weights = _traffic(c, arms)  # a loser's share goes back to the incumbent
         split = _split(c, ab, arms, weights)
+    if st.paused:  # losers still lose; no winner is promoted and the clock waits for a person
+        show_pause(c, f"A/B test, {split}: paused by a person")
+        return
     elapsed = seconds_since(st.step_started_at, c.now)
     limit = parse_duration(ab.max_duration)
     if elapsed >= limit:
@@ -121,7 +124,6 @@ def _wait_for(c: Cycle, waiting: list[ArmStatus], several: bool) -> None:
     if seconds_since(st.rollout_started_at, c.now) > deadline:
         rollback(c, f"challengers {names} not ready within {deadline:.0f}s")
         return
-    st.phase = "Progressing"
     st.message = f"A/B test: waiting for {names} to become ready"
     c.requeue(FAST)
 
@@ -158,6 +160,8 @@ def _judge_arms(c: Cycle, ab: ABTestStrategy, arms: list[ArmStatus]) -> bool:
                 c.event("ChallengerLost", f"revision {arm.revision} ({arm.version}) lost: {arm.reason}", True)
             if i > 0:
                 c.history(arm.revision, arm.version, "lost", arm.reason)
+            continue
+        if st.paused:
             continue
         if winner == "challenger" and guard.passed and primary is not None:
             winners.append(_Win(arm, primary, detail))

@@ -39,7 +39,7 @@ def handle_action(c: Cycle, action: UserAction) -> None:
         c.event("PromoteRequested", "full promotion requested by a person")
     elif verb == "abort" and in_canary:
         rollback(c, "aborted by a person", outcome="aborted")
-    elif verb == "abort" and st.phase == "Watching":
+    elif verb == "abort" and st.watch_until is not None:
         revert(c, "aborted by a person during the watch window")
     elif verb == "retry" and st.rejected_revision is not None:
         c.event("Retry", f"retrying revision {st.rejected_revision}")
@@ -73,5 +73,4 @@ def _rollback_to(c: Cycle, target: str) -> None:
     st.stable_revision, st.stable_version = target, version
     st.watch_until = None
     st.rejected_revision = c.obs.revision if c.obs.revision != target else None
-    st.phase = "RolledBack" if st.rejected_revision else "Stable"
     st.message = f"rolled back by a person to {target}"

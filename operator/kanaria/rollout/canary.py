@@ -45,7 +45,6 @@ def start_canary(c: Cycle) -> None:
         ]
         for arm in st.arms:
             c.unretire(arm.revision)
-    st.phase = "Progressing"
     st.message = f"starting revision {c.obs.revision} ({c.obs.version}) beside {st.stable_revision}"
     c.event(
         "RolloutStarted",
@@ -76,7 +75,6 @@ def progress_canary(c: Cycle) -> None:
     if step is None:
         promote(c, "every step passed")
         return
-    st.phase = "Progressing"
     if step.set_weight is not None:
         _set_weight_step(c, step.set_weight, len(steps))
     elif step.pause is not None:
@@ -100,7 +98,6 @@ def _pause_step(c: Cycle, step: CanaryStep, total: int) -> None:
     st = c.st
     assert step.pause is not None
     if step.pause.duration is None:
-        st.phase = "Paused"
         st.message = (
             f"step {st.current_step + 1}/{total}: paused at {st.canary_weight}% until promoted "
             "(kubectl kanaria promote)"

@@ -18,6 +18,7 @@ from kanaria.api.models import (
 )
 from kanaria.api.verdict import Verdict
 from kanaria.rollout.clock import iso
+from kanaria.rollout.phase import serving_ready
 from kanaria.rollout.types import Decision, Event, Observations
 
 __all__ = ["Cycle", "FAST", "HISTORY_LIMIT", "summary"]
@@ -61,11 +62,7 @@ class Cycle:
         self.d.requeue_after = max(0.2, min(self.d.requeue_after, seconds))
 
     def ready(self, revision: str | None) -> bool:
-        if revision is None:
-            return False
-        state = self.obs.workloads.get(revision)
-        want = self.spec.replicas
-        return state is not None and state.ready >= want and (want > 0 or state.replicas == 0)
+        return serving_ready(self.spec, self.obs, revision)
 
     def weights_match(self, wanted: Mapping[str, int]) -> bool:
         """The router's weights, read back, are exactly ``wanted`` (others at 0)."""

@@ -67,7 +67,6 @@ def promote(c: Cycle, why: str) -> None:
     c.d.mirror = None
     c.d.match = None
     if not c.weights_match(wanted):
-        st.phase = "Progressing"
         st.message = f"promoting {new}: waiting for the router to confirm 100%{BECAUSE}{why}"
         c.requeue(FAST)
         return
@@ -86,12 +85,10 @@ def promote(c: Cycle, why: str) -> None:
     c.d.weights = {new: 100, old: 0}
     c.d.replicas = {new: spec.replicas, old: spec.replicas}
     if window > 0 and spec.analysis is not None and spec.analysis.metrics:
-        st.phase = "Watching"
         st.watch_until = iso(c.now + timedelta(seconds=window))
         st.message = f"promoted {new}; watching it for {window:.0f}s with {old} kept warm"
     else:
         finish_watch(c)
-        st.phase = "Stable"
         st.message = f"promoted {new} ({st.stable_version}); serving it"
     c.requeue(FAST)
 
@@ -107,7 +104,6 @@ def rollback(c: Cycle, reason: str, outcome: str = "rolledBack") -> None:
     c.d.mirror = None
     c.d.match = None
     st.rejected_revision = bad
-    st.phase = "RolledBack"
     st.message = f"rolled back {bad}: {reason}"
     c.d.weights = {stable: 100, bad: 0}
     c.d.replicas = {stable: c.spec.replicas}
@@ -173,7 +169,6 @@ def revert(c: Cycle, reason: str, outcome: str = "reverted") -> None:
     st.prior_revision = st.prior_version = None
     st.watch_until = None
     st.rejected_revision = bad
-    st.phase = "RolledBack"
     st.message = f"reverted {bad} to {prior}: {reason}"
     c.d.weights = {prior: 100, bad: 0}
     c.d.replicas = {prior: spec.replicas}

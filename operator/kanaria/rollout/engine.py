@@ -3,8 +3,8 @@
 Pure: no I/O, no clock reads, no randomness. ``decide`` handles a person's action, dispatches
 on where the rollout stands (first revision, steady, a new revision under a strategy, the
 watch window), applies retention, and derives conditions; each of those lives in its own
-module and edits one ``Cycle``. The controller carries the decision out and writes the status
-once.
+module and edits one ``Cycle``; the phase is read from the result (``phase_of``). The
+controller carries the decision out and writes the status once.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from kanaria.rollout.clock import iso
 from kanaria.rollout.conditions import conditions_for
 from kanaria.rollout.cycle import HISTORY_LIMIT, Cycle
 from kanaria.rollout.endings import end_canary, finish_watch
+from kanaria.rollout.phase import phase_of
 from kanaria.rollout.retention import retention
 from kanaria.rollout.shadow import progress_shadow
 from kanaria.rollout.steady import first_deploy, steady
@@ -48,6 +49,7 @@ def decide(
     else:
         _next_move(c)
     retention(c)
+    c.st.phase = phase_of(spec, c.st, obs)
     c.st.conditions = conditions_for(c.st, status.conditions, obs, now)
     _timeline(c)
     return c.d
@@ -68,14 +70,14 @@ def _next_move(c: Cycle) -> None:
             end_canary(c, "superseded", f"superseded by revision {rev} ({c.obs.version})")
             start_canary(c)
     elif rev == st.stable_revision:
-        if st.phase == "Watching":
+        if st.watch_until is not None:
             watch(c)
         else:
             steady(c)
     elif rev == st.rejected_revision:
         steady(c)
     else:
-        if st.phase == "Watching":
+        if st.watch_until is not None:
             finish_watch(c)  # a newer revision arrived before the watch window ended
         start_canary(c)
 
@@ -96,8 +98,6 @@ def _hold_for_router(c: Cycle, error: str) -> None:
     for rev in (st.stable_revision, st.canary_revision, st.prior_revision):
         if rev is not None:
             c.d.replicas[rev] = c.spec.replicas
-    if st.stable_revision is None:
-        st.phase = "Pending"
     st.message = f"traffic router unavailable, no traffic moved: {error}"
     c.d.weights = None
     c.requeue(30.0)

@@ -37,7 +37,6 @@ def progress_shadow(c: Cycle) -> None:
         if c.obs.mirror == wanted:
             advance(c, 3, f"mirroring {shadow_cfg.percent}% of live traffic to {st.canary_revision}")
         else:
-            st.phase = "Progressing"
             st.message = f"shadow: mirroring {shadow_cfg.percent}% of live traffic to {st.canary_revision}"
             c.requeue(FAST)
         return
@@ -49,7 +48,6 @@ def progress_shadow(c: Cycle) -> None:
     if st.paused:
         show_pause(c, "shadow paused by a person")
         return
-    st.phase = "Progressing"
     if assessment is not None and verdicts is not None:
         if assessment.passed:
             st.current_step = 2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kanaria.rollout.cycle import Cycle
+from kanaria.rollout.phase import rolled_back
 
 __all__ = ["first_deploy", "steady"]
 
@@ -34,14 +35,12 @@ def steady(c: Cycle) -> None:
         c.retire(prior)
         st.prior_revision = st.prior_version = None
     c.d.weights = {stable: 100}
-    if st.phase == "RolledBack" and c.obs.revision == st.rejected_revision:
+    if rolled_back(st, c.obs.revision):
         return
     if c.ready(stable):
         if st.phase != "Stable":
             st.message = f"serving revision {stable} ({st.stable_version})"
-        st.phase = "Stable"
     else:
-        st.phase = "Progressing"
         state = c.obs.workloads.get(stable)
         ready = state.ready if state else 0
         st.message = f"waiting for revision {stable}: {ready}/{spec.replicas} replicas ready"

@@ -34,7 +34,6 @@ def wait_for_canary_ready(c: Cycle) -> None:
             f"{deadline:.0f}s ({ready}/{c.spec.replicas} replicas ready)",
         )
         return
-    st.phase = "Progressing"
     st.message = (
         f"waiting for canary revision {st.canary_revision}: {ready}/{c.spec.replicas} "
         f"replicas ready ({waited:.0f}s of {deadline:.0f}s)"
@@ -54,13 +53,11 @@ def on_inconclusive(c: Cycle, reason: str) -> None:
         c.event("Paused", f"waiting for a person: {reason}", warning=True)
     st.paused = True
     st.pause_reason = f"paused for a person (resume, promote or abort): {reason}"
-    st.phase = "Paused"
     st.message = st.pause_reason
 
 
 def show_pause(c: Cycle, by_person: str) -> None:
     """A paused rollout says why: its automatic reason, or ``by_person``."""
-    c.st.phase = "Paused"
     c.st.message = c.st.pause_reason or by_person
 
 

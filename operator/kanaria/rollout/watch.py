@@ -23,7 +23,6 @@ def watch(c: Cycle) -> None:
     until = parse_iso(st.watch_until)
     if until is None or c.now >= until:
         finish_watch(c)
-        st.phase = "Stable"
         st.message = f"serving revision {stable} ({st.stable_version}); watch window passed"
         return
     left = (until - c.now).total_seconds()
