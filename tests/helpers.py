@@ -14,12 +14,13 @@ def wait_for(
     predicate: Callable[[], T],
     timeout: float = 30.0,
     interval: float = 0.2,
-    message: str = "condition",
+    message: str | Callable[[], str] = "condition",
 ) -> T:
     """Call `predicate` until it returns something truthy and return that value.
 
     Raises AssertionError after `timeout` seconds, naming `message` and the last value or
-    exception seen, so a failing test says what it was waiting for.
+    exception seen, so a failing test says what it was waiting for. A callable `message` is
+    called then, to describe the state at the deadline.
     """
     deadline = time.monotonic() + timeout
     last: object = None
@@ -33,7 +34,6 @@ def wait_for(
                 return value
             last = value
         if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {message}; last: {last!r}"
-            )
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
         time.sleep(interval)

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from tests.helpers import wait_for
 
 from kanaria.sandbox.loadgen import Drift, LoadGenerator, main
 from kanaria.sandbox.modelserver import ModelServer, ServerConfig
@@ -98,9 +98,7 @@ def test_loadgen_stops_by_itself_and_on_request(stack: tuple[HAProxyProxy, dict[
     stats = LoadGenerator(proxy.url, "breast_cancer", rate=50, duration=0.5, feedback=False).run()
     assert stats.sent <= 26
     gen = LoadGenerator(proxy.url, "breast_cancer", rate=20, duration=60).start()
-    deadline = time.monotonic() + 10
-    while gen.stats().ok < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: gen.stats().ok >= 3, 10, interval=0.02, message="three answered requests")
     gen.stop()
     assert gen.join(timeout=10)
     assert not gen.running and gen.stats().ok >= 3
