@@ -3,9 +3,12 @@ sleep a fixed time."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
 
 T = TypeVar("T")
 
@@ -37,3 +40,24 @@ def wait_for(
             what = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+def metric_values(text: str, name: str, **labels: str) -> Iterator[float]:
+    """The values of the samples called `name` whose labels include `labels`, in a Prometheus
+    exposition `text`."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                yield sample.value
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of those samples; 0 when there is none."""
+    return math.fsum(metric_values(text, name, **labels))
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The first of those samples; KeyError when there is none."""
+    for value in metric_values(text, name, **labels):
+        return value
+    raise KeyError((name, labels))

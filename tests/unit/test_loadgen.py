@@ -9,8 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from tests.helpers import wait_for
+from tests.helpers import metric_sum, wait_for
 
 from kanaria.sandbox.loadgen import Drift, LoadGenerator, main
 from kanaria.sandbox.modelserver import ModelServer, ServerConfig
@@ -40,13 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HAProxyPro
 
 
 def _value(server: ModelServer, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    return metric_sum(httpx.get(f"{server.url}/metrics", timeout=10).text, name, **labels)
 
 
 def test_loadgen_through_proxy_credits_labels_to_the_serving_revision(

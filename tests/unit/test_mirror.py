@@ -17,8 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-from tests.helpers import wait_for
+from tests.helpers import metric_sum, wait_for
 
 from kanaria.sandbox._proc import processes_in_group
 from kanaria.sandbox.loadgen import LoadGenerator
@@ -130,12 +129,7 @@ def _metric(server: ModelServerProcess, name: str, **labels: str) -> float:
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:  # no TLS set-up
         text = response.read().decode()
     wanted = "\n".join(line for line in text.splitlines() if line.startswith(name))
-    total = 0.0
-    for family in text_string_to_metric_families(wanted):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    return metric_sum(wanted, name, **labels)
 
 
 def _binomial_ok(observed: float, n: int, p: float, z: float = 4.0) -> bool:
