@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import math
 import time
+import uuid
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from kanaria.sandbox.cluster import LocalCluster
 
 T = TypeVar("T")
 
@@ -40,6 +45,17 @@ def wait_for(
             what = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+@contextmanager
+def fresh_namespace(cluster: LocalCluster, prefix: str = "t") -> Iterator[str]:
+    """A namespace of its own in the shared cluster, deleted (without waiting) afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false")
 
 
 def metric_values(text: str, name: str, **labels: str) -> Iterator[float]:
