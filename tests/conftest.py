@@ -3,11 +3,11 @@ unit tests run without any of the test bed's binaries."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 import pytest
+from tests.helpers import fresh_namespace
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -41,10 +41,8 @@ def k8s(cluster: LocalCluster) -> Iterator[ApiClient]:
 @pytest.fixture
 def namespace(cluster: LocalCluster) -> Iterator[str]:
     """A fresh namespace in the shared cluster, deleted (without waiting) afterwards."""
-    name = f"t-{uuid.uuid4().hex[:10]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false")
+    with fresh_namespace(cluster) as name:
+        yield name
 
 
 @pytest.fixture

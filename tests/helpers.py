@@ -3,9 +3,17 @@ sleep a fixed time."""
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Callable
-from typing import TypeVar
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, TypeVar
+
+from prometheus_client.parser import text_string_to_metric_families
+
+if TYPE_CHECKING:
+    from kanaria.sandbox.cluster import LocalCluster
 
 T = TypeVar("T")
 
@@ -14,12 +22,13 @@ def wait_for(
     predicate: Callable[[], T],
     timeout: float = 30.0,
     interval: float = 0.2,
-    message: str = "condition",
+    message: str | Callable[[], str] = "condition",
 ) -> T:
     """Call `predicate` until it returns something truthy and return that value.
 
     Raises AssertionError after `timeout` seconds, naming `message` and the last value or
-    exception seen, so a failing test says what it was waiting for.
+    exception seen, so a failing test says what it was waiting for. A callable `message` is
+    called then, to describe the state at the deadline.
     """
     deadline = time.monotonic() + timeout
     last: object = None
@@ -33,7 +42,38 @@ def wait_for(
                 return value
             last = value
         if time.monotonic() >= deadline:
-            raise AssertionError(
-                f"timed out after {timeout}s waiting for {message}; last: {last!r}"
-            )
+            what = message() if callable(message) else message
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
         time.sleep(interval)
+
+
+@contextmanager
+def fresh_namespace(cluster: LocalCluster, prefix: str = "t") -> Iterator[str]:
+    """A namespace of its own in the shared cluster, deleted (without waiting) afterwards."""
+    name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+    cluster.kubectl("create", "namespace", name)
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=false")
+
+
+def metric_values(text: str, name: str, **labels: str) -> Iterator[float]:
+    """The values of the samples called `name` whose labels include `labels`, in a Prometheus
+    exposition `text`."""
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                yield sample.value
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of those samples; 0 when there is none."""
+    return math.fsum(metric_values(text, name, **labels))
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """The first of those samples; KeyError when there is none."""
+    for value in metric_values(text, name, **labels):
+        return value
+    raise KeyError((name, labels))

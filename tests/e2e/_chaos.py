@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kubernetes import client, watch
@@ -29,6 +30,7 @@ __all__ = [
     "is_step_subsequence",
     "lease_holder",
     "route_weights",
+    "step_times",
 ]
 
 
@@ -239,3 +241,12 @@ def status_of(r: Record) -> dict[str, Any]:
 
 def first(records: list[Record], pred: Callable[[Record], bool]) -> Record | None:
     return next((r for r in records if pred(r)), None)
+
+
+def step_times(st: dict[str, Any], revision: str) -> dict[int, list[datetime]]:
+    """When each step was reached, from status.timeline (StepAdvanced entries of one revision)."""
+    out: dict[int, list[datetime]] = {}
+    for e in st.get("timeline") or []:
+        if e.get("reason") == "StepAdvanced" and e.get("revision") == revision:
+            out.setdefault(int(e["step"]), []).append(datetime.fromisoformat(e["at"]))
+    return out

@@ -17,19 +17,17 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
-from tests.e2e.conftest import ROOT, apply_md, get_md, md_manifest
+from tests.e2e.conftest import ROOT, apply_md, canary_spec, md_manifest, md_status, rev
 from tests.helpers import wait_for
 
-from kanaria.api import ModelDeploymentSpec, revision_hash
 from kanaria.sandbox.cluster import LocalCluster, write_kubeconfig
 from kanaria.sandbox.exporter import MetricsExporter
 from kanaria.sandbox.operator import OperatorProcess
-from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget
+from kanaria.sandbox.prometheus import LocalPrometheus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
 NAME = "iris"
-QUALITY = 'max(kanaria_test_quality{revision="{{revision}}"})'
 STEPS = [{"setWeight": 20}, {"pause": {}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}]
 
 
@@ -63,27 +61,6 @@ def failed(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-def rev(body: dict[str, Any]) -> str:
-    return revision_hash(ModelDeploymentSpec.model_validate(body["spec"]))
-
-
-def spec_for(prom: LocalPrometheus) -> dict[str, Any]:
-    return {
-        "strategy": {"canary": {"steps": STEPS}},
-        "analysis": {
-            "prometheus": {"address": prom.url},
-            "interval": "1s",
-            "metrics": [{"name": "quality", "kind": "custom", "query": QUALITY, "condition": ">= 0.9"}],
-        },
-        "rollback": {"postPromotionWindow": "0s", "scaleDownDelay": "0s"},
-    }
-
-
-@pytest.fixture
-def prom(exporter: MetricsExporter, prometheus_factory: Callable[..., LocalPrometheus]) -> LocalPrometheus:
-    return prometheus_factory([ScrapeTarget(exporter.target)])
-
-
 def test_every_command_on_a_live_rollout(
     cluster: LocalCluster,
     k8s: client.ApiClient,
@@ -97,10 +74,10 @@ def test_every_command_on_a_live_rollout(
     ns = ("-n", namespace)
 
     def status() -> dict[str, Any]:
-        return get_md(k8s, namespace, NAME).get("status") or {}
+        return md_status(k8s, namespace, NAME)
 
     def deploy(version: str, quality: float) -> str:
-        body = md_manifest(NAME, namespace, version, **spec_for(prom))
+        body = md_manifest(NAME, namespace, version, **canary_spec(prom.url, STEPS))
         exporter.gauge("kanaria_test_quality", {"revision": rev(body)}).set(quality)
         apply_md(cluster, body)
         return rev(body)

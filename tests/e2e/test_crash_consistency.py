@@ -31,14 +31,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 from tests.e2e._chaos import is_step_subsequence, recording, route_weights, status_of
-from tests.e2e.conftest import apply_md, get_md, md_manifest
+from tests.e2e.conftest import apply_md, canary_spec, get_md, md_manifest, md_status, rev
 from tests.helpers import wait_for
 
-from kanaria.api import ModelDeploymentSpec, revision_hash
 from kanaria.sandbox.cluster import LocalCluster
 from kanaria.sandbox.exporter import MetricsExporter
 from kanaria.sandbox.operator import OperatorProcess
-from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget
+from kanaria.sandbox.prometheus import LocalPrometheus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.e2e, pytest.mark.slow]
 
@@ -47,21 +46,8 @@ OBJECTS = int(os.environ.get("KANARIA_CHAOS_OBJECTS", "10"))
 REVISIONS = int(os.environ.get("KANARIA_CHAOS_REVISIONS", "5"))
 KILL_AFTER = (0.5, 5.0)  # seconds after the restarted operator's first write, drawn uniformly
 DEADLINE = float(os.environ.get("KANARIA_CHAOS_DEADLINE", "1800"))
-QUALITY = 'max(kanaria_test_quality{revision="{{revision}}"})'
 LADDER = [0, 25, 60, 100]
 STEPS = [{"setWeight": 25}, {"analysis": {}}, {"setWeight": 60}, {"pause": {"duration": "1s"}}]
-
-
-def spec_for(prom: LocalPrometheus) -> dict[str, Any]:
-    return {
-        "strategy": {"canary": {"steps": STEPS}},
-        "analysis": {
-            "prometheus": {"address": prom.url, "timeout": "2s"},
-            "interval": "1s",
-            "metrics": [{"name": "quality", "kind": "custom", "query": QUALITY, "condition": ">= 0.9"}],
-        },
-        "rollback": {"postPromotionWindow": "0s", "scaleDownDelay": "0s"},
-    }
 
 
 @dataclass
@@ -89,10 +75,6 @@ class Lane:
         return self.rollouts[self.index] if 0 <= self.index < len(self.rollouts) else None
 
 
-def _rev(body: dict[str, Any]) -> str:
-    return revision_hash(ModelDeploymentSpec.model_validate(body["spec"]))
-
-
 def _finished(st: dict[str, Any], r: Rollout) -> str:
     """'promoted' / 'rolledBack' once the rollout of ``r`` has ended, else ''."""
     if st.get("canaryRevision") == r.revision:
@@ -108,22 +90,21 @@ def test_rollouts_survive_random_sigkills(
     k8s: client.ApiClient,
     namespace: str,
     exporter: MetricsExporter,
-    prometheus_factory: Callable[..., LocalPrometheus],
+    prom: LocalPrometheus,
     start_operator: Callable[..., OperatorProcess],
     artifacts: Path,
 ) -> None:
     rng = random.Random(SEED)
-    prom = prometheus_factory([ScrapeTarget(exporter.target)])
-    spec = spec_for(prom)
+    spec = canary_spec(prom.url, STEPS, timeout="2s")
     lanes: list[Lane] = []
     for i in range(OBJECTS):
         lane = Lane(f"m{i}")
         base = md_manifest(lane.name, namespace, f"{lane.name}-v0", **spec)
-        exporter.gauge("kanaria_test_quality", {"revision": _rev(base)}).set(0.95)
+        exporter.gauge("kanaria_test_quality", {"revision": rev(base)}).set(0.95)
         for k in range(1, REVISIONS + 1):
             body = md_manifest(lane.name, namespace, f"{lane.name}-v{k}", **spec)
             good = rng.random() < 0.6
-            r = Rollout(lane.name, _rev(body), good, body)
+            r = Rollout(lane.name, rev(body), good, body)
             exporter.gauge("kanaria_test_quality", {"revision": r.revision}).set(0.95 if good else 0.5)
             lane.rollouts.append(r)
         lanes.append(lane)
@@ -242,13 +223,13 @@ def test_rollouts_survive_random_sigkills(
 
 def _status(api: client.ApiClient, namespace: str, name: str) -> dict[str, Any] | None:
     try:
-        return get_md(api, namespace, name).get("status") or {}
+        return md_status(api, namespace, name)
     except Exception:  # noqa: BLE001 - the API may be slow under load; try again next round
         return None
 
 
 def _owned_ok(api: client.ApiClient, namespace: str, name: str) -> tuple[bool, list[str]]:
-    st = get_md(api, namespace, name).get("status") or {}
+    st = md_status(api, namespace, name)
     known = {st.get("stableRevision"), st.get("canaryRevision"), st.get("priorRevision")} | set(
         st.get("retired") or {}
     )

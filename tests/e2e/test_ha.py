@@ -12,17 +12,22 @@ import json
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from tests.e2e._chaos import is_step_subsequence, lease_holder, recording, route_weights, status_of
-from tests.e2e.conftest import apply_md, get_md, md_manifest
+from tests.e2e._chaos import (
+    is_step_subsequence,
+    lease_holder,
+    recording,
+    route_weights,
+    status_of,
+    step_times,
+)
+from tests.e2e.conftest import apply_md, apply_stable, get_md, md_manifest, md_status, rev
 from tests.helpers import wait_for
 
-from kanaria.api import ModelDeploymentSpec, revision_hash
 from kanaria.sandbox.cluster import LocalCluster
 from kanaria.sandbox.operator import OperatorProcess
 
@@ -40,19 +45,6 @@ SPEC = {
 }
 
 
-def rev(body: dict[str, Any]) -> str:
-    return revision_hash(ModelDeploymentSpec.model_validate(body["spec"]))
-
-
-def step_times(st: dict[str, Any], revision: str) -> dict[int, list[datetime]]:
-    """When each step was reached, from status.timeline (StepAdvanced entries of one revision)."""
-    out: dict[int, list[datetime]] = {}
-    for e in st.get("timeline") or []:
-        if e.get("reason") == "StepAdvanced" and e.get("revision") == revision:
-            out.setdefault(int(e["step"]), []).append(datetime.fromisoformat(e["at"]))
-    return out
-
-
 def test_one_leader_acts_and_the_other_takes_over(
     cluster: LocalCluster,
     k8s: client.ApiClient,
@@ -68,17 +60,14 @@ def test_one_leader_acts_and_the_other_takes_over(
     b = start_operator(name="ha-b", POD_NAME="ha-b", **env)
 
     name = "ha"
-    v1 = md_manifest(name, namespace, "v1", **SPEC)
-    apply_md(cluster, v1)
-    wait_for(lambda: (get_md(k8s, namespace, name).get("status") or {}).get("phase") == "Stable", 60,
-             message="v1 stable")
+    apply_stable(cluster, k8s, md_manifest(name, namespace, "v1", **SPEC))
     v2 = md_manifest(name, namespace, "v2", **SPEC)
     r2 = rev(v2)
     with recording(k8s, namespace) as (mds, routes):
         t_apply = time.monotonic()
         apply_md(cluster, v2)
         # Both replicas are up through the first pause; only the leader may move it.
-        wait_for(lambda: (get_md(k8s, namespace, name).get("status") or {}).get("currentStep") == 3, 90,
+        wait_for(lambda: md_status(k8s, namespace, name).get("currentStep") == 3, 90,
                  message="second pause reached under ha-a")
         assert lease_holder(k8s, "kanaria-system", lease) == "ha-a"
         follower_log = b.log_path.read_text()
@@ -92,7 +81,7 @@ def test_one_leader_acts_and_the_other_takes_over(
         wait_for(lambda: [r for r in mds.snapshot(name) if r.t > t_kill], 30, interval=0.05,
                  message="first status write by ha-b")
         t_act = next(r.t for r in mds.snapshot(name) if r.t > t_kill)
-        wait_for(lambda: (get_md(k8s, namespace, name).get("status") or {}).get("stableRevision") == r2, 60,
+        wait_for(lambda: md_status(k8s, namespace, name).get("stableRevision") == r2, 60,
                  message="v2 promoted by ha-b")
         wait_for(lambda: route_weights(routes.snapshot(), name, r2)[-1:] == [100], 20, message="route 100")
 

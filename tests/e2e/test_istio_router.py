@@ -6,21 +6,20 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client
-from tests.e2e.conftest import apply_md, get_md, md_manifest
-from tests.e2e.test_operator_rollout import QUALITY, rev
+from tests.e2e.conftest import apply_md, md_manifest, md_status, quality_spec, rev
 from tests.helpers import wait_for
 
 from kanaria.sandbox.cluster import LocalCluster
 from kanaria.sandbox.exporter import MetricsExporter
 from kanaria.sandbox.operator import OperatorProcess
-from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget
+from kanaria.sandbox.prometheus import LocalPrometheus
 from kanaria.traffic.istio import weights_from_virtualservice
 
 pytestmark = [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.e2e]
@@ -42,50 +41,43 @@ def _virtualservice_crd() -> dict[str, Any]:
     raise AssertionError("no VirtualService CRD in the istio.io/api module")
 
 
-def test_istio_router_walks_the_weights_and_mirrors(
-    kanaria_crd: LocalCluster,
-    k8s: client.ApiClient,
-    namespace: str,
-    exporter: MetricsExporter,
-    prometheus_factory: Callable[..., LocalPrometheus],
-    start_operator: Callable[..., OperatorProcess],
-) -> None:
+@pytest.fixture
+def virtualservice_crd(kanaria_crd: LocalCluster) -> Iterator[LocalCluster]:
+    """Istio's VirtualService CRD installed for this test only: the cluster is shared by the
+    session, and other tests expect no Istio CRD."""
     cluster = kanaria_crd
     cluster.apply_yaml(yaml.safe_dump(_virtualservice_crd()))
     cluster.wait_crd_established("virtualservices.networking.istio.io")
-    try:
-        _walk_and_mirror(cluster, k8s, namespace, exporter, prometheus_factory, start_operator)
-    finally:
-        # The cluster is shared by the session: other tests expect no Istio CRD.
-        cluster.kubectl("delete", "crd", "virtualservices.networking.istio.io", "--wait=true")
+    yield cluster
+    cluster.kubectl("delete", "crd", "virtualservices.networking.istio.io", "--wait=true")
 
 
-def _walk_and_mirror(
-    cluster: LocalCluster,
+def test_istio_router_walks_the_weights_and_mirrors(
+    virtualservice_crd: LocalCluster,
     k8s: client.ApiClient,
     namespace: str,
     exporter: MetricsExporter,
-    prometheus_factory: Callable[..., LocalPrometheus],
+    prom: LocalPrometheus,
     start_operator: Callable[..., OperatorProcess],
 ) -> None:
-    prom = prometheus_factory([ScrapeTarget(exporter.target)])
+    cluster = virtualservice_crd
     start_operator()
     custom = client.CustomObjectsApi(k8s)
 
     def spec(strategy: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "traffic": {"istio": {"hosts": ["iris.example"]}},
-            "strategy": strategy,
-            "analysis": {"prometheus": {"address": prom.url}, "interval": "1s",
-                         "metrics": [{"name": "quality", "kind": "custom", "query": QUALITY, "condition": ">= 0.9"}]},
-            "rollback": {"postPromotionWindow": "0s", "scaleDownDelay": "0s"},
-        }
+        return {"traffic": {"istio": {"hosts": ["iris.example"]}}, **quality_spec(prom.url, strategy)}
+
+    def read_vs() -> Any:
+        return custom.get_namespaced_custom_object("networking.istio.io", "v1", namespace, "virtualservices", "iris")
+
+    def phase() -> Any:
+        return md_status(k8s, namespace, "iris").get("phase")
 
     seen: list[dict[str, int]] = []
     mirrors: list[Any] = []
 
     def vs_weights() -> dict[str, int] | None:
-        vs = custom.get_namespaced_custom_object("networking.istio.io", "v1", namespace, "virtualservices", "iris")
+        vs = read_vs()
         w = weights_from_virtualservice("iris", vs) or {}
         if not seen or seen[-1] != w:
             seen.append(w)
@@ -99,8 +91,7 @@ def _walk_and_mirror(
     v2 = md_manifest("iris", namespace, "v2", **spec(canary))
     exporter.gauge("kanaria_test_quality", {"revision": rev(v2)}).set(0.95)
     apply_md(cluster, v2)
-    wait_for(lambda: (vs_weights() or {}).get(rev(v2)) == 100 and
-             (get_md(k8s, namespace, "iris").get("status") or {}).get("phase") == "Stable", 90,
+    wait_for(lambda: (vs_weights() or {}).get(rev(v2)) == 100 and phase() == "Stable", 90,
              message="v2 promoted through the VirtualService", interval=0.1)
     canary_weights = [w.get(rev(v2), 0) for w in seen]
     assert [w for i, w in enumerate(canary_weights) if i == 0 or w != canary_weights[i - 1]][-3:] == [20, 50, 100]
@@ -110,8 +101,7 @@ def _walk_and_mirror(
     exporter.gauge("kanaria_test_quality", {"revision": rev(v3)}).set(0.2)
     mirrors.clear()
     apply_md(cluster, v3)
-    wait_for(lambda: vs_weights() is not None and
-             (get_md(k8s, namespace, "iris").get("status") or {}).get("phase") == "RolledBack", 90,
+    wait_for(lambda: vs_weights() is not None and phase() == "RolledBack", 90,
              message="the shadow rolled back", interval=0.1)
     mirrored = [m for m in mirrors if m[0]]
     assert mirrored and mirrored[0][0]["host"] == f"iris-{rev(v3)}" and mirrored[0][1] == {"value": 40.0}
@@ -123,7 +113,7 @@ def _walk_and_mirror(
     matched: list[Any] = []
 
     def vs_match() -> None:
-        vs = custom.get_namespaced_custom_object("networking.istio.io", "v1", namespace, "virtualservices", "iris")
+        vs = read_vs()
         first = vs["spec"]["http"][0]
         if first.get("name") == "kanaria-match":
             matched.append((first["match"], first["route"], weights_from_virtualservice("iris", vs)))
@@ -138,8 +128,7 @@ def _walk_and_mirror(
     assert match == [{"headers": {"x-group": {"exact": "b"}}}]
     assert route[0]["destination"]["host"] == f"iris-{rev(v4)}" and route[0]["weight"] == 100
     assert weights is not None and weights.get(rev(v4), 0) == 0 and sum(weights.values()) == 100
-    wait_for(lambda: (vs_weights() or {}).get(rev(v4)) == 100 and
-             (get_md(k8s, namespace, "iris").get("status") or {}).get("phase") == "Stable", 90,
+    wait_for(lambda: (vs_weights() or {}).get(rev(v4)) == 100 and phase() == "Stable", 90,
              message="the challenger promoted", interval=0.1)
-    vs = custom.get_namespaced_custom_object("networking.istio.io", "v1", namespace, "virtualservices", "iris")
+    vs = read_vs()
     assert all(h.get("name") != "kanaria-match" for h in vs["spec"]["http"])  # the match route is gone

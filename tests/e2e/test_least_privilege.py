@@ -17,19 +17,27 @@ from typing import Any
 import pytest
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from tests.e2e.conftest import ROOT, apply_md, get_md, md_manifest
-from tests.helpers import wait_for
+from tests.e2e.conftest import (
+    ROOT,
+    apply_md,
+    apply_stable,
+    canary_spec,
+    get_md,
+    md_manifest,
+    phase_is,
+    rev,
+)
+from tests.helpers import fresh_namespace, wait_for
 
-from kanaria.api import ModelDeploymentSpec, revision_hash
 from kanaria.sandbox.cluster import LocalCluster, write_kubeconfig
 from kanaria.sandbox.exporter import MetricsExporter
 from kanaria.sandbox.operator import OperatorProcess
-from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget
+from kanaria.sandbox.prometheus import LocalPrometheus
 
 pytestmark = [pytest.mark.cluster, pytest.mark.e2e]
 
 OPERATOR_NS = "kanaria-system"
-QUALITY = 'max(kanaria_test_quality{revision="{{revision}}"})'
+STEPS = [{"setWeight": 50}, {"analysis": {}}]
 
 # What the operator uses, per (group, resource): nothing more is granted, all of it is.
 NEEDED: dict[tuple[str, str], list[str]] = {
@@ -191,10 +199,8 @@ def render_namespaced(cluster: LocalCluster, ns: str, workdir: Path) -> str:
 
 @pytest.fixture
 def other_namespace(cluster: LocalCluster) -> Iterator[str]:
-    name = f"t-other-{uuid.uuid4().hex[:8]}"
-    cluster.kubectl("create", "namespace", name)
-    yield name
-    cluster.kubectl("delete", "namespace", name, "--wait=false")
+    with fresh_namespace(cluster, "t-other") as name:
+        yield name
 
 
 @pytest.fixture
@@ -234,29 +240,6 @@ def namespaced_kubeconfig(
     )
 
 
-def rev(body: dict[str, Any]) -> str:
-    return revision_hash(ModelDeploymentSpec.model_validate(body["spec"]))
-
-
-def spec_for(prom: LocalPrometheus) -> dict[str, Any]:
-    return {
-        "strategy": {"canary": {"steps": [{"setWeight": 50}, {"analysis": {}}]}},
-        "analysis": {
-            "prometheus": {"address": prom.url},
-            "interval": "1s",
-            "metrics": [
-                {"name": "quality", "kind": "custom", "query": QUALITY, "condition": ">= 0.9"}
-            ],
-        },
-        "rollback": {"postPromotionWindow": "0s", "scaleDownDelay": "0s"},
-    }
-
-
-def phase_is(api: client.ApiClient, ns: str, name: str, phase: str, revision: str) -> bool:
-    st = get_md(api, ns, name).get("status") or {}
-    return st.get("phase") == phase and st.get("stableRevision") == revision
-
-
 def forbidden(call: Callable[[], object]) -> ApiException:
     with pytest.raises(ApiException) as caught:
         call()
@@ -272,7 +255,7 @@ def test_namespaced_install_rolls_out_and_is_locked_out_elsewhere(
     other_namespace: str,
     namespaced_kubeconfig: Path,
     exporter: MetricsExporter,
-    prometheus_factory: Callable[..., LocalPrometheus],
+    prom: LocalPrometheus,
     tmp_path: Path,
 ) -> None:
     kubeconfig = namespaced_kubeconfig
@@ -301,8 +284,7 @@ def test_namespaced_install_rolls_out_and_is_locked_out_elsewhere(
     assert denied_everywhere(cluster, kubeconfig, [namespace, other_namespace, "kube-system"]) == []
 
     # A ModelDeployment in the other namespace: this operator must never touch it.
-    prom = prometheus_factory([ScrapeTarget(exporter.target)])
-    foreign = md_manifest("foreign", other_namespace, "v1", **spec_for(prom))
+    foreign = md_manifest("foreign", other_namespace, "v1", **canary_spec(prom.url, STEPS))
     apply_md(cluster, foreign)
 
     lease_name = f"kanaria-ns-{uuid.uuid4().hex[:6]}"
@@ -320,11 +302,10 @@ def test_namespaced_install_rolls_out_and_is_locked_out_elsewhere(
     try:
         op.start()
         name = "iris"
-        v1 = md_manifest(name, namespace, "v1", **spec_for(prom))
+        v1 = md_manifest(name, namespace, "v1", **canary_spec(prom.url, STEPS))
         exporter.gauge("kanaria_test_quality", {"revision": rev(v1)}).set(0.95)
-        apply_md(cluster, v1)
-        wait_for(lambda: phase_is(k8s, namespace, name, "Stable", rev(v1)), 60, message="v1 stable")
-        v2 = md_manifest(name, namespace, "v2", **spec_for(prom))
+        apply_stable(cluster, k8s, v1)
+        v2 = md_manifest(name, namespace, "v2", **canary_spec(prom.url, STEPS))
         exporter.gauge("kanaria_test_quality", {"revision": rev(v2)}).set(0.97)
         apply_md(cluster, v2)
         wait_for(

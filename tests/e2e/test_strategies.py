@@ -54,14 +54,38 @@ def body(s: LocalStack, uris: dict[str, str], version: str, model: str, strategy
     return b
 
 
+def serve_incumbent(s: LocalStack, uris: dict[str, str], version: str, model: str, metrics: list[dict[str, Any]],
+                    seed: int, **load_options: Any) -> tuple[dict[str, Any], LoadGenerator]:
+    """Roll `model` out at once as the incumbent, wait until it is the stable revision and
+    HAProxy balances to it, then start the load (stopped by the caller)."""
+    incumbent = body(s, uris, version, model, {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
+    s.apply(incumbent)
+    wait_status(lambda: s.get(NAME),
+                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == revision_of(incumbent),
+                timeout=180, what=f"the {model} incumbent serving")
+    assert s.proxy is not None
+    proxy = s.proxy
+    wait_for(lambda: proxy.weights().get(f"{NAME}-{revision_of(incumbent)}", 0) > 0, 30,
+             message="HAProxy following the incumbent")
+    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=seed, **load_options)
+    return incumbent, load.start()
+
+
+def wait_promoted(s: LocalStack, timeline: TimelineRecorder, rev: str, timeout: float, what: str) -> dict[str, Any]:
+    """Wait until `rev` is the stable revision and the recorder has seen the route give it all
+    the traffic (the route changes a moment after the status); return the status."""
+    final = wait_status(lambda: s.get(NAME),
+                        lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == rev,
+                        timeout=timeout, what=what)
+    wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(rev, 0) == 100, 20, message="route 100% recorded")
+    return final
+
+
 def test_ab_test_picks_the_better_revision(stack: tuple[LocalStack, dict[str, str]], artifacts: Path) -> None:
     s, uris = stack
     metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200}, *GUARDS]
     # The incumbent is the noisier model; the challenger is better.
-    incumbent = body(s, uris, "ab-incumbent", "noisy", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
-    s.apply(incumbent)
-    wait_status(lambda: s.get(NAME), lambda st: st.get("phase") == "Stable", timeout=120, what="incumbent")
-    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=5).start()
+    _, load = serve_incumbent(s, uris, "ab-incumbent", "noisy", metrics, seed=5)
     try:
         ab = {"abTest": {"weight": 50, "primaryMetric": "accuracy", "guardrails": ["latency", "errors"],
                          "maxDuration": "8m"}}
@@ -70,9 +94,7 @@ def test_ab_test_picks_the_better_revision(stack: tuple[LocalStack, dict[str, st
         assert s.api is not None
         with TimelineRecorder(s.api, s.namespace, NAME, interval=0.5) as timeline:
             s.apply(challenger)
-            final = wait_status(lambda: s.get(NAME),
-                                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == rev,
-                                timeout=480, what="the challenger to win")
+            final = wait_promoted(s, timeline, rev, timeout=480, what="the challenger to win")
         timeline.dump(artifacts / "timeline.json")
     finally:
         load.stop()
@@ -87,12 +109,7 @@ def test_disagreeing_shadow_never_gets_live_traffic(stack: tuple[LocalStack, dic
     s, uris = stack
     metrics = [{"name": "agreement", "kind": "agreement", "minSamples": 100, "minAgreement": 0.95, "critical": True},
                *GUARDS]
-    base = body(s, uris, "shadow-base", "clean", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
-    s.apply(base)
-    wait_status(lambda: s.get(NAME),
-                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == revision_of(base),
-                timeout=180, what="the clean model serving")
-    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=6).start()
+    _, load = serve_incumbent(s, uris, "shadow-base", "clean", metrics, seed=6)
     try:
         shadow = body(s, uris, "shadow-broken", "broken", {"shadow": {"percent": 100, "duration": "5m"}}, metrics)
         rev = revision_of(shadow)
@@ -125,17 +142,10 @@ def test_ab_test_by_cookie_sends_only_that_group_to_the_challenger(
 ) -> None:
     s, uris = stack
     metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200}, *GUARDS]
-    incumbent = body(s, uris, "cookie-incumbent", "noisy", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
-    s.apply(incumbent)
-    wait_status(lambda: s.get(NAME),
-                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == revision_of(incumbent),
-                timeout=180, what="the noisy incumbent serving")
-    assert s.proxy is not None and s.mirror is not None
-    serving = f"{NAME}-{revision_of(incumbent)}"
-    wait_for(lambda: s.proxy.weights().get(serving, 0) > 0, 30, message="HAProxy following the incumbent")
     # A third of the users carry the group cookie; only they may reach the challenger.
-    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=7,
-                         cookie=("kanaria-group", "b", 0.35)).start()
+    incumbent, load = serve_incumbent(s, uris, "cookie-incumbent", "noisy", metrics, seed=7,
+                                      cookie=("kanaria-group", "b", 0.35))
+    assert s.proxy is not None and s.mirror is not None
     try:
         ab = {"abTest": {"match": {"cookie": {"name": "kanaria-group", "value": "b"}}, "primaryMetric": "accuracy",
                          "guardrails": ["latency", "errors"], "maxDuration": "8m"}}
@@ -164,12 +174,7 @@ def test_ab_test_by_cookie_sends_only_that_group_to_the_challenger(
                         lambda st: st.get("canaryWeight") == 100 or st.get("stableRevision") == rev,
                         timeout=480, what="the challenger to win", interval=0.05)
             during = load.stats()
-            final = wait_status(lambda: s.get(NAME),
-                                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == rev,
-                                timeout=60, what="the promotion to complete")
-            # The route changes a moment after the status: wait until the recorder saw it too.
-            wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(rev, 0) == 100, 20,
-                     message="route 100% recorded")
+            final = wait_promoted(s, timeline, rev, timeout=60, what="the promotion to complete")
         timeline.dump(artifacts / "timeline.json")
     finally:
         load.stop()
@@ -198,15 +203,7 @@ def test_ab_test_with_several_challengers_retires_losers_and_promotes_the_best(
 ) -> None:
     s, uris = stack
     metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 150}, *GUARDS]
-    incumbent = body(s, uris, "multi-incumbent", "noisy", {"canary": {"steps": [{"setWeight": 100}]}}, metrics)
-    s.apply(incumbent)
-    wait_status(lambda: s.get(NAME),
-                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == revision_of(incumbent),
-                timeout=180, what="the noisy incumbent serving")
-    assert s.proxy is not None
-    wait_for(lambda: s.proxy.weights().get(f"{NAME}-{revision_of(incumbent)}", 0) > 0, 30,
-             message="HAProxy following the incumbent")
-    load = LoadGenerator(s.proxy_url, rate=60, duration=900, feedback_delay_s=1.0, seed=8).start()
+    _, load = serve_incumbent(s, uris, "multi-incumbent", "noisy", metrics, seed=8)
     try:
         # spec.model is the broken model (much worse); the extra challenger is the clean one.
         ab = {"abTest": {"weight": 30, "primaryMetric": "accuracy", "guardrails": ["latency", "errors"],
@@ -220,11 +217,7 @@ def test_ab_test_with_several_challengers_retires_losers_and_promotes_the_best(
             started = wait_status(lambda: s.get(NAME), lambda st: len(st.get("arms") or []) == 2,
                                   timeout=60, what="two challengers")
             clean = started["arms"][1]["revision"]
-            final = wait_status(lambda: s.get(NAME),
-                                lambda st: st.get("phase") == "Stable" and st.get("stableRevision") == clean,
-                                timeout=480, what="the clean challenger to win")
-            wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(clean, 0) == 100, 20,
-                     message="route 100% recorded")
+            final = wait_promoted(s, timeline, clean, timeout=480, what="the clean challenger to win")
         timeline.dump(artifacts / "timeline.json")
         stats = load.stats()
     finally:

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.helpers import metric_sum, wait_for
 
 from kanaria.sandbox.loadgen import Drift, LoadGenerator, main
 from kanaria.sandbox.modelserver import ModelServer, ServerConfig
@@ -40,13 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[HAProxyPro
 
 
 def _value(server: ModelServer, name: str, **labels: str) -> float:
-    text = httpx.get(f"{server.url}/metrics", timeout=10).text
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
+    return metric_sum(httpx.get(f"{server.url}/metrics", timeout=10).text, name, **labels)
 
 
 def test_loadgen_through_proxy_credits_labels_to_the_serving_revision(
@@ -98,9 +91,7 @@ def test_loadgen_stops_by_itself_and_on_request(stack: tuple[HAProxyProxy, dict[
     stats = LoadGenerator(proxy.url, "breast_cancer", rate=50, duration=0.5, feedback=False).run()
     assert stats.sent <= 26
     gen = LoadGenerator(proxy.url, "breast_cancer", rate=20, duration=60).start()
-    deadline = time.monotonic() + 10
-    while gen.stats().ok < 3 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: gen.stats().ok >= 3, 10, interval=0.02, message="three answered requests")
     gen.stop()
     assert gen.join(timeout=10)
     assert not gen.running and gen.stats().ok >= 3

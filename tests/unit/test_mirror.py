@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.helpers import metric_sum, wait_for
 
 from kanaria.sandbox._proc import processes_in_group
 from kanaria.sandbox.loadgen import LoadGenerator
@@ -130,20 +129,7 @@ def _metric(server: ModelServerProcess, name: str, **labels: str) -> float:
     with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:  # no TLS set-up
         text = response.read().decode()
     wanted = "\n".join(line for line in text.splitlines() if line.startswith(name))
-    total = 0.0
-    for family in text_string_to_metric_families(wanted):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def _eventually(predicate: Callable[[], bool], what: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return metric_sum(wanted, name, **labels)
 
 
 def _binomial_ok(observed: float, n: int, p: float, z: float = 4.0) -> bool:
@@ -181,9 +167,9 @@ def test_shadow_gets_a_copy_of_every_request_and_counts_agreement(chain: Chain) 
             assert body["revision"] == "stable" and response.headers["X-Kanaria-Revision"] == "stable"
             assert response.headers[SERVER_HEADER] == "stable"
             served.append(body["prediction"])
-        _eventually(
+        wait_for(
             lambda: _metric(chain.shadow, "kanaria_model_requests_total") - before["shadow_requests"] == len(rows),
-            "the shadow to receive a copy of every prediction",
+            15, interval=0.05, message="the shadow to receive a copy of every prediction",
         )
         for i, (label, prediction) in enumerate(zip(labels, served, strict=True)):
             rid = f"agree-{i}"
@@ -202,7 +188,7 @@ def test_shadow_gets_a_copy_of_every_request_and_counts_agreement(chain: Chain) 
             disagree = _metric(chain.shadow, "kanaria_model_agreement_total", outcome="disagree") - before["shadow_disagree"]
             return agree + disagree == len(rows)
 
-        _eventually(shadow_counted, "the shadow to count agreement for every mirrored label")
+        wait_for(shadow_counted, 15, interval=0.05, message="the shadow to count agreement for every mirrored label")
         disagree = _metric(chain.shadow, "kanaria_model_agreement_total", outcome="disagree") - before["shadow_disagree"]
         assert disagree == expected_disagree
         # On the revision that served the prediction agreement is trivial.
@@ -232,7 +218,7 @@ def test_partial_mirror_share_clear_and_no_process_left(chain: Chain) -> None:
             seen.append(_metric(chain.shadow, "kanaria_model_requests_total") - start)
             return len(seen) >= 3 and seen[-1] == seen[-2] == seen[-3]
 
-        _eventually(settled, "the mirrored count to settle")
+        wait_for(settled, 15, interval=0.05, message="the mirrored count to settle")
         mirrored = seen[-1]
         print(f"mirrored {mirrored:.0f} of {n} at {percent}% ({100 * mirrored / n:.1f}%)")
         assert _binomial_ok(mirrored, n, percent / 100), mirrored
@@ -246,9 +232,9 @@ def test_partial_mirror_share_clear_and_no_process_left(chain: Chain) -> None:
             _predict(client, rows[i % len(rows)], f"off-{i}")
         mirror.set_mirror("127.0.0.1", chain.shadow.port, 100)
         _predict(client, rows[0], "barrier")
-        _eventually(
+        wait_for(
             lambda: _metric(chain.shadow, "kanaria_model_requests_total") >= before_clear + 1,
-            "the barrier request to be mirrored",
+            15, interval=0.05, message="the barrier request to be mirrored",
         )
         assert _metric(chain.shadow, "kanaria_model_requests_total") == before_clear + 1
         pid = mirror.pid
@@ -275,18 +261,18 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
         assert stats.sent == stats.ok == 200 and stats.errors == stats.failed == 0
         assert stats.by_revision == {"stable": 200}
         assert stats.feedback_accepted == 200
-        _eventually(
+        wait_for(
             lambda: _metric(chain.shadow, "kanaria_model_errors_total") - errors
             == _metric(chain.shadow, "kanaria_model_requests_total") - requests > 0,
-            "every mirrored request to fail on the shadow",
+            15, interval=0.05, message="every mirrored request to fail on the shadow",
         )
         copies = _metric(chain.shadow, "kanaria_model_requests_total") - requests
         assert _binomial_ok(copies, 200, 0.5)
         # The shadow kept none of the predictions it failed, so each of their mirrored labels
         # is dropped as unknown; mirror copies are asynchronous: wait until all have arrived.
-        _eventually(
+        wait_for(
             lambda: _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown") - dropped0 == copies,
-            "the failed predictions' labels to be dropped as unknown",
+            15, interval=0.05, message="the failed predictions' labels to be dropped as unknown",
         )
 
         # Healthy again, through the load generator: labels carry the served prediction and
@@ -304,7 +290,7 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
             )
             return copies > 0 and counted == copies
 
-        _eventually(labels_match_mirrored, "every mirrored prediction's label to reach the shadow")
+        wait_for(labels_match_mirrored, 15, interval=0.05, message="every mirrored prediction's label to reach the shadow")
         assert _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown") == dropped
         assert _metric(chain.shadow, "kanaria_model_agreement_total", outcome="disagree") > agreed["disagree"]
 
@@ -336,18 +322,18 @@ def test_httproute_mirror_sync_follows_the_route(chain: Chain) -> None:
         sync = HTTPRouteMirrorSync(mirror, "bc", "models", resolve, api=routes, interval=0.05)
         with sync:
             routes.route = _route(_mirror_rule({"backendRef": {"name": "bc-shadow", "port": 8080}, "fraction": {"numerator": 1, "denominator": 8}}))
-            _eventually(lambda: sync.applied == ("bc-shadow", 12.5), "the mirror to follow the route")
+            wait_for(lambda: sync.applied == ("bc-shadow", 12.5), 15, interval=0.05, message="the mirror to follow the route")
             assert mirror.state()["percent"] == 12.5
             assert mirror.state()["target"] == f"127.0.0.1:{chain.shadow.port}"
             routes.route = _route(_mirror_rule({"backendRef": {"name": "bc-unknown"}}))
-            _eventually(lambda: sync.last_error is not None and "bc-unknown" in sync.last_error, "an unresolvable Service to be reported")
+            wait_for(lambda: sync.last_error is not None and "bc-unknown" in sync.last_error, 15, interval=0.05, message="an unresolvable Service to be reported")
             assert mirror.state()["percent"] == 12.5  # unchanged until it resolves
             routes.route = _route({"backendRefs": [{"name": "bc-stable", "weight": 100}]})
-            _eventually(lambda: mirror.state()["target"] is None, "a route without a mirror to clear it")
+            wait_for(lambda: mirror.state()["target"] is None, 15, interval=0.05, message="a route without a mirror to clear it")
             routes.route = _route(_mirror_rule({"backendRef": {"name": "bc-shadow"}}))
-            _eventually(lambda: mirror.state()["percent"] == 100, "the mirror to come back")
+            wait_for(lambda: mirror.state()["percent"] == 100, 15, interval=0.05, message="the mirror to come back")
             routes.route = None
-            _eventually(lambda: mirror.state()["target"] is None, "a deleted route to clear the mirror")
+            wait_for(lambda: mirror.state()["target"] is None, 15, interval=0.05, message="a deleted route to clear the mirror")
 
 
 def test_pin_sends_the_matching_group_to_one_server_and_keeps_feedback_sticky() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.helpers import metric_value
 
 from kanaria.sandbox.modelserver import ModelServer, ModelServerProcess, ServerConfig
 from kanaria.sandbox.train import load_split, train_revision
@@ -25,14 +25,6 @@ def server(artifact: Path) -> Iterator[ModelServer]:
     )
     with ModelServer(config) as srv:
         yield srv
-
-
-def _metric(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise KeyError(name)
 
 
 def test_modelserver_predicts_and_exports_metrics(server: ModelServer) -> None:
@@ -56,13 +48,13 @@ def test_modelserver_predicts_and_exports_metrics(server: ModelServer) -> None:
         assert client.get("/healthz").json()["status"] == "ok"
         text = client.get("/metrics").text
 
-    assert _metric(text, "kanaria_model_requests_total", model="iris", revision="rev1") == 23
-    assert _metric(text, "kanaria_model_errors_total", revision="rev1") == 0
-    assert _metric(text, "kanaria_model_labels_total", revision="rev1", outcome="correct") == correct
-    assert _metric(text, "kanaria_model_labels_total", revision="rev1", outcome="incorrect") == 20 - correct
-    assert _metric(text, "kanaria_model_feature_count", feature="petal length (cm)") == 23
-    assert _metric(text, "kanaria_model_prediction_count", revision="rev1") == 23
-    assert _metric(text, "kanaria_model_info", version="v1") == 1
+    assert metric_value(text, "kanaria_model_requests_total", model="iris", revision="rev1") == 23
+    assert metric_value(text, "kanaria_model_errors_total", revision="rev1") == 0
+    assert metric_value(text, "kanaria_model_labels_total", revision="rev1", outcome="correct") == correct
+    assert metric_value(text, "kanaria_model_labels_total", revision="rev1", outcome="incorrect") == 20 - correct
+    assert metric_value(text, "kanaria_model_feature_count", feature="petal length (cm)") == 23
+    assert metric_value(text, "kanaria_model_prediction_count", revision="rev1") == 23
+    assert metric_value(text, "kanaria_model_info", version="v1") == 1
 
 
 def test_modelserver_faults_change_at_run_time(server: ModelServer) -> None:
@@ -78,10 +70,10 @@ def test_modelserver_faults_change_at_run_time(server: ModelServer) -> None:
         assert client.post("/admin/faults", json={"error_rate": 2}).status_code == 400
         client.post("/admin/faults", json={"error_rate": 0.0, "delay_ms": 0})
         text = client.get("/metrics").text
-    assert _metric(text, "kanaria_model_requests_total") == 2
-    assert _metric(text, "kanaria_model_errors_total") == 1
+    assert metric_value(text, "kanaria_model_requests_total") == 2
+    assert metric_value(text, "kanaria_model_errors_total") == 1
     # The delayed request landed above the 25 ms bucket.
-    assert _metric(text, "kanaria_model_request_duration_seconds_bucket", le="0.025") == 1
+    assert metric_value(text, "kanaria_model_request_duration_seconds_bucket", le="0.025") == 1
 
 
 def test_modelserver_cli_process_reads_env(artifact: Path) -> None:
@@ -98,7 +90,7 @@ def test_modelserver_cli_process_reads_env(artifact: Path) -> None:
         health = httpx.get(f"{proc.url}/healthz", timeout=10).json()
         assert health["revision"] == "abc123" and health["version"] == "v7"
         text = httpx.get(f"{proc.url}/metrics", timeout=10).text
-        assert _metric(text, "kanaria_model_errors_total", model="flowers", revision="abc123") == 1
+        assert metric_value(text, "kanaria_model_errors_total", model="flowers", revision="abc123") == 1
     assert proc.process.poll() is not None
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
+from tests.helpers import metric_value
 
 from kanaria.monitor import ModelMonitor, ReferenceProfile
 from kanaria.sandbox.modelserver import ModelServer, ServerConfig
@@ -22,19 +22,11 @@ def _profile() -> ReferenceProfile:
     )
 
 
-def _value(text: str, name: str, **labels: str) -> float:
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                return sample.value
-    raise KeyError((name, labels))
-
-
 def test_monitor_counts_agreement_with_the_served_prediction() -> None:
     monitor = ModelMonitor("m", "shadow", _profile())
     text = monitor.exposition().decode()
-    assert _value(text, "kanaria_model_agreement_total", revision="shadow", outcome="agree") == 0
-    assert _value(text, "kanaria_model_agreement_total", revision="shadow", outcome="disagree") == 0
+    assert metric_value(text, "kanaria_model_agreement_total", revision="shadow", outcome="agree") == 0
+    assert metric_value(text, "kanaria_model_agreement_total", revision="shadow", outcome="disagree") == 0
     for rid, own in (("q1", "yes"), ("q2", "no"), ("q3", "yes"), ("q4", "no")):
         monitor.observe_request(rid, [1, 1], own, 0.9, 0.01)
     assert monitor.feedback("q1", "yes", served_prediction="yes") is True  # agree, correct
@@ -43,10 +35,10 @@ def test_monitor_counts_agreement_with_the_served_prediction() -> None:
     assert monitor.feedback("q4", "no") is True  # no served prediction: not compared
     assert monitor.feedback("never", "no", served_prediction="no") is False  # unknown: not compared
     text = monitor.exposition().decode()
-    assert _value(text, "kanaria_model_agreement_total", outcome="agree") == 1
-    assert _value(text, "kanaria_model_agreement_total", outcome="disagree") == 2
-    assert _value(text, "kanaria_model_labels_total", outcome="correct") == 3
-    assert _value(text, "kanaria_model_labels_total", outcome="incorrect") == 1
+    assert metric_value(text, "kanaria_model_agreement_total", outcome="agree") == 1
+    assert metric_value(text, "kanaria_model_agreement_total", outcome="disagree") == 2
+    assert metric_value(text, "kanaria_model_labels_total", outcome="correct") == 3
+    assert metric_value(text, "kanaria_model_labels_total", outcome="incorrect") == 1
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +64,8 @@ def test_modelserver_passes_served_prediction_to_the_monitor(artifact: Path) -> 
         # Without served_prediction the old contract holds: labels only.
         assert client.post("/feedback", json={"request_id": "c", "label": 0}).json()["accepted"] is True
         text = client.get("/metrics").text
-    assert _value(text, "kanaria_model_agreement_total", revision="r1", outcome="agree") == 1
-    assert _value(text, "kanaria_model_agreement_total", revision="r1", outcome="disagree") == 1
-    assert _value(text, "kanaria_model_labels_total", revision="r1", outcome="correct") + _value(
+    assert metric_value(text, "kanaria_model_agreement_total", revision="r1", outcome="agree") == 1
+    assert metric_value(text, "kanaria_model_agreement_total", revision="r1", outcome="disagree") == 1
+    assert metric_value(text, "kanaria_model_labels_total", revision="r1", outcome="correct") + metric_value(
         text, "kanaria_model_labels_total", revision="r1", outcome="incorrect"
     ) == 3

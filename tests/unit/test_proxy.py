@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from tests.helpers import wait_for
 
 from kanaria.sandbox.modelserver import ModelServerProcess
 from kanaria.sandbox.proxy import (
@@ -194,9 +194,8 @@ def test_proxy_httproute_sync_watch_loop_applies_changes(
     api = _FakeCustomObjects(route(10), route(50))
     with HAProxyProxy() as proxy:
         with HTTPRouteWeightSync(proxy, "iris", "default", addresses.__getitem__, api=api, watch_timeout_seconds=1) as sync:
-            deadline = time.monotonic() + 10
-            while sync.applied != {"stable": 50, "canary": 50} and time.monotonic() < deadline:
-                time.sleep(0.02)
+            wait_for(lambda: sync.applied == {"stable": 50, "canary": 50}, 10, interval=0.02,
+                     message=lambda: f"the watched route's weights applied (last error: {sync.last_error})")
         assert sync.applied == {"stable": 50, "canary": 50}, sync.last_error
         assert proxy.weights() == {"stable": 50, "canary": 50}
 
