@@ -9,6 +9,7 @@ instead of a double step.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -46,14 +47,19 @@ class Runtime:
     is_leader: Callable[[], bool] = lambda: True
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     providers: dict[tuple[str, float], MetricProvider] = field(default_factory=dict)
+    """One client per (address, timeout), shared by every worker thread."""
     on_decision: Callable[[dict[str, Any], Decision], None] | None = None
     on_verdicts: Callable[[dict[str, Any], dict[str, Verdict], float], None] | None = None
+    _providers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def provider(self, address: str, timeout: float) -> MetricProvider:
+        """The metric provider for an address; reconciles run in a pool of threads, so the
+        first use of an address is made under a lock and every later one gets that client."""
         key = (address, timeout)
-        if key not in self.providers:
-            self.providers[key] = provider_for("prometheus", address, timeout)
-        return self.providers[key]
+        with self._providers_lock:
+            if key not in self.providers:
+                self.providers[key] = provider_for("prometheus", address, timeout)
+            return self.providers[key]
 
 
 def _status_dump(status: ModelDeploymentStatus) -> dict[str, Any]:
