@@ -4,6 +4,7 @@ plans the analysis (once), and that metric-provider clients are shared safely by
 
 from __future__ import annotations
 
+import copy
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -11,7 +12,11 @@ from typing import Any
 import pytest
 
 import kanaria.controller.reconcile as reconcile_module
-from kanaria.controller.reconcile import Runtime
+from kanaria.api.models import ModelDeploymentSpec
+from kanaria.api.observed import WorkloadState
+from kanaria.controller.reconcile import Runtime, reconcile
+from kanaria.workloads.kube import RevisionCollision
+from kanaria.workloads.objects import model_fingerprint
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 SPEC: dict[str, Any] = {
@@ -26,6 +31,91 @@ SPEC: dict[str, Any] = {
     },
 }
 STABLE = {"phase": "Stable", "stableRevision": "r1", "stableVersion": "v1", "observedGeneration": 1}
+
+
+class FakeCustomObjects:
+    """The CustomObjectsApi calls a cycle makes, over one object; records status writes."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.status_writes: list[dict[str, Any]] = []
+
+    def get_namespaced_custom_object(self, *_: Any) -> dict[str, Any]:
+        return copy.deepcopy(self.obj)
+
+    def replace_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
+        body = copy.deepcopy(args[-1])
+        self.status_writes.append(body["status"])
+        body["metadata"]["resourceVersion"] = str(int(body["metadata"]["resourceVersion"]) + 1)
+        self.obj = body
+        return copy.deepcopy(body)
+
+
+class FakeRouter:
+    def __init__(self, weights: dict[str, int]) -> None:
+        self.weights = weights
+        self.applied: list[dict[str, int]] = []
+
+    def check(self) -> str | None:
+        return None
+
+    def observe(self) -> tuple[dict[str, int], None, None]:
+        return dict(self.weights), None, None
+
+    def replicas(self, replicas: dict[str, int], _weights: dict[str, int] | None) -> dict[str, int]:
+        return replicas
+
+    def apply(self, weights: dict[str, int], *_: Any) -> None:
+        self.applied.append(weights)
+
+
+class FakeWorkloads:
+    """Revisions' Deployments as the real Workloads sees them; ``ensure`` refuses a revision
+    whose recorded model differs, as the real one does."""
+
+    def __init__(self, states: dict[str, WorkloadState], models: dict[str, str]) -> None:
+        self.states, self.models = states, models
+        self.ensured: list[str] = []
+
+    def observe(self) -> tuple[dict[str, WorkloadState], dict[str, str]]:
+        return dict(self.states), dict(self.models)
+
+    def ensure(self, spec: ModelDeploymentSpec, revision: str, replicas: int, recorded: str | None, _port: Any) -> None:
+        recorded = self.models.get(revision, recorded)
+        if recorded and recorded != model_fingerprint(spec) and replicas > 0:
+            raise RevisionCollision(f"Deployment iris-{revision} exists for a different model ({recorded})")
+        self.ensured.append(revision)
+
+    def scale(self, revision: str, replicas: int) -> None:
+        self.states[revision] = WorkloadState(replicas=replicas, ready=replicas)
+
+    def delete(self, revision: str) -> None:
+        self.states.pop(revision, None)
+
+
+class Cycle:
+    """One ModelDeployment and the fakes a reconcile of it talks to."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, spec: dict[str, Any], status: dict[str, Any]) -> None:
+        self.api = FakeCustomObjects({
+            "apiVersion": "kanaria.io/v1alpha1",
+            "kind": "ModelDeployment",
+            "metadata": {"name": "iris", "namespace": "models", "uid": "u-1", "generation": 1,
+                         "resourceVersion": "10"},
+            "spec": spec,
+            "status": status,
+        })
+        self.router = FakeRouter({"r1": 100})
+        self.workloads = FakeWorkloads({"r1": WorkloadState(replicas=2, ready=2)}, {})
+        self.events: list[str] = []
+        self.runtime = Runtime(api=object(), clock=lambda: NOW)  # type: ignore[arg-type]
+        monkeypatch.setattr(reconcile_module.client, "CustomObjectsApi", lambda _api: self.api)
+        monkeypatch.setattr(reconcile_module, "router_for", lambda *_: self.router)
+        monkeypatch.setattr(reconcile_module, "Workloads", lambda *_: self.workloads)
+        monkeypatch.setattr(reconcile_module, "post_event", lambda _api, _obj, event: self.events.append(event.reason))
+
+    def run(self) -> float:
+        return reconcile(self.runtime, "models", "iris")
 
 
 # --------------------------------------------------------------------------- providers
@@ -64,3 +154,18 @@ def test_threads_asking_for_providers_at_once_share_one_per_address(monkeypatch:
     assert sorted(made) == ["http://a:9090", "http://b:9090"]
     assert len({id(p) for a, p in got if a == "http://a:9090"}) == 1
     assert len({id(p) for a, p in got if a == "http://b:9090"}) == 1
+
+
+# --------------------------------------------------------------------------- followers
+
+
+def test_a_follower_writes_nothing_even_for_an_invalid_spec(monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = copy.deepcopy(SPEC)
+    bad["strategy"]["canary"]["steps"] = [{"setWeight": 10}, {"analysis": {"metrics": ["unknown"]}}]
+    cycle = Cycle(monkeypatch, bad, dict(STABLE))
+    cycle.runtime.is_leader = lambda: False
+    assert cycle.run() == 2.0
+    assert cycle.api.status_writes == [] and cycle.events == []
+    cycle.runtime.is_leader = lambda: True  # the same object, seen by the leader
+    assert cycle.run() == 300.0
+    assert [w["phase"] for w in cycle.api.status_writes] == ["Invalid"] and cycle.events == ["InvalidSpec"]

@@ -80,6 +80,8 @@ def _read_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
 
 def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     """Run one cycle; returns seconds until the next one."""
+    if not rt.is_leader():
+        return 2.0  # a follower writes nothing, not even an InvalidSpec status
     custom = client.CustomObjectsApi(rt.api)
     try:
         obj = cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
@@ -95,8 +97,6 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     except ValidationError as exc:
         _write_invalid(rt, obj, status, _validation_message(exc), now)
         return 300.0
-    if not rt.is_leader():
-        return 2.0
 
     router = router_for(rt.api, name, namespace, meta["uid"], spec)
     workloads = Workloads(rt.api, name, namespace, meta["uid"])
