@@ -12,8 +12,10 @@ from typing import Any
 import pytest
 
 import kanaria.controller.reconcile as reconcile_module
+from kanaria.analysis.provider import QueryResult
 from kanaria.api.models import ModelDeploymentSpec
 from kanaria.api.observed import WorkloadState
+from kanaria.api.revision import revision_hash
 from kanaria.controller.reconcile import Runtime, reconcile
 from kanaria.workloads.kube import RevisionCollision
 from kanaria.workloads.objects import model_fingerprint
@@ -169,3 +171,50 @@ def test_a_follower_writes_nothing_even_for_an_invalid_spec(monkeypatch: pytest.
     cycle.runtime.is_leader = lambda: True  # the same object, seen by the leader
     assert cycle.run() == 300.0
     assert [w["phase"] for w in cycle.api.status_writes] == ["Invalid"] and cycle.events == ["InvalidSpec"]
+
+
+# --------------------------------------------------------------------------- analysis plan
+
+
+def test_the_analysis_plan_is_computed_once_per_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["strategy"] = {"abTest": {"weight": 30, "primaryMetric": "accuracy", "guardrails": ["latency"],
+                                   "maxDuration": "10m",
+                                   "challengers": [{"version": "v3", "uri": "file:///models/v3", "weight": 30}]}}
+    parsed = ModelDeploymentSpec.model_validate(spec)
+    rev, arm = revision_hash(parsed), revision_hash(parsed.arm_specs()[0])
+    status = {
+        "phase": "Progressing", "stableRevision": "r1", "stableVersion": "v1", "canaryRevision": rev,
+        "canaryVersion": "v2", "canaryWeight": 30, "currentStep": 1, "observedGeneration": 1,
+        "stepStartedAt": "2026-01-02T03:00:00Z",
+        "arms": [{"revision": rev, "version": "v2", "weight": 30}, {"revision": arm, "version": "v3", "weight": 30}],
+    }
+    cycle = Cycle(monkeypatch, spec, status)
+    cycle.router.weights = {"r1": 40, rev: 30, arm: 30}
+    cycle.workloads.states = {r: WorkloadState(replicas=2, ready=2) for r in ("r1", rev, arm)}
+
+    class Silent:
+        def query(self, promql: str, at: float | None = None) -> QueryResult:
+            return QueryResult(promql)
+
+        def online(self) -> str | None:
+            return None
+
+    cycle.runtime.providers[("http://prom:9090", 10.0)] = Silent()
+    plans: list[object] = []
+    real = reconcile_module.analysis_plan
+
+    def counted(*args: Any) -> Any:
+        plan = real(*args)
+        plans.append(plan)
+        return plan
+
+    monkeypatch.setattr(reconcile_module, "analysis_plan", counted)
+    measured: list[str] = []
+    real_measure = reconcile_module.measure
+    monkeypatch.setattr(reconcile_module, "measure",
+                        lambda metrics, plan, *a, **k: measured.append(plan.candidate.revision)
+                        or real_measure(metrics, plan, *a, **k))
+    cycle.run()
+    assert len(plans) == 1 and plans[0] is not None
+    assert measured == [rev, arm]  # both challengers judged, from that one plan

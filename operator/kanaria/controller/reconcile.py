@@ -23,6 +23,7 @@ from kanaria.analysis.measure import Target, measure
 from kanaria.analysis.provider import MetricProvider, provider_for
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api.observed import AnalysisPlan
 from kanaria.api.revision import revision_hash
 from kanaria.api.verdict import Verdict
 from kanaria.controller.events import post_event
@@ -103,8 +104,10 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     states, models = workloads.observe()
     router_error = router.check()
     weights, mirror, match = router.observe() if router_error is None else (None, None, None)
-    verdicts = _measure(rt, spec, status, now, namespace, name, obj)
-    arm_verdicts = _measure_others(rt, spec, status, now, name, namespace) if verdicts is not None else None
+    plan = analysis_plan(spec, status, now)
+    target = Target(name, namespace, spec.model.name)
+    verdicts = _measure(rt, spec, plan, target, now, obj)
+    arm_verdicts = _measure_others(rt, spec, plan, target, now) if verdicts is not None else None
     obs = Observations(
         revision=revision_hash(spec),
         version=spec.model.version,
@@ -151,18 +154,15 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
 def _measure(
     rt: Runtime,
     spec: ModelDeploymentSpec,
-    status: ModelDeploymentStatus,
+    plan: AnalysisPlan | None,
+    target: Target,
     now: datetime,
-    namespace: str,
-    name: str,
     obj: dict[str, Any],
 ) -> dict[str, Verdict] | None:
-    plan = analysis_plan(spec, status, now)
     if plan is None or spec.analysis is None:
         return None
     provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     started = rt.clock()
-    target = Target(name, namespace, spec.model.name)
     verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=now.timestamp())
     if rt.on_verdicts is not None:
         rt.on_verdicts(obj, verdicts, (rt.clock() - started).total_seconds())
@@ -172,17 +172,15 @@ def _measure(
 def _measure_others(
     rt: Runtime,
     spec: ModelDeploymentSpec,
-    status: ModelDeploymentStatus,
+    plan: AnalysisPlan | None,
+    target: Target,
     now: datetime,
-    name: str,
-    namespace: str,
 ) -> dict[str, dict[str, Verdict]] | None:
-    """A/B with several challengers: each other running challenger against the incumbent."""
-    plan = analysis_plan(spec, status, now)
+    """A/B with several challengers: each other running challenger against the incumbent,
+    with the plan ``_measure`` used (computed once per cycle)."""
     if plan is None or not plan.others or spec.analysis is None:
         return None
     provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
-    target = Target(name, namespace, spec.model.name)
     return {
         arm.revision: measure(list(spec.analysis.metrics), replace(plan, candidate=arm, others=()), provider,
                               target, at=now.timestamp())
