@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -120,6 +121,11 @@ class Cycle:
         return reconcile(self.runtime, "models", "iris")
 
 
+@pytest.fixture
+def stable(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cycle]:
+    yield Cycle(monkeypatch, copy.deepcopy(SPEC), dict(STABLE))
+
+
 # --------------------------------------------------------------------------- providers
 
 
@@ -218,3 +224,44 @@ def test_the_analysis_plan_is_computed_once_per_cycle(monkeypatch: pytest.Monkey
     cycle.run()
     assert len(plans) == 1 and plans[0] is not None
     assert measured == [rev, arm]  # both challengers judged, from that one plan
+
+
+# --------------------------------------------------------------------------- revision collisions
+
+
+def test_a_colliding_challenger_marks_the_spec_invalid_with_one_status_write(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = copy.deepcopy(SPEC)
+    spec["strategy"] = {"abTest": {"weight": 30, "primaryMetric": "accuracy", "maxDuration": "10m",
+                                   "challengers": [{"version": "v3", "uri": "file:///models/v3", "weight": 30}]}}
+    arm = revision_hash(ModelDeploymentSpec.model_validate(spec).arm_specs()[0])
+    cycle = Cycle(monkeypatch, spec, dict(STABLE))
+    cycle.workloads.models = {arm: "someone-else"}
+    assert cycle.run() == 300.0
+    assert len(cycle.api.status_writes) == 1, cycle.api.status_writes
+    written = cycle.api.status_writes[0]
+    assert written["phase"] == "Invalid" and f"iris-{arm} exists for a different model" in written["message"]
+    assert written.get("canaryRevision") is None  # the rollout never started
+    assert cycle.workloads.ensured == [] and cycle.router.applied == []
+    assert cycle.events == ["InvalidSpec"]
+    cycle.run()  # and it stays written once
+    assert len(cycle.api.status_writes) == 1
+
+
+def test_a_collision_found_while_acting_writes_status_once(stable: Cycle) -> None:
+    """A Deployment that takes the new revision's name between observe and act: the cycle's
+    status is already written, and it is not written a second time."""
+    new = revision_hash(ModelDeploymentSpec.model_validate(SPEC))
+    real_observe = stable.workloads.observe
+
+    def observe_then_squat() -> tuple[dict[str, WorkloadState], dict[str, str]]:
+        seen = real_observe()
+        stable.workloads.models[new] = "someone-else"
+        return seen
+
+    stable.workloads.observe = observe_then_squat  # type: ignore[method-assign]
+    assert stable.run() == 1.0
+    assert len(stable.api.status_writes) == 1
+    assert stable.router.applied == [] and stable.events == []
+    stable.workloads.observe = real_observe  # type: ignore[method-assign]
+    assert stable.run() == 300.0  # the next cycle sees the squatter and says so, once
+    assert [w["phase"] for w in stable.api.status_writes] == ["Progressing", "Invalid"]

@@ -24,7 +24,7 @@ from kanaria.analysis.provider import MetricProvider, provider_for
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
 from kanaria.api.observed import AnalysisPlan
-from kanaria.api.revision import revision_hash
+from kanaria.api.revision import revision_hash, revision_name
 from kanaria.api.verdict import Verdict
 from kanaria.controller.events import post_event
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
@@ -102,6 +102,10 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     router = router_for(rt.api, name, namespace, meta["uid"], spec)
     workloads = Workloads(rt.api, name, namespace, meta["uid"])
     states, models = workloads.observe()
+    collision = _collision(spec, name, models)
+    if collision is not None:
+        _write_invalid(rt, obj, status, collision, now)
+        return 300.0
     router_error = router.check()
     weights, mirror, match = router.observe() if router_error is None else (None, None, None)
     plan = analysis_plan(spec, status, now)
@@ -121,15 +125,6 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         match=match,
         arm_verdicts=arm_verdicts,
     )
-    recorded = models.get(obs.revision)
-    if recorded and recorded != model_fingerprint(spec):
-        _write_invalid(
-            rt, obj, status,
-            f"revision {obs.revision}: Deployment {name}-{obs.revision} exists for a different "
-            f"model ({recorded}); refusing to adopt it (rename it or change the spec)",
-            now,
-        )
-        return 300.0
     decision = decide(spec, status, obs, now)
     if not rt.is_leader():
         return 2.0  # lost the lease while measuring: act on nothing
@@ -142,13 +137,29 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
     try:
         _act(decision, spec, router, workloads, models, obs)
     except RevisionCollision as exc:
-        _write_invalid(rt, obj, decision.status, str(exc), now)
-        return 300.0
+        # A Deployment took a revision's name after observe(): this cycle's status is written
+        # already (one write per cycle); the next cycle's check above marks the spec invalid.
+        log.warning("%s/%s: %s; checking again next cycle", namespace, name, exc)
+        return 1.0
     for event in decision.events:
         post_event(rt.api, obj, event)
     if rt.on_decision is not None:
         rt.on_decision(obj, decision)
     return decision.requeue_after
+
+
+def _collision(spec: ModelDeploymentSpec, name: str, models: dict[str, str]) -> str | None:
+    """Why a revision this spec runs (its own, or an extra A/B challenger's) cannot be used:
+    a Deployment of that revision's name records a different model. None when all is well."""
+    for wanted in (spec, *spec.arm_specs()):
+        revision = revision_hash(wanted)
+        recorded = models.get(revision)
+        if recorded and recorded != model_fingerprint(wanted):
+            return (
+                f"revision {revision}: Deployment {revision_name(name, revision)} exists for a different "
+                f"model ({recorded}); refusing to adopt it (rename it or change the spec)"
+            )
+    return None
 
 
 def _measure(
