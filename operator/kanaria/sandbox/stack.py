@@ -23,10 +23,11 @@ import yaml
 from kubernetes import client, config
 
 from kanaria.sandbox.cluster import LocalCluster
-from kanaria.sandbox.mirror import HTTPRouteMirrorSync, MirrorProxy
+from kanaria.sandbox.mirror import MirrorFollower, MirrorProxy
 from kanaria.sandbox.operator import OperatorProcess
 from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget, scrape_config
-from kanaria.sandbox.proxy import HAProxyProxy, HTTPRouteWeightSync
+from kanaria.sandbox.proxy import HAProxyProxy, WeightFollower
+from kanaria.sandbox.route_sync import HTTPRouteSync, RouteFollower
 from kanaria.sandbox.runtime import LocalRuntime
 
 __all__ = ["LocalStack"]
@@ -61,9 +62,8 @@ class LocalStack:
         self.proxy: HAProxyProxy | None = None
         self.runtime: LocalRuntime | None = None
         self.operator: OperatorProcess | None = None
-        self.syncs: dict[str, HTTPRouteWeightSync] = {}
+        self.syncs: dict[str, HTTPRouteSync] = {}
         self.mirror: MirrorProxy | None = None
-        self.mirror_syncs: dict[str, HTTPRouteMirrorSync] = {}
         self.api: client.ApiClient | None = None
         self._stack = contextlib.ExitStack()
 
@@ -117,9 +117,6 @@ class LocalStack:
         for sync in self.syncs.values():
             sync.stop()
         self.syncs.clear()
-        for msync in self.mirror_syncs.values():
-            msync.stop()
-        self.mirror_syncs.clear()
         self._stack.close()
         if self.api is not None:
             self.api.close()  # type: ignore[no-untyped-call]
@@ -140,21 +137,18 @@ class LocalStack:
         if self.namespace not in names:
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
 
-    def follow_route(self, name: str) -> HTTPRouteWeightSync:
-        """Make the proxy follow the HTTPRoute ``name`` (the ModelDeployment's route)."""
-        assert self.proxy is not None and self.runtime is not None and self.api is not None
+    def follow_route(self, name: str) -> HTTPRouteSync:
+        """Make the proxies follow the HTTPRoute ``name`` (the ModelDeployment's route):
+        HAProxy its weights, nginx its mirror and match."""
+        assert self.proxy is not None and self.mirror is not None
+        assert self.runtime is not None and self.api is not None
         if name not in self.syncs:
-            sync = HTTPRouteWeightSync(
-                self.proxy, name, self.namespace, self.runtime.resolve,
-                api=client.CustomObjectsApi(self.api),
-            )
+            followers: list[RouteFollower] = [
+                WeightFollower(self.proxy, self.runtime.resolve),
+                MirrorFollower(self.mirror, self.runtime.resolve),
+            ]
+            sync = HTTPRouteSync(name, self.namespace, followers, api=client.CustomObjectsApi(self.api))
             self.syncs[name] = sync.start()
-        if name not in self.mirror_syncs:
-            assert self.mirror is not None
-            self.mirror_syncs[name] = HTTPRouteMirrorSync(
-                self.mirror, name, self.namespace, self.runtime.resolve,
-                api=client.CustomObjectsApi(self.api),
-            ).start()
         return self.syncs[name]
 
     @property
