@@ -17,7 +17,7 @@ from kanaria.analysis.provider import QueryResult
 from kanaria.api.models import ModelDeploymentSpec
 from kanaria.api.observed import WorkloadState
 from kanaria.api.revision import revision_hash
-from kanaria.controller.reconcile import Runtime, reconcile
+from kanaria.controller.reconcile import ReconcileContext, reconcile
 from kanaria.workloads.kube import RevisionCollision
 from kanaria.workloads.objects import model_fingerprint
 
@@ -111,14 +111,14 @@ class Cycle:
         self.router = FakeRouter({"r1": 100})
         self.workloads = FakeWorkloads({"r1": WorkloadState(replicas=2, ready=2)}, {})
         self.events: list[str] = []
-        self.runtime = Runtime(api=object(), clock=lambda: NOW)  # type: ignore[arg-type]
+        self.context = ReconcileContext(api=object(), clock=lambda: NOW)  # type: ignore[arg-type]
         monkeypatch.setattr(reconcile_module.client, "CustomObjectsApi", lambda _api: self.api)
         monkeypatch.setattr(reconcile_module, "router_for", lambda *_: self.router)
         monkeypatch.setattr(reconcile_module, "Workloads", lambda *_: self.workloads)
         monkeypatch.setattr(reconcile_module, "post_event", lambda _api, _obj, event: self.events.append(event.reason))
 
     def run(self) -> float:
-        return reconcile(self.runtime, "models", "iris")
+        return reconcile(self.context, "models", "iris")
 
 
 @pytest.fixture
@@ -141,7 +141,7 @@ def test_threads_asking_for_providers_at_once_share_one_per_address(monkeypatch:
         return object()
 
     monkeypatch.setattr(reconcile_module, "provider_for", slow_factory)
-    runtime = Runtime(api=object())  # type: ignore[arg-type]
+    context = ReconcileContext(api=object())  # type: ignore[arg-type]
     addresses = ["http://a:9090", "http://b:9090"] * 8
     start = threading.Barrier(len(addresses))
     got: list[tuple[str, object]] = []
@@ -149,7 +149,7 @@ def test_threads_asking_for_providers_at_once_share_one_per_address(monkeypatch:
 
     def ask(address: str) -> None:
         start.wait()
-        provider = runtime.provider(address, 10.0)
+        provider = context.provider(address, 10.0)
         with lock:
             got.append((address, provider))
 
@@ -171,10 +171,10 @@ def test_a_follower_writes_nothing_even_for_an_invalid_spec(monkeypatch: pytest.
     bad = copy.deepcopy(SPEC)
     bad["strategy"]["canary"]["steps"] = [{"setWeight": 10}, {"analysis": {"metrics": ["unknown"]}}]
     cycle = Cycle(monkeypatch, bad, dict(STABLE))
-    cycle.runtime.is_leader = lambda: False
+    cycle.context.is_leader = lambda: False
     assert cycle.run() == 2.0
     assert cycle.api.status_writes == [] and cycle.events == []
-    cycle.runtime.is_leader = lambda: True  # the same object, seen by the leader
+    cycle.context.is_leader = lambda: True  # the same object, seen by the leader
     assert cycle.run() == 300.0
     assert [w["phase"] for w in cycle.api.status_writes] == ["Invalid"] and cycle.events == ["InvalidSpec"]
 
@@ -206,7 +206,7 @@ def test_the_analysis_plan_is_computed_once_per_cycle(monkeypatch: pytest.Monkey
         def online(self) -> str | None:
             return None
 
-    cycle.runtime.providers[("http://prom:9090", 10.0)] = Silent()
+    cycle.context.providers[("http://prom:9090", 10.0)] = Silent()
     plans: list[object] = []
     real = reconcile_module.analysis_plan
 

@@ -33,7 +33,7 @@ from kanaria.traffic import Router, router_for
 from kanaria.workloads.kube import RevisionCollision, Workloads
 from kanaria.workloads.objects import model_fingerprint
 
-__all__ = ["ACTION_ANNOTATION", "Runtime", "reconcile"]
+__all__ = ["ACTION_ANNOTATION", "ReconcileContext", "reconcile"]
 
 log = logging.getLogger("kanaria.reconcile")
 
@@ -41,7 +41,7 @@ ACTION_ANNOTATION = "kanaria.io/action"
 
 
 @dataclass
-class Runtime:
+class ReconcileContext:
     """Clients and hooks shared by every reconcile (built once at startup)."""
 
     api: client.ApiClient
@@ -79,11 +79,11 @@ def _read_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
         return ModelDeploymentStatus()
 
 
-def reconcile(rt: Runtime, namespace: str, name: str) -> float:
+def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     """Run one cycle; returns seconds until the next one."""
-    if not rt.is_leader():
+    if not ctx.is_leader():
         return 2.0  # a follower writes nothing, not even an InvalidSpec status
-    custom = client.CustomObjectsApi(rt.api)
+    custom = client.CustomObjectsApi(ctx.api)
     try:
         obj = cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
     except ApiException as exc:
@@ -92,26 +92,26 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         raise
     meta = obj["metadata"]
     status = _read_status(obj.get("status"))
-    now = rt.clock()
+    now = ctx.clock()
     try:
         spec = ModelDeploymentSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        _write_invalid(rt, obj, status, _validation_message(exc), now)
+        _write_invalid(ctx, obj, status, _validation_message(exc), now)
         return 300.0
 
-    router = router_for(rt.api, name, namespace, meta["uid"], spec)
-    workloads = Workloads(rt.api, name, namespace, meta["uid"])
+    router = router_for(ctx.api, name, namespace, meta["uid"], spec)
+    workloads = Workloads(ctx.api, name, namespace, meta["uid"])
     states, models = workloads.observe()
     collision = _collision(spec, name, models)
     if collision is not None:
-        _write_invalid(rt, obj, status, collision, now)
+        _write_invalid(ctx, obj, status, collision, now)
         return 300.0
     router_error = router.check()
     weights, mirror, match = router.observe() if router_error is None else (None, None, None)
     plan = analysis_plan(spec, status, now)
     target = Target(name, namespace, spec.model.name)
-    verdicts = _measure(rt, spec, plan, target, now, obj)
-    arm_verdicts = _measure_others(rt, spec, plan, target, now) if verdicts is not None else None
+    verdicts = _measure(ctx, spec, plan, target, now, obj)
+    arm_verdicts = _measure_others(ctx, spec, plan, target, now) if verdicts is not None else None
     obs = Observations(
         revision=revision_hash(spec),
         version=spec.model.version,
@@ -126,13 +126,13 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         arm_verdicts=arm_verdicts,
     )
     decision = decide(spec, status, obs, now)
-    if not rt.is_leader():
+    if not ctx.is_leader():
         return 2.0  # lost the lease while measuring: act on nothing
     # Status first, then act: the intent is recorded before anything moves, so a crash
     # between the two replays the recorded intent (idempotently) instead of an older one —
     # a rolled-back canary never gets its traffic back — and a writer that lost the race
     # (409) acts on nothing.
-    if not _write_status(rt, obj, status, decision.status):
+    if not _write_status(ctx, obj, status, decision.status):
         return 1.0
     try:
         _act(decision, spec, router, workloads, models, obs)
@@ -142,9 +142,9 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         log.warning("%s/%s: %s; checking again next cycle", namespace, name, exc)
         return 1.0
     for event in decision.events:
-        post_event(rt.api, obj, event)
-    if rt.on_decision is not None:
-        rt.on_decision(obj, decision)
+        post_event(ctx.api, obj, event)
+    if ctx.on_decision is not None:
+        ctx.on_decision(obj, decision)
     return decision.requeue_after
 
 
@@ -163,7 +163,7 @@ def _collision(spec: ModelDeploymentSpec, name: str, models: dict[str, str]) -> 
 
 
 def _measure(
-    rt: Runtime,
+    ctx: ReconcileContext,
     spec: ModelDeploymentSpec,
     plan: AnalysisPlan | None,
     target: Target,
@@ -172,16 +172,16 @@ def _measure(
 ) -> dict[str, Verdict] | None:
     if plan is None or spec.analysis is None:
         return None
-    provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
-    started = rt.clock()
+    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    started = ctx.clock()
     verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=now.timestamp())
-    if rt.on_verdicts is not None:
-        rt.on_verdicts(obj, verdicts, (rt.clock() - started).total_seconds())
+    if ctx.on_verdicts is not None:
+        ctx.on_verdicts(obj, verdicts, (ctx.clock() - started).total_seconds())
     return verdicts
 
 
 def _measure_others(
-    rt: Runtime,
+    ctx: ReconcileContext,
     spec: ModelDeploymentSpec,
     plan: AnalysisPlan | None,
     target: Target,
@@ -191,7 +191,7 @@ def _measure_others(
     with the plan ``_measure`` used (computed once per cycle)."""
     if plan is None or not plan.others or spec.analysis is None:
         return None
-    provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     return {
         arm.revision: measure(list(spec.analysis.metrics), replace(plan, candidate=arm, others=()), provider,
                               target, at=now.timestamp())
@@ -240,7 +240,7 @@ def _service_port(spec: ModelDeploymentSpec) -> int | None:
 
 
 def _write_status(
-    rt: Runtime, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
+    ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
 ) -> bool:
     """Replace the status; False when someone else changed the object meanwhile (409)."""
     new = _status_dump(after)
@@ -249,7 +249,7 @@ def _write_status(
     # A whole replacement carrying the resourceVersion read at the start of the cycle: fields
     # that went away are removed, and a concurrent writer makes this a 409, not a double step.
     body = {**obj, "status": new}
-    custom = client.CustomObjectsApi(rt.api)
+    custom = client.CustomObjectsApi(ctx.api)
     try:
         written = custom.replace_namespaced_custom_object_status(
             GROUP, VERSION, obj["metadata"]["namespace"], PLURAL, obj["metadata"]["name"], body
@@ -274,7 +274,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def _write_invalid(
-    rt: Runtime,
+    ctx: ReconcileContext,
     obj: dict[str, Any],
     status: ModelDeploymentStatus,
     message: str,
@@ -293,5 +293,5 @@ def _write_invalid(
 
     # The Event only once the status says so: a conflicting write is retried next cycle and
     # must not leave a second Event behind.
-    if _write_status(rt, obj, status, after):
-        post_event(rt.api, obj, Event("Warning", "InvalidSpec", message))
+    if _write_status(ctx, obj, status, after):
+        post_event(ctx.api, obj, Event("Warning", "InvalidSpec", message))
