@@ -24,7 +24,7 @@ from kanaria.sandbox.timeline import TimelineRecorder
 
 __all__ = ["main", "run_demo"]
 
-NAME = "iris"  # the ModelDeployment (serving the breast-cancer classifier)
+NAME = "cancer-screen"  # the ModelDeployment: a breast-cancer classifier
 
 
 class Progress:
