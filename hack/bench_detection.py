@@ -48,14 +48,14 @@ def one_pair(out: Path, scrape: str, interval: str, repeats: int) -> list[float]
             for i in range(repeats):
                 spec = body(f"c{i}", uris["v2"])
                 rev = revision_of(spec)
-                assert stack.api is not None and stack.runtime is not None
+                assert stack.api is not None and stack.kubelet is not None
                 with TimelineRecorder(stack.api, stack.namespace, NAME, interval=0.1) as timeline:
                     stack.apply(spec)
                     wait_status(lambda: stack.get(NAME),
                                 lambda s: s.get("currentStep") == 1 and s.get("phase") == "Paused"
                                 and any(a["verdict"] == "pass" for a in s.get("analysis", [])),
                                 timeout=300, what="the canary passing at 30%")
-                    url = stack.runtime.url_of(rev)
+                    url = stack.kubelet.url_of(rev)
                     assert url is not None
                     request = urllib.request.Request(
                         f"{url}/admin/faults", data=json.dumps({"error_rate": 0.3}).encode(),

@@ -222,8 +222,8 @@ def test_regression_after_promotion_reverts_to_the_prior_revision(rollouts: Roll
     rev = revision_of(body)
     status, _ = rollouts.roll(body, artifacts, until="watching")
     assert status["priorRevision"] == prior
-    assert stack.runtime is not None
-    url = stack.runtime.url_of(rev)
+    assert stack.kubelet is not None
+    url = stack.kubelet.url_of(rev)
     assert url is not None
     # The regression starts after promotion: the promoted revision becomes slow.
     wait_status(lambda: stack.get(NAME), lambda s: s.get("lastAnalysisAt") is not None and s.get("phase") == "Watching",

@@ -23,12 +23,13 @@ from kanaria.sandbox._proc import processes_in_group
 from kanaria.sandbox.loadgen import LoadGenerator
 from kanaria.sandbox.mirror import (
     NGINX_BIN,
-    HTTPRouteMirrorSync,
+    MirrorFollower,
     MirrorProxy,
     mirror_from_httproute,
 )
 from kanaria.sandbox.modelserver import ModelServerProcess
 from kanaria.sandbox.proxy import HAPROXY_BIN, SERVER_HEADER, HAProxyProxy
+from kanaria.sandbox.route_sync import HTTPRouteSync
 from kanaria.sandbox.train import load_artifact, load_split, train_revision
 
 needs_binaries = pytest.mark.skipif(
@@ -295,19 +296,32 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
         assert _metric(chain.shadow, "kanaria_model_agreement_total", outcome="disagree") > agreed["disagree"]
 
 
+class _NoEvents:
+    """A watch that ends at once: the sync lists the route again shortly after."""
+
+    def stream(self, *_: object, **__: object) -> Iterator[bytes]:
+        yield from ()
+
+    def close(self) -> None:
+        return None
+
+    def release_conn(self) -> None:
+        return None
+
+
 class _FakeRoutes:
-    """The one CustomObjectsApi call HTTPRouteMirrorSync makes, over a dict."""
+    """The CustomObjectsApi calls HTTPRouteSync makes (a list, a watch), over one route."""
 
     def __init__(self) -> None:
         self.route: dict[str, Any] | None = None
 
-    def get_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
-        from kubernetes.client.exceptions import ApiException
-
-        assert (group, plural, namespace, name) == ("gateway.networking.k8s.io", "httproutes", "models", "bc")
-        if self.route is None:
-            raise ApiException(status=404, reason="Not Found")
-        return self.route
+    def list_namespaced_custom_object(self, group: str, version: str, namespace: str, plural: str, **kwargs: Any) -> Any:
+        assert (group, plural, namespace, kwargs["field_selector"]) == (
+            "gateway.networking.k8s.io", "httproutes", "models", "metadata.name=bc"
+        )
+        if kwargs.get("watch"):
+            return _NoEvents()
+        return {"items": [] if self.route is None else [self.route], "metadata": {"resourceVersion": "1"}}
 
 
 @needs_binaries
@@ -319,10 +333,10 @@ def test_httproute_mirror_sync_follows_the_route(chain: Chain) -> None:
         return addresses[service]
 
     with MirrorProxy(chain.proxy.url) as mirror:
-        sync = HTTPRouteMirrorSync(mirror, "bc", "models", resolve, api=routes, interval=0.05)
-        with sync:
+        follower = MirrorFollower(mirror, resolve)
+        with HTTPRouteSync("bc", "models", [follower], api=routes, watch_timeout_seconds=1, retry_seconds=0.05) as sync:
             routes.route = _route(_mirror_rule({"backendRef": {"name": "bc-shadow", "port": 8080}, "fraction": {"numerator": 1, "denominator": 8}}))
-            wait_for(lambda: sync.applied == ("bc-shadow", 12.5), 15, interval=0.05, message="the mirror to follow the route")
+            wait_for(lambda: follower.applied == ("bc-shadow", 12.5), 15, interval=0.05, message="the mirror to follow the route")
             assert mirror.state()["percent"] == 12.5
             assert mirror.state()["target"] == f"127.0.0.1:{chain.shadow.port}"
             routes.route = _route(_mirror_rule({"backendRef": {"name": "bc-unknown"}}))

@@ -122,7 +122,7 @@ def test_modelserver_fault_injection_is_off_unless_the_sandbox_turns_it_on(artif
             assert "fault injection is off" in answer.json()["error"]
             assert "--enable-faults" in answer.json()["error"]
         assert client.post("/predict", json={"features": row}).status_code == 200
-        assert _metric(client.get("/metrics").text, "kanaria_model_errors_total") == 0
+        assert metric_value(client.get("/metrics").text, "kanaria_model_errors_total") == 0
 
 
 @pytest.mark.parametrize(

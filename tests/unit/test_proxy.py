@@ -18,10 +18,11 @@ from kanaria.sandbox.modelserver import ModelServerProcess
 from kanaria.sandbox.proxy import (
     SERVER_HEADER,
     HAProxyProxy,
-    HTTPRouteWeightSync,
+    WeightFollower,
     scale_weights,
     weights_from_httproute,
 )
+from kanaria.sandbox.route_sync import HTTPRouteSync
 from kanaria.sandbox.train import load_split, train_revision
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/usr/sbin/haproxy"), reason="needs haproxy")
@@ -139,11 +140,13 @@ def test_proxy_httproute_sync_apply_adds_services_and_weights(
         }
     }
     with HAProxyProxy() as proxy:
-        sync = HTTPRouteWeightSync(proxy, "iris", "default", lambda svc: ("127.0.0.1", ports[svc]))
-        assert sync.apply(route) == {"iris-stable": 900_000, "iris-canary": 100_000}
+        follower = WeightFollower(proxy, lambda svc: ("127.0.0.1", ports[svc]))
+        assert follower.apply(route) == {"iris-stable": 900_000, "iris-canary": 100_000}
         assert proxy.weights() == {"iris-stable": 256, "iris-canary": 28}
         route["spec"]["rules"][0]["backendRefs"] = [{"name": "iris-canary", "port": 80, "weight": 1}]
-        sync.apply(route)
+        follower.apply(route)
+        assert proxy.weights() == {"iris-stable": 0, "iris-canary": 1}
+        assert follower.apply(None) is None  # a deleted route leaves the weights as they are
         assert proxy.weights() == {"iris-stable": 0, "iris-canary": 1}
 
 
@@ -193,10 +196,11 @@ def test_proxy_httproute_sync_watch_loop_applies_changes(
     addresses = _addresses(backends)
     api = _FakeCustomObjects(route(10), route(50))
     with HAProxyProxy() as proxy:
-        with HTTPRouteWeightSync(proxy, "iris", "default", addresses.__getitem__, api=api, watch_timeout_seconds=1) as sync:
-            wait_for(lambda: sync.applied == {"stable": 50, "canary": 50}, 10, interval=0.02,
+        follower = WeightFollower(proxy, addresses.__getitem__)
+        with HTTPRouteSync("iris", "default", [follower], api=api, watch_timeout_seconds=1) as sync:
+            wait_for(lambda: follower.applied == {"stable": 50, "canary": 50}, 10, interval=0.02,
                      message=lambda: f"the watched route's weights applied (last error: {sync.last_error})")
-        assert sync.applied == {"stable": 50, "canary": 50}, sync.last_error
+        assert follower.applied == {"stable": 50, "canary": 50}, sync.last_error
         assert proxy.weights() == {"stable": 50, "canary": 50}
 
 

@@ -33,7 +33,7 @@ __all__ = [
     "IstioTraffic",
     "ReplicasTraffic",
     "Traffic",
-    "PrometheusProvider",
+    "PrometheusSource",
     "MetricKind",
     "Metric",
     "Analysis",
@@ -396,7 +396,7 @@ class Traffic(_Base):
         return "replicas"
 
 
-class PrometheusProvider(_Base):
+class PrometheusSource(_Base):
     """The Prometheus that holds the model servers' metrics."""
 
     address: str = Field(min_length=1, max_length=2048, pattern=r"^https?://[^\s]+$")
@@ -478,7 +478,7 @@ class Metric(_Base):
 class Analysis(_Base):
     """How the new revision is judged."""
 
-    prometheus: PrometheusProvider
+    prometheus: PrometheusSource
     """Where metrics are read from."""
     interval: Duration = Field(default="30s", pattern=DURATION_PATTERN)
     """How often metrics are measured during a rollout and the watch window."""

@@ -20,14 +20,14 @@ from typing import Any
 from kanaria.cli.kube import CliError
 from kanaria.cli.render import fmt_number
 
-__all__ = ["Decision", "decisions", "weight_curve", "query_weight", "render_png", "render_html", "write_report"]
+__all__ = ["DecisionPoint", "decisions", "weight_curve", "query_weight", "render_png", "render_html", "write_report"]
 
 BAD = ("RolledBack", "Reverted", "Aborted", "ActionRejected")
 GOOD = ("Promoted", "Stable", "Deployed")
 
 
 @dataclass(frozen=True)
-class Decision:
+class DecisionPoint:
     at: datetime
     reason: str
     message: str
@@ -46,19 +46,19 @@ def _time(text: str | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
-def decisions(obj: dict[str, Any]) -> list[Decision]:
+def decisions(obj: dict[str, Any]) -> list[DecisionPoint]:
     """status.timeline as typed entries, oldest first; entries without a readable time are skipped."""
     out = []
     for e in (obj.get("status") or {}).get("timeline") or []:
         at = _time(e.get("at"))
         if at is not None:
-            out.append(Decision(at, str(e.get("reason", "")), str(e.get("message", "")),
+            out.append(DecisionPoint(at, str(e.get("reason", "")), str(e.get("message", "")),
                                 int(e.get("weight") or 0), int(e.get("step") or 0),
                                 str(e.get("revision") or "")))
     return sorted(out, key=lambda d: d.at)
 
 
-def weight_curve(points: Sequence[Decision], end: datetime) -> tuple[list[datetime], list[int]]:
+def weight_curve(points: Sequence[DecisionPoint], end: datetime) -> tuple[list[datetime], list[int]]:
     """A step curve of the new revision's weight: each decision's weight holds until the next."""
     if not points:
         return [], []

@@ -11,7 +11,7 @@ import kopf
 
 from kanaria.api.models import GROUP, PLURAL, VERSION
 from kanaria.controller.reconcile import reconcile
-from kanaria.controller.runtime import OperatorState, build_state
+from kanaria.controller.state import OperatorState, build_state
 
 log = logging.getLogger("kanaria.handlers")
 
@@ -63,7 +63,7 @@ async def rollout_loop(
     loop = asyncio.get_running_loop()
     while not stopped:
         try:
-            delay = await loop.run_in_executor(state.executor, reconcile, state.runtime, namespace, name)
+            delay = await loop.run_in_executor(state.executor, reconcile, state.context, namespace, name)
             state.reconciled(namespace, name)
         except Exception as exc:  # never crash-loop: log, count, back off, try again
             delay = state.failed(namespace, name, exc)

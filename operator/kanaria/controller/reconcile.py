@@ -9,6 +9,7 @@ instead of a double step.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -22,7 +23,8 @@ from kanaria.analysis.measure import Target, measure
 from kanaria.analysis.provider import MetricProvider, provider_for
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
-from kanaria.api.revision import revision_hash
+from kanaria.api.observed import AnalysisPlan
+from kanaria.api.revision import revision_hash, revision_name
 from kanaria.api.verdict import Verdict
 from kanaria.controller.events import post_event
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
@@ -31,7 +33,7 @@ from kanaria.traffic import Router, router_for
 from kanaria.workloads.kube import RevisionCollision, Workloads
 from kanaria.workloads.objects import model_fingerprint
 
-__all__ = ["ACTION_ANNOTATION", "Runtime", "reconcile"]
+__all__ = ["ACTION_ANNOTATION", "ReconcileContext", "reconcile"]
 
 log = logging.getLogger("kanaria.reconcile")
 
@@ -39,21 +41,26 @@ ACTION_ANNOTATION = "kanaria.io/action"
 
 
 @dataclass
-class Runtime:
+class ReconcileContext:
     """Clients and hooks shared by every reconcile (built once at startup)."""
 
     api: client.ApiClient
     is_leader: Callable[[], bool] = lambda: True
     clock: Callable[[], datetime] = lambda: datetime.now(UTC)
     providers: dict[tuple[str, float], MetricProvider] = field(default_factory=dict)
+    """One client per (address, timeout), shared by every worker thread."""
     on_decision: Callable[[dict[str, Any], Decision], None] | None = None
     on_verdicts: Callable[[dict[str, Any], dict[str, Verdict], float], None] | None = None
+    _providers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def provider(self, address: str, timeout: float) -> MetricProvider:
+        """The metric provider for an address; reconciles run in a pool of threads, so the
+        first use of an address is made under a lock and every later one gets that client."""
         key = (address, timeout)
-        if key not in self.providers:
-            self.providers[key] = provider_for("prometheus", address, timeout)
-        return self.providers[key]
+        with self._providers_lock:
+            if key not in self.providers:
+                self.providers[key] = provider_for("prometheus", address, timeout)
+            return self.providers[key]
 
 
 def _status_dump(status: ModelDeploymentStatus) -> dict[str, Any]:
@@ -72,9 +79,11 @@ def _read_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
         return ModelDeploymentStatus()
 
 
-def reconcile(rt: Runtime, namespace: str, name: str) -> float:
+def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     """Run one cycle; returns seconds until the next one."""
-    custom = client.CustomObjectsApi(rt.api)
+    if not ctx.is_leader():
+        return 2.0  # a follower writes nothing, not even an InvalidSpec status
+    custom = client.CustomObjectsApi(ctx.api)
     try:
         obj = cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
     except ApiException as exc:
@@ -83,22 +92,26 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         raise
     meta = obj["metadata"]
     status = _read_status(obj.get("status"))
-    now = rt.clock()
+    now = ctx.clock()
     try:
         spec = ModelDeploymentSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
-        _write_invalid(rt, obj, status, _validation_message(exc), now)
+        _write_invalid(ctx, obj, status, _validation_message(exc), now)
         return 300.0
-    if not rt.is_leader():
-        return 2.0
 
-    router = router_for(rt.api, name, namespace, meta["uid"], spec)
-    workloads = Workloads(rt.api, name, namespace, meta["uid"])
+    router = router_for(ctx.api, name, namespace, meta["uid"], spec)
+    workloads = Workloads(ctx.api, name, namespace, meta["uid"])
     states, models = workloads.observe()
+    collision = _collision(spec, name, models)
+    if collision is not None:
+        _write_invalid(ctx, obj, status, collision, now)
+        return 300.0
     router_error = router.check()
     weights, mirror, match = router.observe() if router_error is None else (None, None, None)
-    verdicts = _measure(rt, spec, status, now, namespace, name, obj)
-    arm_verdicts = _measure_others(rt, spec, status, now, name, namespace) if verdicts is not None else None
+    plan = analysis_plan(spec, status, now)
+    target = Target(name, namespace, spec.model.name)
+    verdicts = _measure(ctx, spec, plan, target, now, obj)
+    arm_verdicts = _measure_others(ctx, spec, plan, target, now) if verdicts is not None else None
     obs = Observations(
         revision=revision_hash(spec),
         version=spec.model.version,
@@ -112,71 +125,73 @@ def reconcile(rt: Runtime, namespace: str, name: str) -> float:
         match=match,
         arm_verdicts=arm_verdicts,
     )
-    recorded = models.get(obs.revision)
-    if recorded and recorded != model_fingerprint(spec):
-        _write_invalid(
-            rt, obj, status,
-            f"revision {obs.revision}: Deployment {name}-{obs.revision} exists for a different "
-            f"model ({recorded}); refusing to adopt it (rename it or change the spec)",
-            now,
-        )
-        return 300.0
     decision = decide(spec, status, obs, now)
-    if not rt.is_leader():
+    if not ctx.is_leader():
         return 2.0  # lost the lease while measuring: act on nothing
     # Status first, then act: the intent is recorded before anything moves, so a crash
     # between the two replays the recorded intent (idempotently) instead of an older one —
     # a rolled-back canary never gets its traffic back — and a writer that lost the race
     # (409) acts on nothing.
-    if not _write_status(rt, obj, status, decision.status):
+    if not _write_status(ctx, obj, status, decision.status):
         return 1.0
     try:
         _act(decision, spec, router, workloads, models, obs)
     except RevisionCollision as exc:
-        _write_invalid(rt, obj, decision.status, str(exc), now)
-        return 300.0
+        # A Deployment took a revision's name after observe(): this cycle's status is written
+        # already (one write per cycle); the next cycle's check above marks the spec invalid.
+        log.warning("%s/%s: %s; checking again next cycle", namespace, name, exc)
+        return 1.0
     for event in decision.events:
-        post_event(rt.api, obj, event)
-    if rt.on_decision is not None:
-        rt.on_decision(obj, decision)
+        post_event(ctx.api, obj, event)
+    if ctx.on_decision is not None:
+        ctx.on_decision(obj, decision)
     return decision.requeue_after
 
 
+def _collision(spec: ModelDeploymentSpec, name: str, models: dict[str, str]) -> str | None:
+    """Why a revision this spec runs (its own, or an extra A/B challenger's) cannot be used:
+    a Deployment of that revision's name records a different model. None when all is well."""
+    for wanted in (spec, *spec.arm_specs()):
+        revision = revision_hash(wanted)
+        recorded = models.get(revision)
+        if recorded and recorded != model_fingerprint(wanted):
+            return (
+                f"revision {revision}: Deployment {revision_name(name, revision)} exists for a different "
+                f"model ({recorded}); refusing to adopt it (rename it or change the spec)"
+            )
+    return None
+
+
 def _measure(
-    rt: Runtime,
+    ctx: ReconcileContext,
     spec: ModelDeploymentSpec,
-    status: ModelDeploymentStatus,
+    plan: AnalysisPlan | None,
+    target: Target,
     now: datetime,
-    namespace: str,
-    name: str,
     obj: dict[str, Any],
 ) -> dict[str, Verdict] | None:
-    plan = analysis_plan(spec, status, now)
     if plan is None or spec.analysis is None:
         return None
-    provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
-    started = rt.clock()
-    target = Target(name, namespace, spec.model.name)
+    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    started = ctx.clock()
     verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=now.timestamp())
-    if rt.on_verdicts is not None:
-        rt.on_verdicts(obj, verdicts, (rt.clock() - started).total_seconds())
+    if ctx.on_verdicts is not None:
+        ctx.on_verdicts(obj, verdicts, (ctx.clock() - started).total_seconds())
     return verdicts
 
 
 def _measure_others(
-    rt: Runtime,
+    ctx: ReconcileContext,
     spec: ModelDeploymentSpec,
-    status: ModelDeploymentStatus,
+    plan: AnalysisPlan | None,
+    target: Target,
     now: datetime,
-    name: str,
-    namespace: str,
 ) -> dict[str, dict[str, Verdict]] | None:
-    """A/B with several challengers: each other running challenger against the incumbent."""
-    plan = analysis_plan(spec, status, now)
+    """A/B with several challengers: each other running challenger against the incumbent,
+    with the plan ``_measure`` used (computed once per cycle)."""
     if plan is None or not plan.others or spec.analysis is None:
         return None
-    provider = rt.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
-    target = Target(name, namespace, spec.model.name)
+    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     return {
         arm.revision: measure(list(spec.analysis.metrics), replace(plan, candidate=arm, others=()), provider,
                               target, at=now.timestamp())
@@ -225,7 +240,7 @@ def _service_port(spec: ModelDeploymentSpec) -> int | None:
 
 
 def _write_status(
-    rt: Runtime, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
+    ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
 ) -> bool:
     """Replace the status; False when someone else changed the object meanwhile (409)."""
     new = _status_dump(after)
@@ -234,7 +249,7 @@ def _write_status(
     # A whole replacement carrying the resourceVersion read at the start of the cycle: fields
     # that went away are removed, and a concurrent writer makes this a 409, not a double step.
     body = {**obj, "status": new}
-    custom = client.CustomObjectsApi(rt.api)
+    custom = client.CustomObjectsApi(ctx.api)
     try:
         written = custom.replace_namespaced_custom_object_status(
             GROUP, VERSION, obj["metadata"]["namespace"], PLURAL, obj["metadata"]["name"], body
@@ -259,7 +274,7 @@ def _validation_message(exc: ValidationError) -> str:
 
 
 def _write_invalid(
-    rt: Runtime,
+    ctx: ReconcileContext,
     obj: dict[str, Any],
     status: ModelDeploymentStatus,
     message: str,
@@ -278,5 +293,5 @@ def _write_invalid(
 
     # The Event only once the status says so: a conflicting write is retried next cycle and
     # must not leave a second Event behind.
-    if _write_status(rt, obj, status, after):
-        post_event(rt.api, obj, Event("Warning", "InvalidSpec", message))
+    if _write_status(ctx, obj, status, after):
+        post_event(ctx.api, obj, Event("Warning", "InvalidSpec", message))

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from kanaria.sandbox.loadgen import LoadGenerator
-from kanaria.sandbox.report import write_report
+from kanaria.sandbox.report import write_demo_report
 from kanaria.sandbox.scenario import manifest, revision_of, train_models, wait_status
 from kanaria.sandbox.stack import LocalStack
 from kanaria.sandbox.timeline import TimelineRecorder
 
 __all__ = ["main", "run_demo"]
 
-NAME = "iris"  # the ModelDeployment (serving the breast-cancer classifier)
+NAME = "cancer-screen"  # the ModelDeployment: a breast-cancer classifier
 
 
 class Progress:
@@ -121,7 +121,7 @@ def run_demo(out: Path, *, rate: float = 80.0) -> dict[str, Any]:
         results["load"] = json.loads(load.stats().to_json())
         results["proxy_counts"] = stack.proxy.served_counts() if stack.proxy else {}
         timeline.dump(out / "timeline.json")
-        report = write_report(out, timeline.snapshot(), results, stack.get(NAME))
+        report = write_demo_report(out, timeline.snapshot(), results, stack.get(NAME))
     results["seconds"] = round(time.monotonic() - started, 1)
     results["report"] = str(report)
     (out / "results.json").write_text(json.dumps(results, indent=2))

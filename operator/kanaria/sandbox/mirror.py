@@ -28,8 +28,9 @@ it), in its own process group, on a free 127.0.0.1 port:
 configuration, check it (``nginx -t``), SIGHUP the master and wait until the new
 generation answers and the old workers have exited.
 
-:func:`mirror_from_httproute` reads an HTTPRoute's mirror target; :class:`HTTPRouteMirrorSync`
-polls one HTTPRoute and applies it to a :class:`MirrorProxy`.
+:func:`mirror_from_httproute` reads an HTTPRoute's mirror target; :class:`MirrorFollower`
+applies it to a :class:`MirrorProxy` on every change
+:class:`~kanaria.sandbox.route_sync.HTTPRouteSync` sees.
 """
 
 from __future__ import annotations
@@ -53,15 +54,15 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kanaria.sandbox._proc import ManagedProcess, free_port, run, tail
-from kanaria.sandbox.proxy import SERVER_HEADER, HTTPRouteWeightSync, server_name
+from kanaria.sandbox.proxy import SERVER_HEADER, server_name
 from kanaria.traffic.base import MATCH_RULE
 
 __all__ = [
     "MIRRORED_HEADER",
     "NGINX_BIN",
     "STATE_PATH",
-    "HTTPRouteMirrorSync",
     "MirrorError",
+    "MirrorFollower",
     "MirrorProxy",
     "MirrorTarget",
     "Pin",
@@ -570,51 +571,25 @@ def pin_from_httproute(obj: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, st
     return None
 
 
-class HTTPRouteMirrorSync:
-    """Keep a :class:`MirrorProxy`'s mirror equal to one HTTPRoute's RequestMirror filter.
+class MirrorFollower:
+    """Keep a :class:`MirrorProxy`'s mirror and pin equal to an HTTPRoute's RequestMirror
+    filter and match rule (a follower of :class:`~kanaria.sandbox.route_sync.HTTPRouteSync`).
 
-    Polls the route every ``interval`` seconds in a daemon thread (polling, not watching, so
-    a Service whose process is not up yet is simply resolved again on the next poll).
     ``resolver`` maps the mirrored Service's name to ``(host, port)``; it may raise
-    ``KeyError`` while that process starts. A route without a mirror filter, or a deleted
-    route, clears the mirror. ``apply()`` is the step taken on every poll.
+    ``KeyError`` while that process starts (the sync tries again). A route without a mirror
+    filter, or a deleted route, clears the mirror.
     """
 
-    GROUP, VERSION, PLURAL = (
-        HTTPRouteWeightSync.GROUP,
-        HTTPRouteWeightSync.VERSION,
-        HTTPRouteWeightSync.PLURAL,
-    )
-
-    def __init__(
-        self,
-        mirror_proxy: MirrorProxy,
-        name: str,
-        namespace: str,
-        resolver: Callable[[str], tuple[str, int]],
-        *,
-        kubeconfig: str | None = None,
-        api: Any = None,
-        interval: float = 0.5,
-    ) -> None:
+    def __init__(self, mirror_proxy: MirrorProxy, resolver: Callable[[str], tuple[str, int]]) -> None:
         self.mirror_proxy = mirror_proxy
-        self.name = name
-        self.namespace = namespace
         self.resolver = resolver
-        self.interval = interval
-        self._kubeconfig = kubeconfig
-        self._api = api
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.applied: tuple[str, float] | None = None
-        self.applied_count = 0
-        self.last_error: str | None = None
 
-    def apply(self, obj: Mapping[str, Any] | None) -> tuple[str, float] | None:
+    def apply(self, route: Mapping[str, Any] | None) -> tuple[str, float] | None:
         """Make the mirror match the route (None: the route is gone); returns its target."""
-        wanted = None if obj is None else mirror_from_httproute(obj)
-        pinned = None if obj is None else pin_from_httproute(obj)
+        wanted = None if route is None else mirror_from_httproute(route)
+        pinned = None if route is None else pin_from_httproute(route)
         with self._lock:
             pin = None if pinned is None else Pin(server_name(pinned[0]), pinned[1])
             if pin != self.mirror_proxy.pin:
@@ -626,58 +601,4 @@ class HTTPRouteMirrorSync:
                 host, port = self.resolver(service)
                 self.mirror_proxy.set_mirror(host, port, percent)
             self.applied = wanted
-            self.applied_count += 1
         return wanted
-
-    def _custom_objects(self) -> Any:
-        if self._api is None:
-            import kubernetes
-
-            k8s: Any = kubernetes  # the client is untyped
-            api_client = k8s.config.new_client_from_config(config_file=self._kubeconfig)
-            self._api = k8s.client.CustomObjectsApi(api_client)
-        return self._api
-
-    def poll_once(self) -> None:
-        """Read the route once and apply it; errors land in ``last_error``."""
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            try:
-                obj = self._custom_objects().get_namespaced_custom_object(
-                    self.GROUP, self.VERSION, self.namespace, self.PLURAL, self.name
-                )
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-                obj = None
-            self.apply(obj)
-            self.last_error = None
-        except Exception as exc:  # keep polling: the mirror must not lose its sync
-            if repr(exc) != self.last_error:
-                _log.warning("HTTPRoute mirror sync %s/%s: %r", self.namespace, self.name, exc)
-            self.last_error = repr(exc)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.poll_once()
-            self._stop.wait(self.interval)
-
-    def start(self) -> HTTPRouteMirrorSync:
-        self._stop.clear()
-        self._thread = threading.Thread(
-            target=self._run, name=f"httproute-mirror-{self.name}", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 20.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def __enter__(self) -> HTTPRouteMirrorSync:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()

@@ -18,8 +18,8 @@ drain state: no new load-balanced traffic, but forced requests still arrive). So
 posts a label to ``/feedback`` through the proxy with the header it got with the prediction,
 and the label reaches the revision that served it even after that revision's weight fell to 0.
 
-:class:`HTTPRouteWeightSync` watches one Gateway API HTTPRoute and applies its backendRefs'
-weights to the proxy on every change.
+:class:`WeightFollower` applies a Gateway API HTTPRoute's backendRefs' weights to the proxy,
+on every change :class:`~kanaria.sandbox.route_sync.HTTPRouteSync` sees.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from kanaria.sandbox._proc import die_with_parent
+from kanaria.sandbox._proc import die_with_parent, free_port
 
 __all__ = [
     "BACKEND",
@@ -47,8 +47,8 @@ __all__ = [
     "MAX_WEIGHT",
     "SERVER_HEADER",
     "HAProxyProxy",
-    "HTTPRouteWeightSync",
     "ProxyError",
+    "WeightFollower",
     "scale_weights",
     "server_name",
     "weights_from_httproute",
@@ -120,13 +120,6 @@ def scale_weights(weights: Mapping[str, int]) -> dict[str, int]:
     return {
         name: 0 if w == 0 else max(1, round(w * MAX_WEIGHT / top)) for name, w in weights.items()
     }
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class HAProxyProxy:
@@ -411,49 +404,34 @@ def weights_from_httproute(obj: Mapping[str, Any]) -> dict[str, int]:
     return weights
 
 
-class HTTPRouteWeightSync:
-    """Keep a proxy's weights equal to one HTTPRoute's backendRefs weights.
+class WeightFollower:
+    """Keep a proxy's weights equal to an HTTPRoute's backendRefs weights (a follower of
+    :class:`~kanaria.sandbox.route_sync.HTTPRouteSync`).
 
     ``resolver`` maps a Service name to the ``(host, port)`` of the process serving it; a
     Service seen for the first time becomes a new proxy server. Services that leave the route
     keep their server at weight 0 (drained), so late feedback still reaches them, unless
-    ``remove_absent``. ``start()`` watches in a daemon thread (list, then watch from the
-    list's resourceVersion, re-listing when the watch expires); ``apply()`` is the step taken
-    on every change and may be called directly.
+    ``remove_absent``. A deleted route leaves the weights as they are.
     """
-
-    GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
     def __init__(
         self,
         proxy: HAProxyProxy,
-        name: str,
-        namespace: str,
         resolver: Callable[[str], tuple[str, int]],
         *,
-        kubeconfig: str | None = None,
-        api: Any = None,
         remove_absent: bool = False,
-        watch_timeout_seconds: int = 5,
     ) -> None:
         self.proxy = proxy
-        self.name = name
-        self.namespace = namespace
         self.resolver = resolver
         self.remove_absent = remove_absent
-        self._kubeconfig = kubeconfig
-        self._api = api
-        self._watch_timeout = watch_timeout_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self.applied: dict[str, int] | None = None
-        self.applied_count = 0
-        self.last_error: str | None = None
 
-    def apply(self, obj: Mapping[str, Any]) -> dict[str, int]:
+    def apply(self, route: Mapping[str, Any] | None) -> dict[str, int] | None:
         """Make the proxy match the route; returns the route's weights by Service."""
-        weights = weights_from_httproute(obj)
+        if route is None:
+            return None
+        weights = weights_from_httproute(route)
         with self._lock:
             known = self.proxy.servers()
             for service in weights:
@@ -466,78 +444,4 @@ class HTTPRouteWeightSync:
                 for srv in set(known) - wanted:
                     self.proxy.remove_server(srv)
             self.applied = weights
-            self.applied_count += 1
         return weights
-
-    def _custom_objects(self) -> Any:
-        if self._api is None:
-            import kubernetes
-
-            k8s: Any = kubernetes  # the client is untyped
-            api_client = k8s.config.new_client_from_config(config_file=self._kubeconfig)
-            self._api = k8s.client.CustomObjectsApi(api_client)
-        return self._api
-
-    def start(self) -> HTTPRouteWeightSync:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"httproute-sync-{self.name}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float | None = None) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout if timeout is not None else self._watch_timeout + 5)
-
-    def __enter__(self) -> HTTPRouteWeightSync:
-        return self.start()
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
-
-    def _run(self) -> None:
-        import kubernetes
-        from kubernetes.client.exceptions import ApiException
-
-        k8s: Any = kubernetes  # the client is untyped
-
-        selector = f"metadata.name={self.name}"
-        args = (self.GROUP, self.VERSION, self.namespace, self.PLURAL)
-        while not self._stop.is_set():
-            try:
-                api = self._custom_objects()
-                listing = api.list_namespaced_custom_object(*args, field_selector=selector)
-                for item in listing.get("items", []):
-                    self._apply_logged(item)
-                version = listing.get("metadata", {}).get("resourceVersion")
-                started = time.monotonic()
-                stream = k8s.watch.Watch().stream(
-                    api.list_namespaced_custom_object,
-                    *args,
-                    field_selector=selector,
-                    resource_version=version,
-                    timeout_seconds=self._watch_timeout,
-                )
-                for event in stream:
-                    if self._stop.is_set():
-                        break
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        self._apply_logged(event["object"])
-                if time.monotonic() - started < 0.5:  # a watch that ends at once: do not spin
-                    self._stop.wait(0.5)
-            except ApiException as exc:
-                if exc.status != 410:  # 410 Gone: the watch expired, list again
-                    self.last_error = f"{exc.status} {exc.reason}"
-                    self._stop.wait(1.0)
-            except Exception as exc:  # keep watching: the proxy must not lose its sync
-                self.last_error = repr(exc)
-                _log.warning("HTTPRoute sync %s/%s: %r", self.namespace, self.name, exc)
-                self._stop.wait(1.0)
-
-    def _apply_logged(self, obj: Mapping[str, Any]) -> None:
-        try:
-            self.apply(obj)
-            self.last_error = None
-        except (ProxyError, KeyError, ValueError, OSError) as exc:
-            self.last_error = repr(exc)
-            _log.warning("HTTPRoute sync %s/%s: %r", self.namespace, self.name, exc)

@@ -10,7 +10,7 @@ from typing import Any
 
 from kanaria.sandbox.timeline import Point
 
-__all__ = ["write_report", "plot_timeline"]
+__all__ = ["write_demo_report", "plot_timeline"]
 
 
 def plot_timeline(points: Sequence[Point], path: Path, title: str = "rollout timeline") -> Path:
@@ -60,7 +60,7 @@ def plot_timeline(points: Sequence[Point], path: Path, title: str = "rollout tim
     return path
 
 
-def write_report(out: Path, points: Sequence[Point], results: dict[str, Any], obj: dict[str, Any]) -> Path:
+def write_demo_report(out: Path, points: Sequence[Point], results: dict[str, Any], obj: dict[str, Any]) -> Path:
     png = plot_timeline(points, out / "timeline.png", f"ModelDeployment {obj['metadata']['name']}")
     status = obj.get("status") or {}
     lines = [

@@ -2,7 +2,7 @@
 
     load generator ─► nginx (mirror) ─► HAProxy ─► model-server processes ◄── Prometheus (file_sd, 1 s scrape)
                         ▲ weights                ▲ one per revision             │
-        HTTPRoute ──────┘ (route sync)      LocalRuntime ◄── Deployments        │
+        HTTPRoute ──────┘ (route sync)      LocalKubelet ◄── Deployments        │
             ▲                                                    ▲              │
             └──────────── Kanaria operator (its own process, RBAC from manifests/) ◄┘
 
@@ -23,11 +23,12 @@ import yaml
 from kubernetes import client, config
 
 from kanaria.sandbox.cluster import LocalCluster
-from kanaria.sandbox.mirror import HTTPRouteMirrorSync, MirrorProxy
+from kanaria.sandbox.kubelet import LocalKubelet
+from kanaria.sandbox.mirror import MirrorFollower, MirrorProxy
 from kanaria.sandbox.operator import OperatorProcess
 from kanaria.sandbox.prometheus import LocalPrometheus, ScrapeTarget, scrape_config
-from kanaria.sandbox.proxy import HAProxyProxy, HTTPRouteWeightSync
-from kanaria.sandbox.runtime import LocalRuntime
+from kanaria.sandbox.proxy import HAProxyProxy, WeightFollower
+from kanaria.sandbox.route_sync import HTTPRouteSync, RouteFollower
 
 __all__ = ["LocalStack"]
 
@@ -59,11 +60,10 @@ class LocalStack:
         self.scrape_interval = scrape_interval
         self.prometheus: LocalPrometheus | None = None
         self.proxy: HAProxyProxy | None = None
-        self.runtime: LocalRuntime | None = None
+        self.kubelet: LocalKubelet | None = None
         self.operator: OperatorProcess | None = None
-        self.syncs: dict[str, HTTPRouteWeightSync] = {}
+        self.syncs: dict[str, HTTPRouteSync] = {}
         self.mirror: MirrorProxy | None = None
-        self.mirror_syncs: dict[str, HTTPRouteMirrorSync] = {}
         self.api: client.ApiClient | None = None
         self._stack = contextlib.ExitStack()
 
@@ -96,8 +96,8 @@ class LocalStack:
         self._stack.callback(self.mirror.stop)
 
         targets = self.workdir / "models.targets.json"
-        self.runtime = LocalRuntime(self.api, self.namespace, self.workdir, targets).start()
-        self._stack.callback(self.runtime.stop)
+        self.kubelet = LocalKubelet(self.api, self.namespace, self.workdir, targets).start()
+        self._stack.callback(self.kubelet.stop)
 
         self.operator = OperatorProcess(kubeconfig, workdir=self.workdir) if self._start_operator else None
         static = [ScrapeTarget(f"127.0.0.1:{self.proxy.stats_port}", {"job": "haproxy"}, job="haproxy")]
@@ -117,9 +117,6 @@ class LocalStack:
         for sync in self.syncs.values():
             sync.stop()
         self.syncs.clear()
-        for msync in self.mirror_syncs.values():
-            msync.stop()
-        self.mirror_syncs.clear()
         self._stack.close()
         if self.api is not None:
             self.api.close()  # type: ignore[no-untyped-call]
@@ -140,21 +137,18 @@ class LocalStack:
         if self.namespace not in names:
             core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=self.namespace)))
 
-    def follow_route(self, name: str) -> HTTPRouteWeightSync:
-        """Make the proxy follow the HTTPRoute ``name`` (the ModelDeployment's route)."""
-        assert self.proxy is not None and self.runtime is not None and self.api is not None
+    def follow_route(self, name: str) -> HTTPRouteSync:
+        """Make the proxies follow the HTTPRoute ``name`` (the ModelDeployment's route):
+        HAProxy its weights, nginx its mirror and match."""
+        assert self.proxy is not None and self.mirror is not None
+        assert self.kubelet is not None and self.api is not None
         if name not in self.syncs:
-            sync = HTTPRouteWeightSync(
-                self.proxy, name, self.namespace, self.runtime.resolve,
-                api=client.CustomObjectsApi(self.api),
-            )
+            followers: list[RouteFollower] = [
+                WeightFollower(self.proxy, self.kubelet.resolve),
+                MirrorFollower(self.mirror, self.kubelet.resolve),
+            ]
+            sync = HTTPRouteSync(name, self.namespace, followers, api=client.CustomObjectsApi(self.api))
             self.syncs[name] = sync.start()
-        if name not in self.mirror_syncs:
-            assert self.mirror is not None
-            self.mirror_syncs[name] = HTTPRouteMirrorSync(
-                self.mirror, name, self.namespace, self.runtime.resolve,
-                api=client.CustomObjectsApi(self.api),
-            ).start()
         return self.syncs[name]
 
     @property

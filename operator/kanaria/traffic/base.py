@@ -10,7 +10,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kanaria.api.routing import RouteMatch
 
-__all__ = ["MATCH_RULE", "Router", "normalise", "revision_of", "crd_problem", "get_or_none"]
+__all__ = ["MATCH_RULE", "Router", "normalise", "revision_of_service", "crd_problem", "get_or_none"]
 
 MATCH_RULE = "kanaria-match"
 """Name of the route rule (HTTPRoute rule, VirtualService http route) Kanaria adds for an A/B
@@ -71,7 +71,7 @@ def normalise(raw: Mapping[str, int]) -> dict[str, int]:
     return floors
 
 
-def revision_of(deployment: str, service: str) -> str | None:
+def revision_of_service(deployment: str, service: str) -> str | None:
     """The revision a per-revision Service name belongs to (``NAME-REVISION``)."""
     prefix = f"{deployment}-"
     return service[len(prefix) :] if service.startswith(prefix) else None

@@ -15,7 +15,13 @@ from kubernetes import client
 from kanaria.api.models import GatewayAPITraffic
 from kanaria.api.revision import revision_name
 from kanaria.api.routing import HeaderCondition, RouteMatch
-from kanaria.traffic.base import MATCH_RULE, crd_problem, get_or_none, normalise, revision_of
+from kanaria.traffic.base import (
+    MATCH_RULE,
+    crd_problem,
+    get_or_none,
+    normalise,
+    revision_of_service,
+)
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import labels_for, owner_reference
 
@@ -36,7 +42,7 @@ def weights_from_route(deployment: str, route: Mapping[str, Any]) -> dict[str, i
         return None
     raw: dict[str, int] = {}
     for ref in rules[0].get("backendRefs") or []:
-        rev = revision_of(deployment, str(ref.get("name", "")))
+        rev = revision_of_service(deployment, str(ref.get("name", "")))
         if rev is not None:
             raw[rev] = raw.get(rev, 0) + int(ref.get("weight", 1))
     return normalise(raw) if raw else None
@@ -49,7 +55,7 @@ def mirror_from_route(deployment: str, route: Mapping[str, Any]) -> tuple[str, i
         if f.get("type") != "RequestMirror":
             continue
         mirror = f.get("requestMirror") or {}
-        rev = revision_of(deployment, str((mirror.get("backendRef") or {}).get("name", "")))
+        rev = revision_of_service(deployment, str((mirror.get("backendRef") or {}).get("name", "")))
         if rev is None:
             continue
         if "percent" in mirror:
@@ -68,7 +74,7 @@ def match_from_route(deployment: str, route: Mapping[str, Any]) -> RouteMatch | 
     if ours is None:
         return None
     refs = ours.get("backendRefs") or []
-    rev = revision_of(deployment, str(refs[0].get("name", ""))) if refs else None
+    rev = revision_of_service(deployment, str(refs[0].get("name", ""))) if refs else None
     if rev is None:
         return None
     users = _user_rules(route)
@@ -158,7 +164,7 @@ class GatewayAPIRouter:
     def _ours(self, f: Mapping[str, Any]) -> bool:
         """A RequestMirror filter that points at one of this deployment's revisions."""
         ref = ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name", "")
-        return f.get("type") == "RequestMirror" and revision_of(self.name, str(ref)) is not None
+        return f.get("type") == "RequestMirror" and revision_of_service(self.name, str(ref)) is not None
 
     def read(self) -> dict[str, int] | None:
         existing = self._existing()

@@ -10,7 +10,13 @@ from kubernetes import client
 from kanaria.api.models import IstioTraffic
 from kanaria.api.revision import revision_name
 from kanaria.api.routing import HeaderCondition, RouteMatch
-from kanaria.traffic.base import MATCH_RULE, crd_problem, get_or_none, normalise, revision_of
+from kanaria.traffic.base import (
+    MATCH_RULE,
+    crd_problem,
+    get_or_none,
+    normalise,
+    revision_of_service,
+)
 from kanaria.workloads.kube import apply
 from kanaria.workloads.objects import labels_for, owner_reference
 
@@ -31,7 +37,7 @@ def weights_from_virtualservice(deployment: str, vs: Mapping[str, Any]) -> dict[
     raw: dict[str, int] = {}
     for route in http[0].get("route") or []:
         host = str((route.get("destination") or {}).get("host", "")).split(".")[0]
-        rev = revision_of(deployment, host)
+        rev = revision_of_service(deployment, host)
         if rev is not None:
             raw[rev] = raw.get(rev, 0) + int(route.get("weight", 100 if len(http[0]["route"]) == 1 else 0))
     return normalise(raw) if raw else None
@@ -45,7 +51,7 @@ def match_from_virtualservice(deployment: str, vs: Mapping[str, Any]) -> RouteMa
         return None
     routes = ours.get("route") or []
     host = str((routes[0].get("destination") or {}).get("host", "")).split(".")[0] if routes else ""
-    rev = revision_of(deployment, host)
+    rev = revision_of_service(deployment, host)
     if rev is None:
         return None
     users = _user_http(vs)
@@ -125,7 +131,7 @@ class IstioRouter:
         mirror = http[0].get("mirror") if http else None
         if not mirror:
             return None
-        rev = revision_of(self.name, str(mirror.get("host", "")).split(".")[0])
+        rev = revision_of_service(self.name, str(mirror.get("host", "")).split(".")[0])
         percent = (http[0].get("mirrorPercentage") or {}).get("value", 100)
         return None if rev is None else (rev, round(float(percent)))
 

@@ -18,12 +18,12 @@ from kubernetes import client, config
 from kanaria.controller.leader import LeaderElector
 from kanaria.controller.metrics import OperatorMetrics
 from kanaria.controller.notify import Notifier, notifier_from_env
-from kanaria.controller.reconcile import Runtime
+from kanaria.controller.reconcile import ReconcileContext
 from kanaria.rollout.types import Decision
 
 __all__ = ["OperatorState", "build_state", "load_api_client"]
 
-log = logging.getLogger("kanaria.runtime")
+log = logging.getLogger("kanaria.state")
 
 
 def load_api_client() -> client.ApiClient:
@@ -38,7 +38,7 @@ def load_api_client() -> client.ApiClient:
 
 @dataclass
 class OperatorState:
-    runtime: Runtime
+    context: ReconcileContext
     leader: LeaderElector | None
     metrics: OperatorMetrics = field(default_factory=OperatorMetrics)
     notifier: Notifier = field(default_factory=Notifier)
@@ -116,10 +116,10 @@ def build_state() -> OperatorState:
         metrics.on_decision(obj, decision)
         notifier.on_decision(obj, decision)  # queued; a slow receiver never blocks a rollout
 
-    runtime = Runtime(
+    context = ReconcileContext(
         api=api,
         is_leader=is_leader,
         on_decision=on_decision,
         on_verdicts=metrics.on_verdicts,
     )
-    return OperatorState(runtime=runtime, leader=leader, metrics=metrics, notifier=notifier)
+    return OperatorState(context=context, leader=leader, metrics=metrics, notifier=notifier)

@@ -1,7 +1,7 @@
 """Run the pods of the local test bed as real processes.
 
 kwok makes pods look Running to the control plane, but nothing runs in them. In the sandbox the
-model servers must really serve, so this runtime watches the Deployments Kanaria owns and, for
+model servers must really serve, so this stand-in for a kubelet watches the Deployments Kanaria owns and, for
 every revision with replicas, starts one real model server process with the environment of
 the Deployment's pod template (KANARIA_MODEL_URI, KANARIA_REVISION, ...) and with fault
 injection on (KANARIA_FAULT_* in a pod template and /admin/faults are how the tests make a
@@ -23,9 +23,9 @@ from kubernetes import client
 from kanaria.sandbox.modelserver import ModelServerProcess
 from kanaria.workloads.objects import LABEL_DEPLOYMENT, LABEL_REVISION, MANAGED_BY
 
-__all__ = ["LocalRuntime", "Served"]
+__all__ = ["LocalKubelet", "Served"]
 
-log = logging.getLogger("kanaria.sandbox.runtime")
+log = logging.getLogger("kanaria.sandbox.kubelet")
 
 
 @dataclass
@@ -36,7 +36,7 @@ class Served:
     process: ModelServerProcess
 
 
-class LocalRuntime:
+class LocalKubelet:
     """Keeps one model-server process per Kanaria revision Deployment that has replicas."""
 
     def __init__(
@@ -64,7 +64,7 @@ class LocalRuntime:
 
     # ---------------------------------------------------------------- lifecycle
 
-    def start(self) -> LocalRuntime:
+    def start(self) -> LocalKubelet:
         self._thread.start()
         return self
 
@@ -77,7 +77,7 @@ class LocalRuntime:
                 served.process.stop()
             self.served.clear()
 
-    def __enter__(self) -> LocalRuntime:
+    def __enter__(self) -> LocalKubelet:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
