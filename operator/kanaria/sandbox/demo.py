@@ -137,7 +137,7 @@ def _settled(status: dict[str, Any], rev: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="kanaria-sandbox demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m kanaria.sandbox.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("artifacts/demo"))
     parser.add_argument("--rate", type=float, default=80.0, help="requests per second")
     args = parser.parse_args(argv)
