@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Self
 
 _PR_SET_PDEATHSIG = 1
 
@@ -226,3 +227,24 @@ def run(
             f"stderr:\n{result.stderr.strip()}\nstdout:\n{result.stdout.strip()[-2000:]}"
         )
     return result.stdout
+
+
+class Running:
+    """A local service used as a context manager: ``start()`` on enter, ``close()`` on exit
+    (which is ``stop()`` unless the service keeps something ``stop()`` does not remove)."""
+
+    def start(self) -> Any:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stop()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

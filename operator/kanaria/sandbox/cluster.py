@@ -21,7 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from types import FrameType, TracebackType
+from types import FrameType
 from typing import Any
 
 import yaml
@@ -36,6 +36,7 @@ from kanaria.sandbox._locate import (
 from kanaria.sandbox._pki import Pki, make_pki
 from kanaria.sandbox._proc import (
     ManagedProcess,
+    Running,
     StartupError,
     free_port,
     http_get,
@@ -61,7 +62,7 @@ FIELD_MANAGER = "kanaria-testbed"
 _APPLY = ("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}")
 
 
-class LocalCluster:
+class LocalCluster(Running):
     """etcd → kube-apiserver → controller-manager + scheduler → kwok, plus fake Nodes.
 
     Start with ``start()`` or a ``with`` block; ``stop()`` tears everything down in reverse
@@ -136,17 +137,6 @@ class LocalCluster:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> LocalCluster:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._workdir is not None:

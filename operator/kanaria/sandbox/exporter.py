@@ -16,7 +16,6 @@ import math
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -24,6 +23,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.exposition import start_http_server
 from prometheus_client.registry import Collector
+
+from kanaria.sandbox._proc import Running
 
 Labels = Mapping[str, str]
 
@@ -92,7 +93,7 @@ def _le(bound: float) -> str:
     return "+Inf" if math.isinf(bound) else repr(bound)
 
 
-class MetricsExporter:
+class MetricsExporter(Running):
     """An HTTP /metrics endpoint on a free 127.0.0.1 port, backed by its own registry."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
@@ -107,17 +108,6 @@ class MetricsExporter:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> MetricsExporter:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def start(self) -> None:
         if self._server is not None:

@@ -20,12 +20,18 @@ import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import yaml
 
-from kanaria.sandbox._proc import ManagedProcess, StartupError, free_port, http_get, wait_until
+from kanaria.sandbox._proc import (
+    ManagedProcess,
+    Running,
+    StartupError,
+    free_port,
+    http_get,
+    wait_until,
+)
 
 PROMETHEUS_BIN = "/usr/bin/prometheus"
 
@@ -88,7 +94,7 @@ class PrometheusError(RuntimeError):
     """Prometheus answered a query with an error."""
 
 
-class LocalPrometheus:
+class LocalPrometheus(Running):
     """Prometheus with storage in a temp dir and ``--web.enable-lifecycle``.
 
     `config` is either a full prometheus.yml mapping or a list of ScrapeTargets.
@@ -135,17 +141,6 @@ class LocalPrometheus:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def __enter__(self) -> LocalPrometheus:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def start(self) -> None:
         """Start (or restart after ``stop()``, on the same port and data) and wait until ready."""
