@@ -45,6 +45,7 @@ SEED = int(os.environ.get("KANARIA_CHAOS_SEED", "20251129"))
 OBJECTS = int(os.environ.get("KANARIA_CHAOS_OBJECTS", "10"))
 REVISIONS = int(os.environ.get("KANARIA_CHAOS_REVISIONS", "5"))
 KILL_AFTER = (0.5, 5.0)  # seconds after the restarted operator's first write, drawn uniformly
+KILL_EVERY = 4  # ... or as soon as it has written and this many rollouts ended since the last kill
 DEADLINE = float(os.environ.get("KANARIA_CHAOS_DEADLINE", "1800"))
 LADDER = [0, 25, 60, 100]
 STEPS = [{"setWeight": 25}, {"analysis": {}}, {"setWeight": 60}, {"pause": {"duration": "1s"}}]
@@ -114,7 +115,7 @@ def test_rollouts_survive_random_sigkills(
 
     env = {"POD_NAME": "chaos", "KANARIA_LEASE_NAME": f"kanaria-chaos-{uuid.uuid4().hex[:6]}"}
     op = start_operator(name="chaos-0", **env)
-    kills = 0
+    kills = ended_since_kill = 0
     restarted = started = time.monotonic()
     next_kill: float | None = None
     with recording(k8s, namespace) as (mds, routes):
@@ -133,6 +134,7 @@ def test_rollouts_survive_random_sigkills(
                     if not outcome:
                         continue
                     cur.outcome, cur.ended_at = outcome, time.monotonic()
+                    ended_since_kill += 1
                 lane.index += 1
                 nxt = lane.current
                 if nxt is not None:
@@ -146,11 +148,14 @@ def test_rollouts_survive_random_sigkills(
                 wrote = [m.t for m in mds.snapshot() if m.t > restarted]
                 if wrote:
                     next_kill = wrote[0] + rng.uniform(*KILL_AFTER)
-            if next_kill is not None and time.monotonic() >= next_kill:
+            # Also kill once every few rollouts ended, whatever the clock says: on a fast run the
+            # random moments alone may come too seldom for the kills this test must make.
+            due = next_kill is not None and (time.monotonic() >= next_kill or ended_since_kill >= KILL_EVERY)
+            if due:
                 op.kill()
                 kills += 1
                 op = start_operator(name=f"chaos-{kills}", **env)
-                restarted, next_kill = time.monotonic(), None
+                restarted, next_kill, ended_since_kill = time.monotonic(), None, 0
             else:
                 time.sleep(0.2)  # the polling interval of this driver loop, not a wait for an outcome
         elapsed = time.monotonic() - started

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from kanaria.api.observed import WorkloadState
 from kanaria.rollout import Observations
 from kanaria.rollout.phase import phase_of
 
+NOW = datetime(2026, 1, 2, tzinfo=UTC)
 READY = {r: WorkloadState(replicas=2, ready=2) for r in ("r1", "r2")}
 
 
@@ -38,12 +40,17 @@ def entry(rev: str, outcome: str) -> HistoryEntry:
 )
 def test_phase_of(status: dict[str, Any], revision: str, workloads: dict[str, WorkloadState], phase: str) -> None:
     st = ModelDeploymentStatus(**status)
-    assert phase_of(make_spec(), st, Observations(revision=revision, version="v", workloads=workloads)) == phase
+    assert phase_of(make_spec(), st, Observations(revision=revision, version="v", workloads=workloads), NOW) == phase
 
 
-def test_an_indefinite_pause_step_is_paused_once_the_canary_serves() -> None:
+def test_an_indefinite_pause_step_is_paused_once_begun_and_the_canary_serves() -> None:
+    from kanaria.rollout.clock import iso
+
     spec = make_spec(strategy={"canary": {"steps": [{"setWeight": 10}, {"pause": {}}]}})
-    st = ModelDeploymentStatus(stable_revision="r1", canary_revision="r2", current_step=1, canary_weight=10)
-    assert phase_of(spec, st, Observations(revision="r2", version="v", workloads=READY)) == "Paused"
-    only_r1 = {"r1": READY["r1"]}
-    assert phase_of(spec, st, Observations(revision="r2", version="v", workloads=only_r1)) == "Progressing"
+    st = ModelDeploymentStatus(stable_revision="r1", canary_revision="r2", current_step=1, canary_weight=10,
+                               step_started_at=iso(NOW))
+    seen = Observations(revision="r2", version="v", workloads=READY)
+    assert phase_of(spec, st, seen, NOW) == "Progressing"  # the cycle that completed step 1
+    assert phase_of(spec, st, seen, NOW + timedelta(seconds=1)) == "Paused"
+    only_r1 = Observations(revision="r2", version="v", workloads={"r1": READY["r1"]})
+    assert phase_of(spec, st, only_r1, NOW + timedelta(seconds=1)) == "Progressing"

@@ -49,7 +49,7 @@ def decide(
     else:
         _next_move(c)
     retention(c)
-    c.st.phase = phase_of(spec, c.st, obs)
+    c.st.phase = phase_of(spec, c.st, obs, now)
     c.st.conditions = conditions_for(c.st, status.conditions, obs, now)
     _timeline(c)
     return c.d

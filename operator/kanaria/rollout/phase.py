@@ -7,7 +7,10 @@ person or missing evidence paused the rollout, the watch window, the last outcom
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from kanaria.api.models import ModelDeploymentSpec, ModelDeploymentStatus, Phase
+from kanaria.rollout.clock import seconds_since
 from kanaria.rollout.types import Observations
 
 __all__ = ["phase_of", "rolled_back", "serving_ready"]
@@ -33,7 +36,9 @@ def rolled_back(status: ModelDeploymentStatus, revision: str) -> bool:
     )
 
 
-def phase_of(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations) -> Phase:
+def phase_of(
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Observations, now: datetime
+) -> Phase:
     """Pending before the first revision is in place; during a rollout Paused (by a person,
     for missing evidence, or at an indefinite pause step) or Progressing; Watching in the
     window after promotion; RolledBack while the spec names a refused revision; otherwise
@@ -42,7 +47,7 @@ def phase_of(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Obse
     if st.stable_revision is None:
         return "Pending"
     if st.canary_revision is not None:
-        if st.paused or _at_indefinite_pause(spec, st, obs):
+        if st.paused or _at_indefinite_pause(spec, st, obs, now):
             return "Paused"
         return "Progressing"
     if st.watch_until is not None:
@@ -52,8 +57,11 @@ def phase_of(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, obs: Obse
     return "Stable" if serving_ready(spec, obs, st.stable_revision) else "Progressing"
 
 
-def _at_indefinite_pause(spec: ModelDeploymentSpec, st: ModelDeploymentStatus, obs: Observations) -> bool:
-    """A canary step ``pause: {}`` holds until a person promotes (once the canary can serve)."""
+def _at_indefinite_pause(
+    spec: ModelDeploymentSpec, st: ModelDeploymentStatus, obs: Observations, now: datetime
+) -> bool:
+    """A canary step ``pause: {}`` holds until a person promotes, once the canary can serve and
+    the step has begun (the cycle that completes the step before it still says so)."""
     if spec.strategy.ab_test is not None or spec.strategy.shadow is not None or st.arms:
         return False
     steps = spec.canary_steps()
@@ -64,4 +72,5 @@ def _at_indefinite_pause(spec: ModelDeploymentSpec, st: ModelDeploymentStatus, o
         step.pause is not None
         and step.pause.duration is None
         and serving_ready(spec, obs, st.canary_revision)
+        and seconds_since(st.step_started_at, now) > 0
     )
