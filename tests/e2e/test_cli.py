@@ -84,8 +84,12 @@ def test_every_command_on_a_live_rollout(
 
     def at_indefinite_pause(revision: str) -> bool:
         st = status()
+        # Measured: the quality verdict is in (the first measurement at 20% may come before
+        # Prometheus has scraped the new revision's series; the pause keeps measuring).
+        measured = any(a.get("metric") == "quality" and a.get("verdict") != "inconclusive"
+                       for a in st.get("analysis") or [])
         return (st.get("canaryRevision") == revision and st.get("phase") == "Paused"
-                and st.get("currentStep") == 1 and bool(st.get("analysis")))
+                and st.get("currentStep") == 1 and measured)
 
     start_operator()
     r1 = deploy("v1", 0.95)
