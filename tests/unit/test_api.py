@@ -118,3 +118,38 @@ def test_engine_and_analysis_import_no_kubernetes_or_kopf(package: str) -> None:
                 names = [node.module]
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] in FORBIDDEN or n.startswith(FORBIDDEN)]
     assert not offenders
+
+
+def _with_metrics(*metrics: dict[str, object]) -> ModelDeploymentSpec:
+    analysis = {"prometheus": {"address": "http://prom:9090"}, "metrics": list(metrics)}
+    return ModelDeploymentSpec.model_validate(spec(analysis=analysis))
+
+
+def test_maturity_horizons_reach_the_model_pods() -> None:
+    from kanaria.workloads.objects import deployment_manifest
+
+    s = _with_metrics(
+        {"name": "acc", "kind": "accuracy", "maturity": "5m"},
+        {"name": "acc-fast", "kind": "accuracy", "maturity": "90s"},
+        {"name": "by-arrival", "kind": "accuracy", "maturity": "0s"},
+        {"name": "q", "kind": "custom", "query": "x", "condition": "> 0", "maturity": "5m"},
+        {"name": "lat", "kind": "latency"},
+    )
+    assert s.maturity_horizons() == (90.0, 300.0)
+    env = deployment_manifest("m", "ns", "uid", s, "r1", 1)["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {"name": "KANARIA_MATURITY_HORIZONS", "value": "90s,300s"} in env
+    plain = deployment_manifest("m", "ns", "uid", _with_metrics({"name": "lat", "kind": "latency"}), "r1", 1)
+    assert all(e["name"] != "KANARIA_MATURITY_HORIZONS" for e in plain["spec"]["template"]["spec"]["containers"][0]["env"])
+
+
+@pytest.mark.parametrize(
+    ("metric", "message"),
+    [
+        ({"name": "lat", "kind": "latency", "maturity": "5m"}, "maturity applies to accuracy and custom"),
+        ({"name": "acc", "kind": "accuracy", "maturity": "25h"}, "at most 24h"),
+        ({"name": "acc", "kind": "accuracy", "maturity": "soon"}, "pattern"),
+    ],
+)
+def test_maturity_is_validated(metric: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        _with_metrics(metric)

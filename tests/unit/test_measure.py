@@ -96,7 +96,7 @@ def test_accuracy_counts_flow_into_the_judge() -> None:
         'revision="canary1"}': QueryResult("q", (Sample({}, 2000.0),)),
     }
     provider = TableProvider(answers)
-    v = measure([Metric(name="m", kind="accuracy")], PLAN, provider, TARGET)["m"]
+    v = measure([Metric(name="m", kind="accuracy", maturity="0s")], PLAN, provider, TARGET)["m"]
     assert v.outcome.value == "fail"
     assert (v.samples, v.baseline_samples) == (2000, 10000)
     assert v.value == pytest.approx(0.75) and v.baseline == pytest.approx(0.9)
@@ -108,8 +108,55 @@ def test_accuracy_waits_for_enough_labels() -> None:
         'outcome="correct"': QueryResult("q", (Sample({}, 5.0),)),
         "labels_total": QueryResult("q", (Sample({}, 10.0),)),
     }
-    v = measure([Metric(name="m", kind="accuracy")], PLAN, TableProvider(answers), TARGET)["m"]
+    v = measure([Metric(name="m", kind="accuracy", maturity="0s")], PLAN, TableProvider(answers), TARGET)["m"]
     assert v.outcome.value == "inconclusive"
+
+
+def test_accuracy_by_cohort_reads_matured_counts_of_the_same_period() -> None:
+    """Maturity 5m: both arms over the window since the step began, shifted by H, at horizon
+    H; labelled = correct + incorrect, unlabelled apart (for both)."""
+    plan = AnalysisPlan(("m",), Arm("canary1", 900), Arm("stable1", 900))
+    answers = {
+        'revision="stable1",horizon="300",outcome="correct"': QueryResult("q", (Sample({}, 9000.0),)),
+        'revision="stable1",horizon="300",outcome="incorrect"': QueryResult("q", (Sample({}, 1000.0),)),
+        'revision="stable1",horizon="300",outcome="unlabelled"': QueryResult("q", (Sample({}, 500.0),)),
+        'revision="canary1",horizon="300",outcome="correct"': QueryResult("q", (Sample({}, 1500.0),)),
+        'revision="canary1",horizon="300",outcome="incorrect"': QueryResult("q", (Sample({}, 500.0),)),
+        'revision="canary1",horizon="300",outcome="unlabelled"': QueryResult("q", (Sample({}, 100.0),)),
+    }
+    provider = TableProvider(answers)
+    v = measure([Metric(name="m", kind="accuracy", maturity="5m")], plan, provider, TARGET)["m"]
+    assert v.outcome.value == "fail" and (v.samples, v.baseline_samples) == (2000, 10000)
+    assert v.details["unlabelled"] == 100 and v.details["baseline_unlabelled"] == 500
+    assert all("kanaria_model_matured_total" in q and "[600s]" in q for q in provider.queries), provider.queries
+
+
+def test_accuracy_by_cohort_waits_for_the_first_predictions_to_mature() -> None:
+    plan = AnalysisPlan(("m",), Arm("canary1", 120), Arm("stable1", 120))
+    provider = TableProvider(default=QueryResult("q", (Sample({}, 10.0),)))
+    v = measure([Metric(name="m", kind="accuracy", maturity="5m")], plan, provider, TARGET)["m"]
+    assert v.outcome.value == "inconclusive" and "mature 300s after" in v.reason and not provider.queries
+
+
+def test_accuracy_by_cohort_says_when_the_horizon_is_not_exported() -> None:
+    plan = AnalysisPlan(("m",), Arm("canary1", 900), Arm("stable1", 900))
+    v = measure([Metric(name="m", kind="accuracy", maturity="5m")], plan, TableProvider(), TARGET)["m"]
+    assert v.outcome.value == "inconclusive" and "KANARIA_MATURITY_HORIZONS" in v.reason
+
+
+@pytest.mark.parametrize(
+    ("arm", "horizon", "cohort"),
+    [
+        (Arm("r", 600), 300, Arm("r", 300, 0)),  # predictions of the last 10 min, matured in the last 5
+        (Arm("r", 200), 300, None),  # none matured yet
+        (Arm("r", 600, 900), 300, Arm("r", 600, 600)),  # an old window: the same length, 5 min later
+        (Arm("r", 600, 100), 300, Arm("r", 400, 0)),  # partly not matured yet: cut at now
+    ],
+)
+def test_cohort_arm_shifts_the_window_by_the_horizon(arm: Arm, horizon: float, cohort: Arm | None) -> None:
+    from kanaria.analysis.measure import cohort_arm
+
+    assert cohort_arm(arm, horizon) == cohort
 
 
 def test_latency_from_buckets() -> None:

@@ -10,7 +10,7 @@ import math
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from kanaria.analysis import drift, latency, proportions
 from kanaria.analysis.agreement import judge_agreement
@@ -27,7 +27,7 @@ from kanaria.api.models import Metric
 from kanaria.api.observed import SRM_METRIC, AnalysisPlan, Arm
 from kanaria.api.verdict import Outcome, Verdict
 
-__all__ = ["Target", "measure", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES", "SRM_METRIC"]
+__all__ = ["Target", "measure", "cohort_arm", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES", "SRM_METRIC"]
 
 DEFAULT_MIN_SAMPLES = {
     "accuracy": 500,
@@ -48,6 +48,7 @@ METRIC_NAMES = {
     "feature": "kanaria_model_feature",
     "prediction": "kanaria_model_prediction",
     "agreement": "kanaria_model_agreement_total",
+    "matured": "kanaria_model_matured_total",
 }
 
 
@@ -179,8 +180,58 @@ def _proportions(
     return counts
 
 
+def cohort_arm(arm: Arm, horizon: float) -> Arm | None:
+    """The window of matured counts that holds exactly the predictions ``arm`` served.
+
+    A prediction served at t is counted (matured) at t + H, so the predictions served over
+    [now − offset − window, now − offset] are counted over [that + H], cut at now: window and
+    offset shift by H. None while not one second of them has matured yet.
+    """
+    offset = max(0.0, arm.offset - horizon)
+    window = arm.window + arm.offset - horizon - offset
+    return Arm(arm.revision, window, offset) if window >= 1.0 else None
+
+
+def _cohort_counts(p: MetricProvider, t: Target, arm: Arm, horizon: float) -> tuple[int, int, int]:
+    """(correct, labelled, unlabelled) predictions of the arm's cohort at horizon H."""
+    cohort = cohort_arm(arm, horizon)
+    if cohort is None:
+        wait = horizon - arm.window - arm.offset + 1.0
+        raise _NoData(f"the predictions of this period mature {horizon:.0f}s after they are served "
+                      f"(maturity): the first count in {wait:.0f}s")
+    labels = {**_labels(t, cohort), "horizon": f"{horizon:.0f}"}
+    counts = {}
+    for outcome in ("correct", "incorrect", "unlabelled"):
+        result = p.query(counter_increase(METRIC_NAMES["matured"], {**labels, "outcome": outcome},
+                                          cohort.window, cohort.offset))
+        _check(result)
+        counts[outcome] = max(0, int(round(result.total())))
+    if not any(counts.values()):
+        raise _NoData(f"no matured predictions at horizon {horizon:.0f}s for revision {arm.revision} yet "
+                      f"(the model server exports {METRIC_NAMES['matured']} for the horizons in "
+                      "KANARIA_MATURITY_HORIZONS)")
+    return counts["correct"], counts["correct"] + counts["incorrect"], counts["unlabelled"]
+
+
 def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    horizon = m.maturity_seconds()
+    if horizon > 0:
+        return _cohort_accuracy(m, plan, p, t, horizon)
     (xb, nb), (xc, nc) = _proportions(p, t, plan, METRIC_NAMES["labels"], {"outcome": "correct"}, METRIC_NAMES["labels"])
+    return _judge_accuracy(m, xb, nb, xc, nc)
+
+
+def _cohort_accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target, horizon: float) -> Verdict:
+    """Accuracy on the cohorts of predictions both arms served in the same period, each
+    prediction counted H after it was served (unlabelled by then: unlabelled for both)."""
+    xb, nb, ub = _cohort_counts(p, t, plan.baseline, horizon)
+    xc, nc, uc = _cohort_counts(p, t, plan.candidate, horizon)
+    verdict = _judge_accuracy(m, xb, nb, xc, nc)
+    unlabelled = {"maturity_seconds": horizon, "unlabelled": float(uc), "baseline_unlabelled": float(ub)}
+    return replace(verdict, details={**verdict.details, **unlabelled})
+
+
+def _judge_accuracy(m: Metric, xb: int, nb: int, xc: int, nc: int) -> Verdict:
     return proportions.judge_accuracy(
         xb,
         nb,
@@ -295,13 +346,22 @@ def parse_condition(text: str) -> tuple[str, float]:
 
 def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
     assert m.query is not None and m.condition is not None
+    horizon = m.maturity_seconds()
+    window = plan.candidate.window
+    if horizon > 0:  # opted into cohorts: {{window}} is the window of the matured counts
+        cohort = cohort_arm(plan.candidate, horizon)
+        if cohort is None:
+            raise _NoData(f"the predictions of this period mature {horizon:.0f}s after they are served "
+                          "(maturity): nothing to count yet")
+        window = cohort.window
     values: Mapping[str, str] = {
         "name": t.name,
         "namespace": t.namespace,
         "model": t.model,
         "revision": plan.candidate.revision,
         "stableRevision": plan.baseline.revision,
-        "window": format_duration(plan.candidate.window),
+        "window": format_duration(window),
+        "horizon": f"{horizon:.0f}",
     }
     try:
         query = fill_template(m.query, values)

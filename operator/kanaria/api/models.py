@@ -408,6 +408,12 @@ class PrometheusSource(_Base):
 MetricKind = Literal["accuracy", "latency", "errorRate", "drift", "agreement", "custom"]
 
 
+DEFAULT_MATURITY_SECONDS: dict[str, float] = {}
+"""The maturity horizon of a metric kind when the spec names none (0: by arrival). Arrival
+until every model server of the sandbox exports matured counts; then accuracy: 300."""
+MAX_MATURITY_SECONDS = 24 * 3600.0
+
+
 class Metric(_Base):
     """One signal the new revision is judged on, compared with the revision serving beside it."""
 
@@ -460,9 +466,22 @@ class Metric(_Base):
     """drift: the share of drifted features that fails the metric (default 0.5)."""
     alpha: float | None = Field(default=None, gt=0, lt=0.5)
     """Significance level of the test (defaults per kind: 0.05, latency 0.01)."""
+    maturity: Duration | None = Field(default=None, pattern=OPTIONAL_DURATION_PATTERN)
+    """accuracy (and custom, to opt in): the maturity horizon H. Each label is credited to the
+    prediction it judges, and both revisions are compared on the predictions they served in the
+    same period, each counted H after it was served: correct or incorrect when its label arrived
+    by then, unlabelled otherwise (for both revisions alike, so a label's delay cannot favour
+    one of them). Choose H from the label delays the model server exports
+    (kanaria_model_label_delay_seconds), for example their 95th percentile: a longer H counts
+    more labels but decides later. The model server must export matured counts for H; Kanaria
+    puts every horizon the spec uses in KANARIA_MATURITY_HORIZONS of the pods. Unset or "0s"
+    counts labels by arrival since the step began instead (biased when a label's delay depends
+    on its outcome). For custom metrics, {{window}} then becomes the
+    cohort window and {{horizon}} the horizon in seconds."""
     query: str | None = Field(default=None, max_length=4096)
     """custom: a PromQL template. Variables: {{name}}, {{namespace}}, {{model}}, {{revision}},
-    {{stableRevision}}, {{window}}. Values are escaped for use inside label matchers."""
+    {{stableRevision}}, {{window}}, {{horizon}}. Values are escaped for use inside label
+    matchers."""
     condition: str | None = Field(
         default=None, max_length=64, pattern=r"^\s*(<|<=|>|>=|==|!=)\s*-?[0-9.]+(e-?[0-9]+)?\s*$"
     )
@@ -472,7 +491,17 @@ class Metric(_Base):
     def _custom_needs_query(self) -> Metric:
         if self.kind == "custom" and (self.query is None or self.condition is None):
             raise ValueError("a custom metric needs a query and a condition")
+        if self.maturity is not None and self.kind not in ("accuracy", "custom"):
+            raise ValueError("maturity applies to accuracy and custom metrics")
+        if self.maturity is not None and parse_duration(self.maturity) > MAX_MATURITY_SECONDS:
+            raise ValueError(f"maturity may be at most {MAX_MATURITY_SECONDS / 3600:.0f}h")
         return self
+
+    def maturity_seconds(self) -> float:
+        """The horizon H in seconds (0: labels counted by arrival)."""
+        if self.maturity is not None:
+            return parse_duration(self.maturity)
+        return DEFAULT_MATURITY_SECONDS.get(self.kind, 0.0)
 
 
 class Analysis(_Base):
@@ -619,6 +648,11 @@ class ModelDeploymentSpec(_Base):
 
     def interval_seconds(self) -> float:
         return parse_duration(self.analysis.interval) if self.analysis else 10.0
+
+    def maturity_horizons(self) -> tuple[float, ...]:
+        """Every maturity horizon the metrics use, in seconds, ascending (none at 0)."""
+        metrics = self.analysis.metrics if self.analysis else []
+        return tuple(sorted({h for h in (m.maturity_seconds() for m in metrics) if h > 0}))
 
 
 def _template_problem(template: dict[str, Any]) -> str | None:

@@ -61,12 +61,18 @@ def model_fingerprint(spec: ModelDeploymentSpec) -> str:
 
 
 def _env(spec: ModelDeploymentSpec, revision: str) -> list[dict[str, str]]:
-    return [
+    env = [
         {"name": "KANARIA_MODEL_NAME", "value": spec.model.name},
         {"name": "KANARIA_MODEL_VERSION", "value": spec.model.version},
         {"name": "KANARIA_MODEL_URI", "value": spec.model.uri},
         {"name": "KANARIA_REVISION", "value": revision},
     ]
+    horizons = spec.maturity_horizons()
+    if horizons:
+        # The horizons at which the model server's monitor matures predictions into cohort
+        # counts (kanaria_model_matured_total), one per metric maturity the spec uses.
+        env.append({"name": "KANARIA_MATURITY_HORIZONS", "value": ",".join(f"{h:g}s" for h in horizons)})
+    return env
 
 
 def deployment_manifest(
