@@ -40,7 +40,8 @@ def sample(**status: Any) -> dict[str, Any]:
              "baseline": 0.95, "samples": 1200, "baselineSamples": 4800, "statistic": "mSPRT",
              "threshold": 0.9, "pValue": 0.0123, "reason": "0.97 >= 0.9", "at": "2026-01-02T11:59:50Z"},
             {"metric": "latency", "kind": "latency", "verdict": "inconclusive", "value": None,
-             "samples": 3, "baselineSamples": 10, "reason": "not enough samples", "at": "2026-01-02T11:59:50Z"},
+             "samples": 3, "baselineSamples": 10, "reason": "not enough samples", "at": "2026-01-02T11:59:50Z",
+             "needed": 197, "etaSeconds": 150.0},
         ],
         "history": [
             {"revision": "aaa111", "modelVersion": "v1", "outcome": "deployed", "reason": "first", "at": "2026-01-02T09:00:00Z"},
@@ -126,13 +127,14 @@ def test_status_view_shows_the_evidence_and_the_last_decision() -> None:
     assert "Decision:   StepAdvanced 5m ago: held for a person (weight 20%, step 2/4)" in lines
     assert any(line.startswith("History:    bbb222 (v2) rolledBack") and "0.5 >= 0.9" in line for line in lines)
     header = next(line for line in lines if "METRIC" in line).split()
-    assert header == ["METRIC", "KIND", "VERDICT", "VALUE", "BASELINE", "SAMPLES", "STATISTIC", "SCORE",
-                      "THRESHOLD", "P-VALUE", "AGE", "REASON"]
+    assert header == ["METRIC", "KIND", "VERDICT", "VALUE", "BASELINE", "SAMPLES", "NEEDED", "STATISTIC",
+                      "SCORE", "THRESHOLD", "P-VALUE", "AGE", "REASON"]
     quality = next(line for line in lines if line.strip().startswith("quality")).split()
-    assert quality[:10] == ["quality", "custom", "pass", "0.9712", "0.95", "1200/4800", "mSPRT", "-", "0.9", "0.0123"]
+    assert quality[:11] == ["quality", "custom", "pass", "0.9712", "0.95", "1200/4800", "-", "mSPRT", "-", "0.9",
+                            "0.0123"]
     assert "0.97 >= 0.9" in out
     latency = next(line for line in lines if line.strip().startswith("latency")).split()
-    assert latency[2:6] == ["inconclusive", "-", "-", "3/10"]
+    assert latency[2:8] == ["inconclusive", "-", "-", "3/10", "~197", "(~2m)"]
 
 
 def test_status_view_of_a_stable_and_a_new_object() -> None:

@@ -262,19 +262,25 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
         assert stats.sent == stats.ok == 200 and stats.errors == stats.failed == 0
         assert stats.by_revision == {"stable": 200}
         assert stats.feedback_accepted == 200
-        wait_for(
-            lambda: _metric(chain.shadow, "kanaria_model_errors_total") - errors
-            == _metric(chain.shadow, "kanaria_model_requests_total") - requests > 0,
-            15, interval=0.05, message="every mirrored request to fail on the shadow",
-        )
-        copies = _metric(chain.shadow, "kanaria_model_requests_total") - requests
+        # Mirror copies (of predictions and of labels) are asynchronous: wait until every copy
+        # has arrived, that is until the counts agree and stay put between two reads. The shadow
+        # failed every mirrored request and kept none of them, so each of their labels is
+        # dropped as unknown.
+        seen: list[tuple[float, float, float]] = []
+
+        def settled() -> bool:
+            now = (
+                _metric(chain.shadow, "kanaria_model_requests_total") - requests,
+                _metric(chain.shadow, "kanaria_model_errors_total") - errors,
+                _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown") - dropped0,
+            )
+            seen.append(now)
+            return now[0] > 0 and now[0] == now[1] == now[2] and seen[-2:] == [now, now]
+
+        wait_for(settled, 30, interval=0.25,
+                 message=lambda: f"every mirrored request to fail and its label to be dropped; last {seen[-1:]}")
+        copies = seen[-1][0]
         assert _binomial_ok(copies, 200, 0.5)
-        # The shadow kept none of the predictions it failed, so each of their mirrored labels
-        # is dropped as unknown; mirror copies are asynchronous: wait until all have arrived.
-        wait_for(
-            lambda: _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown") - dropped0 == copies,
-            15, interval=0.05, message="the failed predictions' labels to be dropped as unknown",
-        )
 
         # Healthy again, through the load generator: labels carry the served prediction and
         # reach the shadow exactly for the requests it saw (picked by the same request id).

@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from kanaria.analysis import drift, latency, proportions
+from kanaria.analysis import drift, latency, pacing, proportions
 from kanaria.analysis.agreement import judge_agreement
 from kanaria.analysis.provider import MetricProvider, QueryResult
 from kanaria.analysis.srm import sample_ratio_mismatch
@@ -85,12 +85,31 @@ def measure(
             continue
         judge = _JUDGES[metric.kind]
         try:
-            out[name] = judge(metric, plan, provider, target)
+            out[name] = _paced(metric, plan, judge(metric, plan, provider, target))
         except _NoData as missing:
             out[name] = missing.verdict(metric.kind)
     if out_split is not None:
         out[SRM_METRIC] = out_split
     return out
+
+
+def _paced(m: Metric, plan: AnalysisPlan, verdict: Verdict) -> Verdict:
+    """The verdict with how many more samples it needs and the rate they come at."""
+    if m.kind == "custom":
+        return verdict
+    min_samples = m.min_samples or DEFAULT_MIN_SAMPLES[m.kind]
+    window = plan.candidate.window
+    if m.kind == "accuracy":
+        horizon = m.maturity_seconds()
+        cohort = cohort_arm(plan.candidate, horizon) if horizon > 0 else plan.candidate
+        window = cohort.window if cohort is not None else 0.0
+        needed = pacing.accuracy_labels_needed(
+            verdict, min_samples=min_samples, margin=m.margin if m.margin is not None else 0.02,
+            alpha=m.alpha or 0.05,
+        )
+    else:
+        needed = pacing.samples_needed(verdict, min_samples)
+    return pacing.with_pacing(verdict, needed, window)
 
 
 def _split(plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:

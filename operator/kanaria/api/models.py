@@ -722,6 +722,11 @@ class MetricResult(_Base):
     reason: str = ""
     error: str | None = None
     """Set when the metrics could not be read at all (the verdict is then inconclusive)."""
+    needed: int | None = None
+    """About how many more samples of the new revision the metric needs to decide, if what was
+    seen so far holds (0 once decided; unset when it cannot tell)."""
+    eta_seconds: float | None = None
+    """How long those samples take at the rate observed so far."""
     at: str = ""
 
 
@@ -788,6 +793,8 @@ class ModelDeploymentStatus(_Base):
     paused: bool = False
     """The rollout is paused until a person resumes, promotes or aborts it."""
     pause_reason: str = ""
+    evidence_warned_step: int | None = None
+    """The step at which a Warning said its evidence cannot arrive before the deadline."""
     """Why it paused, when not by a person's request (for example not enough evidence in time)."""
     prior_revision: str | None = None
     """The revision promoted over, kept warm through the watch window."""

@@ -48,6 +48,11 @@ class Verdict:
     baseline_samples: int = 0
     details: dict[str, float] = field(default_factory=dict)
     error: str | None = None
+    needed: int | None = None
+    """Pacing: about how many more samples of the new revision this metric needs before it can
+    decide, if what was seen so far holds (0 once decided; None when it cannot tell)."""
+    rate: float | None = None
+    """Pacing: the new revision's samples per second over the measured window."""
 
     @property
     def passed(self) -> bool:

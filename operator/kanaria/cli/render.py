@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from kanaria.api import ModelDeploymentSpec
+from kanaria.rollout.clock import human_duration
 
 __all__ = [
     "SETTLED",
@@ -204,7 +205,7 @@ def status_view(obj: dict[str, Any], now: datetime) -> str:
 
 
 def analysis_table(results: Sequence[dict[str, Any]], now: datetime) -> str:
-    headers = ["METRIC", "KIND", "VERDICT", "VALUE", "BASELINE", "SAMPLES", "STATISTIC",
+    headers = ["METRIC", "KIND", "VERDICT", "VALUE", "BASELINE", "SAMPLES", "NEEDED", "STATISTIC",
                "SCORE", "THRESHOLD", "P-VALUE", "AGE", "REASON"]
     rows = [
         [
@@ -214,6 +215,7 @@ def analysis_table(results: Sequence[dict[str, Any]], now: datetime) -> str:
             fmt_number(r.get("value")),
             fmt_number(r.get("baseline")),
             f"{r.get('samples', 0)}/{r.get('baselineSamples', 0)}",
+            _needed(r),
             r.get("statistic") or "-",
             fmt_number(r.get("score")),
             fmt_number(r.get("threshold")),
@@ -224,6 +226,17 @@ def analysis_table(results: Sequence[dict[str, Any]], now: datetime) -> str:
         for r in results
     ]
     return table(headers, rows)
+
+
+def _needed(result: dict[str, Any]) -> str:
+    """``~340 (~2m)``: the samples a metric still needs and how long they take at the rate
+    seen; ``-`` once decided or when it cannot tell."""
+    needed, eta = result.get("needed"), result.get("etaSeconds")
+    if not needed:
+        return "-"
+    if eta is None:
+        return f"~{needed}"
+    return f"~{needed} (~{human_duration(float(eta))})"
 
 
 def _revision(status: dict[str, Any], which: str) -> str:

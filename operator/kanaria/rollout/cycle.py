@@ -115,6 +115,8 @@ class Cycle:
                 p_value=v.p_value,
                 reason=v.reason,
                 error=v.error,
+                needed=v.needed,
+                eta_seconds=(v.needed / v.rate) if v.needed and v.rate else (0.0 if v.needed == 0 else None),
                 at=at,
             )
             for name, v in sorted(verdicts.items())
