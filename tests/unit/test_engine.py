@@ -543,13 +543,17 @@ def test_ab_without_a_winner_keeps_the_incumbent_after_max_duration() -> None:
 
 
 def test_ab_bandit_moves_the_split_within_the_floor() -> None:
-    st = canary_status(step=1, weight=30)
+    st = canary_status(step=1, weight=30, step_started_at=iso(T0 - timedelta(minutes=5)))
     promising = Verdict(Outcome.PASS, "p", value=0.93, baseline=0.90, samples=300, baseline_samples=700)
     d = decide(ab_spec(bandit=True, explorationFloor=10), st,
                obs(workloads=ready("r1", "r2"), verdicts={"accuracy": promising, "latency": PASS}), T0)
     assert 30 < d.status.canary_weight <= 90
     assert d.weights == {"r1": 100 - d.status.canary_weight, "r2": d.status.canary_weight}
     assert any(e.reason == "SplitChanged" for e in d.events)
+    # The move starts a new period: the next measurement judges the periods apart.
+    assert d.status.split_changed_at == [iso(T0)]
+    plan = analysis_plan(ab_spec(bandit=True, explorationFloor=10), d.status, T0 + timedelta(minutes=2))
+    assert plan is not None and plan.periods == (120.0,)
 
 
 def test_a_paused_ab_test_promotes_no_winner_until_resumed() -> None:

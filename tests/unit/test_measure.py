@@ -187,3 +187,36 @@ def test_weighted_split_is_checked_for_sample_ratio_mismatch(canary: float, outc
     assert len(set(provider.times)) == 1  # both counts from one instant
     # Without a configured split (shadow, match, watch window) there is no such verdict.
     assert "sample-ratio" not in measure([], PLAN, TableProvider(answers), TARGET)
+
+
+def test_accuracy_when_a_bandit_moved_the_split_is_judged_per_period() -> None:
+    """Equal models; the first 5 minutes hard traffic with the challenger at 80%, the last 5
+    easy traffic with it at 20%: per period both revisions are equal and the verdict passes,
+    where the pooled counts would fail the challenger (Simpson's paradox)."""
+    def n(x: float) -> QueryResult:
+        return QueryResult("q", (Sample({}, x),))
+
+    answers = {  # matched in order: the first needle found in the query answers it
+        'revision="stable1",outcome="correct"}[300s] offset 300s': n(2800.0),
+        'revision="stable1"}[300s] offset 300s': n(4000.0),
+        'revision="canary1",outcome="correct"}[300s] offset 300s': n(11200.0),
+        'revision="canary1"}[300s] offset 300s': n(16000.0),
+        'revision="stable1",outcome="correct"}[300s]': n(15200.0),
+        'revision="stable1"}[300s]': n(16000.0),
+        'revision="canary1",outcome="correct"}[300s]': n(3800.0),
+        'revision="canary1"}[300s]': n(4000.0),
+    }
+    plan = AnalysisPlan(("m",), Arm("canary1", 600), Arm("stable1", 600), periods=(300.0,))
+    v = measure([Metric(name="m", kind="accuracy", maturity="0s")], plan, TableProvider(answers), TARGET)["m"]
+    assert v.statistic == "msprt-stratified" and v.outcome.value == "pass", v.reason
+    assert (v.samples, v.baseline_samples) == (20000, 20000)
+
+
+@pytest.mark.parametrize(
+    ("periods", "cut"),
+    [((), [(600, 0)]), ((400.0, 100.0), [(200, 400), (300, 100), (100, 0)]), ((900.0, 50.0), [(550, 50), (50, 0)])],
+)
+def test_period_arms_cut_the_window_at_each_split_change(periods: tuple[float, ...], cut: list[tuple[float, float]]) -> None:
+    from kanaria.analysis.measure import period_arms
+
+    assert [(a.window, a.offset) for a in period_arms(Arm("r", 600), periods)] == cut

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from tests.unit.test_engine import T0, canary_status, make_spec, obs, ready
 
 from kanaria.analysis.pacing import accuracy_labels_needed, samples_needed
 from kanaria.analysis.proportions import judge_accuracy
 from kanaria.api.verdict import Outcome, Verdict
 from kanaria.rollout import decide
-from tests.unit.test_engine import T0, canary_status, make_spec, obs, ready
 
 
 @pytest.mark.parametrize(("p_b", "p_c", "n"), [(0.90, 0.90, 300), (0.95, 0.96, 500), (0.90, 0.85, 100), (0.99, 0.99, 200)])

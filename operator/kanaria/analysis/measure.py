@@ -16,6 +16,7 @@ from kanaria.analysis import drift, latency, pacing, proportions
 from kanaria.analysis.agreement import judge_agreement
 from kanaria.analysis.provider import MetricProvider, QueryResult
 from kanaria.analysis.srm import sample_ratio_mismatch
+from kanaria.analysis.strata import judge_accuracy_stratified as strata_judge
 from kanaria.analysis.templates import (
     TemplateError,
     buckets_increase,
@@ -233,11 +234,46 @@ def _cohort_counts(p: MetricProvider, t: Target, arm: Arm, horizon: float) -> tu
 
 
 def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    if plan.periods:
+        return _accuracy_by_period(m, plan, p, t)
     horizon = m.maturity_seconds()
     if horizon > 0:
         return _cohort_accuracy(m, plan, p, t, horizon)
     (xb, nb), (xc, nc) = _proportions(p, t, plan, METRIC_NAMES["labels"], {"outcome": "correct"}, METRIC_NAMES["labels"])
     return _judge_accuracy(m, xb, nb, xc, nc)
+
+
+def period_arms(arm: Arm, periods: tuple[float, ...]) -> list[Arm]:
+    """The arm cut at each split change (``periods``: seconds ago, oldest first)."""
+    edges = [arm.offset + arm.window, *(a for a in periods if arm.offset < a < arm.offset + arm.window), arm.offset]
+    return [Arm(arm.revision, start - end, end) for start, end in zip(edges, edges[1:], strict=False) if start > end]
+
+
+def _accuracy_by_period(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    """Accuracy when the split moved within the window: one stratum per period, never pooled."""
+    horizon = m.maturity_seconds()
+    strata: list[tuple[float, float, float, float]] = []
+    for cand, base in zip(period_arms(plan.candidate, plan.periods), period_arms(plan.baseline, plan.periods),
+                          strict=True):
+        period = replace(plan, candidate=cand, baseline=base, periods=())
+        try:
+            if horizon > 0:
+                xb, nb, _ = _cohort_counts(p, t, base, horizon)
+                xc, nc, _ = _cohort_counts(p, t, cand, horizon)
+            else:
+                (xb, nb), (xc, nc) = _proportions(p, t, period, METRIC_NAMES["labels"], {"outcome": "correct"},
+                                                  METRIC_NAMES["labels"])
+        except _NoData:
+            continue  # a period with nothing (matured) yet adds nothing
+        strata.append((xb, nb, xc, nc))
+    if not strata:
+        raise _NoData("no period of this step has labels in both revisions yet")
+    return strata_judge(
+        strata,
+        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["accuracy"],
+        margin=m.margin if m.margin is not None else 0.02,
+        alpha=m.alpha or 0.05,
+    )
 
 
 def _cohort_accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target, horizon: float) -> Verdict:

@@ -793,6 +793,9 @@ class ModelDeploymentStatus(_Base):
     paused: bool = False
     """The rollout is paused until a person resumes, promotes or aborts it."""
     pause_reason: str = ""
+    split_changed_at: list[str] = Field(default_factory=list, max_length=16)
+    """When a bandit moved the split during the current step (at most the 16 latest): the
+    evidence is judged per period between them, never pooled."""
     evidence_warned_step: int | None = None
     """The step at which a Warning said its evidence cannot arrive before the deadline."""
     """Why it paused, when not by a person's request (for example not enough evidence in time)."""

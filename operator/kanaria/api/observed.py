@@ -47,3 +47,6 @@ class AnalysisPlan:
     expected_split: tuple[int, int] | None = None
     """The configured weights (candidate, baseline) when traffic is split by weight: the
     observed request counts are checked against them (sample-ratio mismatch)."""
+    periods: tuple[float, ...] = ()
+    """Seconds ago that the split changed within the measured window (a bandit's moves),
+    oldest first: counts are judged per period and never pooled across them."""

@@ -21,13 +21,17 @@ from kanaria.api.models import ABTestStrategy, ArmStatus
 from kanaria.api.routing import route_match
 from kanaria.api.verdict import Verdict
 from kanaria.rollout.assess import assess
-from kanaria.rollout.clock import seconds_since
+from kanaria.rollout.clock import iso, seconds_since
 from kanaria.rollout.cycle import FAST, Cycle, summary
 from kanaria.rollout.endings import finish_promotion, promote, rollback
 from kanaria.rollout.steps import advance, show_pause, wait_for_canary_ready
 from kanaria.rollout.winner import ab_winner, higher_is_better, thompson_weight
 
-__all__ = ["progress_ab_test"]
+__all__ = ["progress_ab_test", "SPLIT_CHANGES_KEPT"]
+
+SPLIT_CHANGES_KEPT = 16
+"""Split changes remembered per step; beyond them the oldest periods merge (a longer first
+period), which only makes the judgement more conservative about that stretch."""
 
 
 def progress_ab_test(c: Cycle) -> None:
@@ -212,3 +216,4 @@ def _bandit(c: Cycle, ab: ABTestStrategy, kind: str, arm: ArmStatus, primary: Ve
     if weight is not None and weight != arm.weight:
         c.event("SplitChanged", f"bandit moves the challenger from {arm.weight}% to {weight}%")
         arm.weight = weight
+        c.st.split_changed_at = [*c.st.split_changed_at, iso(c.now)][-SPLIT_CHANGES_KEPT:]

@@ -34,6 +34,7 @@ def start_canary(c: Cycle) -> None:
     st.failures = st.inconclusive_streak = 0
     st.paused = False
     st.pause_reason = ""
+    st.split_changed_at = []
     st.rejected_revision = None
     st.analysis = []
     ab = c.spec.strategy.ab_test

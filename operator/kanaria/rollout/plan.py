@@ -50,8 +50,12 @@ def analysis_plan(
         weighted = (not shadowing and not matching and not moving and not status.arms
                     and 0 < status.canary_weight < 100)
         split = (status.canary_weight, 100 - status.canary_weight) if weighted else None
+        periods = tuple(
+            age for age in (seconds_since(t, now) for t in status.split_changed_at) if 0 < age < window
+        ) if moving else ()
         return AnalysisPlan(
-            metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window), others, split
+            metrics, Arm(status.canary_revision, window), Arm(status.stable_revision, window), others, split,
+            tuple(sorted(periods, reverse=True)),
         )
     if status.phase == "Watching" and status.stable_revision and status.watch_until:
         return _watch_plan(metrics, status, now, interval)

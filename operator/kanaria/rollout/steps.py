@@ -16,6 +16,7 @@ def advance(c: Cycle, total: int, why: str) -> None:
     st.current_step += 1
     st.step_started_at = iso(c.now)
     st.inconclusive_streak = 0
+    st.split_changed_at = []
     c.event("StepAdvanced", f"step {st.current_step}/{total} done: {why}")
     st.message = f"step {st.current_step}/{total} done: {why}"
     c.requeue(FAST)
