@@ -101,7 +101,7 @@ def test_monitor_feedback_credits_correct_and_incorrect() -> None:
     assert _get(s, "kanaria_model_labels_total", outcome="correct") == 1
     assert _get(s, "kanaria_model_labels_total", outcome="incorrect") == 1
     assert _get(s, "kanaria_model_feedback_dropped_total", reason="unknown") == 2
-    assert monitor.pending == 0
+    assert monitor.pending == 2  # labelled, but not yet matured at the default 300 s
 
 
 def test_monitor_feedback_credits_the_serving_revision_only() -> None:
@@ -118,7 +118,9 @@ def test_monitor_feedback_credits_the_serving_revision_only() -> None:
 
 def test_monitor_pending_store_expires_and_evicts_with_injected_clock() -> None:
     clock = FakeClock()
-    monitor = ModelMonitor("m", "r1", _profile(), pending_max=3, pending_ttl_seconds=10, clock=clock)
+    monitor = ModelMonitor(
+        "m", "r1", _profile(), pending_max=3, pending_ttl_seconds=10, clock=clock, maturity_horizons=(5,)
+    )
     for i in range(5):  # q0 and q1 are pushed out by q3 and q4
         monitor.observe_request(f"q{i}", [1, 1], "yes", 0.9, 0.01)
     assert monitor.pending == 3

@@ -10,29 +10,51 @@ operator's query templates):
 - ``kanaria_model_prediction`` histogram of the predicted class's probability, on the
   profile's score bins, and ``kanaria_model_predictions_total{class}``
 - ``kanaria_model_labels_total{outcome="correct"|"incorrect"}`` from delayed ground truth,
-  credited to the revision that served the prediction
+  credited to the revision that served the prediction, counted when the label arrives
+- ``kanaria_model_matured_total{horizon, outcome="correct"|"incorrect"|"unlabelled"}``: each
+  prediction with a request id, counted once per maturity horizon H (``horizon`` in whole
+  seconds, e.g. ``"300"``) when its age reaches H, with its label's outcome if the label
+  arrived within H, else unlabelled: any window of it is the cohort of predictions served H
+  earlier
+- ``kanaria_model_label_delay_seconds{outcome}`` histogram (:data:`LABEL_DELAY_BUCKETS`) of
+  the time from a prediction to its label, to choose H from
+- ``kanaria_model_pending_predictions`` gauge: predictions not yet matured at every horizon
 - ``kanaria_model_agreement_total{outcome="agree"|"disagree"}``: for a label that carries the
   prediction served to the user, whether this revision predicted the same (a shadow's
   agreement with the stable revision; trivially "agree" on the serving revision)
-- ``kanaria_model_feedback_dropped_total{reason="expired"|"evicted"|"unknown"}``
+- ``kanaria_model_feedback_dropped_total{reason="expired"|"evicted"|"replaced"|"shutdown"|"unknown"}``
 - ``kanaria_model_info{version}`` = 1
 """
 
 from __future__ import annotations
 
 from kanaria.monitor.histogram import FixedBinCollector, FixedBinHistogram
-from kanaria.monitor.monitor import LATENCY_BUCKETS, ModelMonitor
-from kanaria.monitor.pending import DropReason, PendingPrediction, PendingStore
+from kanaria.monitor.monitor import (
+    DEFAULT_MATURITY_HORIZONS,
+    LABEL_DELAY_BUCKETS,
+    LATENCY_BUCKETS,
+    MATURITY_HORIZONS_ENV,
+    ModelMonitor,
+    horizons_from_env,
+    parse_horizons,
+)
+from kanaria.monitor.pending import DropReason, Outcome, PendingPrediction, PendingStore
 from kanaria.monitor.profile import ReferenceProfile, decile_edges
 
 __all__ = [
+    "DEFAULT_MATURITY_HORIZONS",
+    "LABEL_DELAY_BUCKETS",
     "LATENCY_BUCKETS",
+    "MATURITY_HORIZONS_ENV",
     "DropReason",
     "FixedBinCollector",
     "FixedBinHistogram",
     "ModelMonitor",
+    "Outcome",
     "PendingPrediction",
     "PendingStore",
     "ReferenceProfile",
     "decile_edges",
+    "horizons_from_env",
+    "parse_horizons",
 ]

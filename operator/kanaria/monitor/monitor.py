@@ -5,22 +5,68 @@ The names are a contract with the operator's query templates; see ``kanaria.moni
 
 from __future__ import annotations
 
+import os
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 
 from kanaria.monitor.histogram import FixedBinCollector
-from kanaria.monitor.pending import DropReason, PendingPrediction, PendingStore
+from kanaria.monitor.pending import DropReason, Outcome, PendingPrediction, PendingStore
 from kanaria.monitor.profile import ReferenceProfile
 
-__all__ = ["LATENCY_BUCKETS", "ModelMonitor"]
+__all__ = [
+    "DEFAULT_MATURITY_HORIZONS",
+    "LABEL_DELAY_BUCKETS",
+    "LATENCY_BUCKETS",
+    "MATURITY_HORIZONS_ENV",
+    "ModelMonitor",
+    "horizons_from_env",
+    "parse_horizons",
+]
 
 LATENCY_BUCKETS: tuple[float, ...] = (
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1.0, 2.5, 5.0,
 )  # fmt: skip
 
+LABEL_DELAY_BUCKETS: tuple[float, ...] = (
+    0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 43200, 86400,
+)  # fmt: skip
+"""Label delay, 0.5 s to 24 h, roughly log-spaced: enough to read a horizon off its tail."""
+
+MATURITY_HORIZONS_ENV = "KANARIA_MATURITY_HORIZONS"
+DEFAULT_MATURITY_HORIZONS: tuple[float, ...] = (300.0,)
+
 _BASE = ("model", "revision")
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?)\s*([smhd]?)")
+
+
+def parse_horizons(text: str) -> tuple[float, ...]:
+    """Comma-separated durations (``10s,5m,1h``, or plain seconds) -> seconds, sorted."""
+    horizons: set[float] = set()
+    for part in text.split(","):
+        match = _DURATION.fullmatch(part.strip().lower())
+        if match is None:
+            raise ValueError(
+                f"{MATURITY_HORIZONS_ENV}: {part.strip()!r} is not a duration; give a "
+                "comma-separated list like 10s,5m,1h (or plain seconds)"
+            )
+        horizons.add(float(match.group(1)) * _UNITS[match.group(2)])
+    return tuple(sorted(horizons))
+
+
+def horizons_from_env(env: Mapping[str, str]) -> tuple[float, ...]:
+    """The horizons ``KANARIA_MATURITY_HORIZONS`` asks for, else the default (300 s)."""
+    raw = env.get(MATURITY_HORIZONS_ENV, "").strip()
+    return parse_horizons(raw) if raw else DEFAULT_MATURITY_HORIZONS
+
+
+def _horizon_label(horizon: float) -> str:
+    return str(int(horizon))
 
 
 class ModelMonitor:
@@ -32,7 +78,11 @@ class ModelMonitor:
 
     Predictions with a request id wait in a bounded store (``pending_max`` entries, each for
     ``pending_ttl_seconds`` on ``clock``) for :meth:`feedback`; the label is credited to the
-    revision that served the prediction.
+    revision that served the prediction. Each such prediction also matures once per
+    ``maturity_horizons`` entry H (seconds; default from ``KANARIA_MATURITY_HORIZONS``, else
+    300) when its age reaches H, counted in ``kanaria_model_matured_total{horizon, outcome}``:
+    correct / incorrect if its label arrived within H, else unlabelled. Maturing is done
+    lazily, on every scrape and :meth:`sweep`. Call :meth:`close` on shutdown.
     """
 
     def __init__(
@@ -46,7 +96,10 @@ class ModelMonitor:
         clock: Callable[[], float] = time.monotonic,
         *,
         version: str = "",
+        maturity_horizons: Sequence[float] | None = None,
     ) -> None:
+        if maturity_horizons is None:
+            maturity_horizons = horizons_from_env(os.environ)
         self.model = model
         self.revision = revision
         self.version = version
@@ -54,6 +107,24 @@ class ModelMonitor:
         self.registry = registry if registry is not None else CollectorRegistry()
         self._labels = (model, revision)
         reg = self.registry
+        self._pending = PendingStore(
+            pending_max,
+            pending_ttl_seconds,
+            clock,
+            self._on_drop,
+            horizons=maturity_horizons,
+            on_mature=self._on_mature,
+        )
+        self.maturity_horizons = self._pending.horizons
+        self._matured = Counter(
+            "kanaria_model_matured",
+            "Predictions matured at a horizon, by outcome (a label within the horizon, or none).",
+            (*_BASE, "horizon", "outcome"),
+            registry=None,  # exported by the _Maturity collector, after it has swept
+        )
+        # Registered first, so a scrape matures and expires what is due before anything else
+        # (the drop counter among them) is read.
+        reg.register(_Maturity(self._pending, self._matured, self._labels))
 
         self._requests = Counter(
             "kanaria_model_requests", "Prediction requests received.", _BASE, registry=reg
@@ -84,6 +155,13 @@ class ModelMonitor:
             "kanaria_model_agreement",
             "Labelled predictions compared with the prediction served to the user, by outcome.",
             (*_BASE, "outcome"),
+            registry=reg,
+        )
+        self._label_delay = Histogram(
+            "kanaria_model_label_delay_seconds",
+            "Time from a prediction to its ground-truth label, by the label's outcome.",
+            (*_BASE, "outcome"),
+            buckets=LABEL_DELAY_BUCKETS,
             registry=reg,
         )
         self._dropped = Counter(
@@ -121,12 +199,14 @@ class ModelMonitor:
             self._predictions.labels(*self._labels, cls)
         for outcome in ("correct", "incorrect"):
             self._outcomes.labels(*self._labels, outcome)
+            self._label_delay.labels(*self._labels, outcome)
+        for horizon in self.maturity_horizons:
+            for matured in Outcome:
+                self._matured.labels(*self._labels, _horizon_label(horizon), matured.value)
         for outcome in ("agree", "disagree"):
             self._agreement.labels(*self._labels, outcome)
         for reason in DropReason:
             self._dropped.labels(*self._labels, reason.value)
-
-        self._pending = PendingStore(pending_max, pending_ttl_seconds, clock, self._on_drop)
 
     def observe_request(
         self,
@@ -179,10 +259,14 @@ class ModelMonitor:
         compared with it: always "agree" on the revision that served it, the real agreement
         rate on a shadow that only saw a mirrored copy.
         """
-        found = self._pending.take(str(request_id))
+        found = self._pending.label(str(request_id), str(true_label))
         if isinstance(found, PendingPrediction):
-            outcome = "correct" if str(true_label) == found.predicted_class else "incorrect"
+            outcome = "correct" if found.correct else "incorrect"
             self._outcomes.labels(self.model, found.revision, outcome).inc()
+            if found.label_delay is not None:
+                self._label_delay.labels(self.model, found.revision, outcome).observe(
+                    found.label_delay
+                )
             if served_prediction is not None:
                 agreed = str(served_prediction) == found.predicted_class
                 self._agreement.labels(
@@ -195,12 +279,18 @@ class ModelMonitor:
 
     @property
     def pending(self) -> int:
-        """How many predictions are waiting for a label."""
-        return len(self._pending)
+        """Predictions not yet matured at every horizon (``kanaria_model_pending_predictions``:
+        what a crash now would lose from the matured counts)."""
+        return self._pending.unmatured
 
     def sweep(self) -> None:
-        """Drop expired pending predictions now (otherwise done lazily)."""
+        """Mature and expire pending predictions now (otherwise done on scrape and use)."""
         self._pending.sweep()
+
+    def close(self) -> int:
+        """On shutdown: mature what is due and count every prediction still waiting to mature
+        as dropped (``reason="shutdown"``); returns how many. The monitor stays usable."""
+        return self._pending.close()
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""
@@ -208,3 +298,32 @@ class ModelMonitor:
 
     def _on_drop(self, entry: PendingPrediction, reason: DropReason) -> None:
         self._dropped.labels(self.model, entry.revision, reason.value).inc()
+
+    def _on_mature(self, entry: PendingPrediction, horizon: float, outcome: Outcome) -> None:
+        self._matured.labels(self.model, entry.revision, _horizon_label(horizon), outcome.value).inc()
+
+
+class _Maturity(Collector):
+    """Matures what is due, then exports the matured counter and the pending gauge."""
+
+    def __init__(self, store: PendingStore, matured: Counter, labels: tuple[str, str]) -> None:
+        self._store = store
+        self._matured = matured
+        self._labels = labels
+
+    def _pending(self, value: float) -> GaugeMetricFamily:
+        gauge = GaugeMetricFamily(
+            "kanaria_model_pending_predictions",
+            "Predictions not yet matured at every horizon (lost if the server stops now).",
+            labels=_BASE,
+        )
+        gauge.add_metric(list(self._labels), value)
+        return gauge
+
+    def describe(self) -> list[Metric]:
+        return [*self._matured.describe(), self._pending(0)]
+
+    def collect(self) -> Iterator[Metric]:
+        self._store.sweep()
+        yield from self._matured.collect()
+        yield self._pending(self._store.unmatured)

@@ -13,6 +13,14 @@ prediction's response. The proxy routes a request with that header to that very 
 prediction even after the split changed. Without a proxy (one server) the header is absent
 and the label goes to the only server there is.
 
+Outcome-dependent delays: with ``wrong_delay_s`` a label for a prediction the generator knows
+is wrong (it holds the true label and the served prediction) is posted after ``wrong_delay_s``
+instead, so errors can be reported sooner than confirmations (``wrong_delay_s`` <
+``feedback_delay_s``) or later. The stats report that ground truth per revision: predictions
+answered (``by_revision``), of them correct (``correct_by_revision``), and the labels the
+server accepted, by outcome (``labelled_correct_by_revision``,
+``labelled_incorrect_by_revision``), to compare with the model server's own counts.
+
 Each label also carries ``served_prediction``, the class the response gave, so a shadow that
 saw a mirrored copy of the request can count whether it agreed (see
 :mod:`kanaria.sandbox.mirror`). Predictions and labels both carry the request id in the
@@ -27,7 +35,7 @@ Input drift: ``Drift(feature, shift_sd, fraction)`` adds ``shift_sd`` training s
 deviations to one feature of a ``fraction`` of the requests.
 
     python -m kanaria.sandbox.loadgen --url http://127.0.0.1:PORT --dataset breast_cancer \
-        --rate 50 (--total N | --duration S) [--feedback-delay 1] [--no-feedback] \
+        --rate 50 (--total N | --duration S) [--feedback-delay 1] [--wrong-delay S] [--no-feedback] \
         [--drift-feature K --drift-sd S --drift-fraction F] [--seed N]
 """
 
@@ -86,6 +94,8 @@ class LoadStats:
     by_revision: dict[str, int] = field(default_factory=dict)
     errors_by_revision: dict[str, int] = field(default_factory=dict)
     correct_by_revision: dict[str, int] = field(default_factory=dict)
+    labelled_correct_by_revision: dict[str, int] = field(default_factory=dict)
+    labelled_incorrect_by_revision: dict[str, int] = field(default_factory=dict)
     by_revision_with_cookie: dict[str, int] = field(default_factory=dict)
     feedback_sent: int = 0
     feedback_accepted: int = 0
@@ -104,6 +114,8 @@ class _Label:
     label: str = field(compare=False)
     server: str | None = field(compare=False)
     served_prediction: str | None = field(compare=False, default=None)
+    revision: str = field(compare=False, default="")
+    correct: bool = field(compare=False, default=False)
 
 
 class _Counters:
@@ -115,6 +127,7 @@ class _Counters:
         self.by_revision: Counter[str] = Counter()
         self.errors_by_revision: Counter[str] = Counter()
         self.correct_by_revision: Counter[str] = Counter()
+        self.labelled: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
         self.with_cookie: Counter[str] = Counter()
 
     def add(self, **amounts: int) -> None:
@@ -129,6 +142,8 @@ class _Counters:
                 drifted=t["drifted"], by_revision=dict(self.by_revision),
                 errors_by_revision=dict(self.errors_by_revision),
                 correct_by_revision=dict(self.correct_by_revision),
+                labelled_correct_by_revision=dict(self.labelled[True]),
+                labelled_incorrect_by_revision=dict(self.labelled[False]),
                 by_revision_with_cookie=dict(self.with_cookie),
                 feedback_sent=t["feedback_sent"], feedback_accepted=t["feedback_accepted"],
                 feedback_rejected=t["feedback_rejected"], feedback_failed=t["feedback_failed"],
@@ -153,6 +168,7 @@ class LoadGenerator:
         duration: float | None = None,
         feedback: bool = True,
         feedback_delay_s: float = 1.0,
+        wrong_delay_s: float | None = None,
         drift: Drift | None = None,
         cookie: tuple[str, str, float] | None = None,
         seed: int = 0,
@@ -175,7 +191,10 @@ class LoadGenerator:
         self.total = total
         self.duration = min(duration, max_duration) if duration is not None else max_duration
         self.feedback = feedback
+        if feedback_delay_s < 0 or (wrong_delay_s is not None and wrong_delay_s < 0):
+            raise ValueError("label delays must not be negative")
         self.feedback_delay_s = feedback_delay_s
+        self.wrong_delay_s = feedback_delay_s if wrong_delay_s is None else wrong_delay_s
         self.timeout = timeout
         self.concurrency = concurrency
         split = load_split(dataset, split_seed)
@@ -257,10 +276,11 @@ class LoadGenerator:
                     self._stop.wait(min(next_send, self._next_label_due(next_send)) - now)
                 for future in in_flight:
                     future.result()
-                drain_until = time.monotonic() + self.feedback_delay_s + self.timeout + 1.0
+                longest = max(self.feedback_delay_s, self.wrong_delay_s)
+                drain_until = time.monotonic() + longest + self.timeout + 1.0
                 while not self._stop.is_set() and self._pending_labels():
                     now = time.monotonic()
-                    if now > min(drain_until, deadline + self.feedback_delay_s + self.timeout):
+                    if now > min(drain_until, deadline + longest + self.timeout):
                         break
                     self._send_due_labels(client, pool, now)
                     self._stop.wait(max(0.0, min(self._next_label_due(now + 0.1), now + 0.1) - now))
@@ -328,18 +348,21 @@ class LoadGenerator:
         if response.status_code != 200:
             self._counters.add(failed=1)
             return
+        correct = body.get("prediction") == label
         with self._counters.lock:
             self._counters.totals["ok"] += 1
             self._counters.by_revision[revision] += 1
             self._counters.with_cookie[revision] += int(cookied)
-            self._counters.correct_by_revision[revision] += int(body.get("prediction") == label)
+            self._counters.correct_by_revision[revision] += int(correct)
         if self.feedback:
             item = _Label(
-                time.monotonic() + self.feedback_delay_s,
+                time.monotonic() + (self.feedback_delay_s if correct else self.wrong_delay_s),
                 str(body.get("request_id") or request_id),
                 label,
                 response.headers.get(SERVER_HEADER),
                 None if body.get("prediction") is None else str(body["prediction"]),
+                revision,
+                correct,
             )
             with self._labels_lock:
                 heapq.heappush(self._labels_due, item)
@@ -358,7 +381,11 @@ class LoadGenerator:
         except (httpx.HTTPError, ValueError):
             self._counters.add(feedback_failed=1)
             return
-        self._counters.add(feedback_accepted=int(accepted), feedback_rejected=int(not accepted))
+        with self._counters.lock:
+            self._counters.totals["feedback_accepted"] += int(accepted)
+            self._counters.totals["feedback_rejected"] += int(not accepted)
+            if accepted:
+                self._counters.labelled[item.correct][item.revision] += 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -368,7 +395,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--total", type=int)
     parser.add_argument("--duration", type=float)
-    parser.add_argument("--feedback-delay", type=float, default=1.0)
+    parser.add_argument("--feedback-delay", type=float, default=1.0, help="seconds before a label is sent")
+    parser.add_argument(
+        "--wrong-delay",
+        type=float,
+        help="seconds before the label of a wrong prediction is sent (default: --feedback-delay)",
+    )
     parser.add_argument("--no-feedback", action="store_true")
     parser.add_argument("--drift-feature")
     parser.add_argument("--drift-sd", type=float, default=0.0)
@@ -382,7 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         drift = Drift(feature, args.drift_sd, args.drift_fraction)
     generator = LoadGenerator(
         args.url, args.dataset, rate=args.rate, total=args.total, duration=args.duration,
-        feedback=not args.no_feedback, feedback_delay_s=args.feedback_delay, drift=drift,
+        feedback=not args.no_feedback, feedback_delay_s=args.feedback_delay,
+        wrong_delay_s=args.wrong_delay, drift=drift,
         seed=args.seed, concurrency=args.concurrency,
     )  # fmt: skip
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: generator.stop())

@@ -20,7 +20,10 @@ Endpoints:
 Configuration comes from the environment the operator gives the pod: ``KANARIA_MODEL_URI``
 (required; ``file://`` URI or path of an artifact written by :mod:`kanaria.sandbox.train`),
 ``KANARIA_MODEL_NAME``, ``KANARIA_REVISION``, ``KANARIA_MODEL_VERSION``,
-``KANARIA_FEEDBACK_MAX_PENDING``, ``KANARIA_FEEDBACK_TTL_SECONDS``.
+``KANARIA_FEEDBACK_MAX_PENDING``, ``KANARIA_FEEDBACK_TTL_SECONDS``,
+``KANARIA_MATURITY_HORIZONS`` (see :mod:`kanaria.monitor`; default 300 s). On SIGTERM the
+server closes its monitor: predictions not yet matured are counted as dropped (``shutdown``)
+and their number is written to stderr.
 
 Fault injection (a test tool) is off unless the server is started with ``--enable-faults``,
 which only the sandbox does (:class:`ModelServerProcess` with ``enable_faults=True``, as the
@@ -62,7 +65,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from kanaria.monitor import ModelMonitor
+from kanaria.monitor import ModelMonitor, horizons_from_env
 from kanaria.sandbox._proc import die_with_parent
 from kanaria.sandbox.train import Artifact, load_artifact
 
@@ -125,6 +128,8 @@ class ServerConfig:
     error_rate: float | None = None
     pending_max: int = 100_000
     pending_ttl_seconds: float = 3600.0
+    maturity_horizons: tuple[float, ...] | None = None
+    """Seconds; None: the monitor's default (``KANARIA_MATURITY_HORIZONS``, else 300)."""
     fault_seed: int | None = None
     input_scale: tuple[int, float] | None = None
     """A deliberate preprocessing bug: multiply input feature INDEX by FACTOR before the
@@ -175,6 +180,7 @@ class ServerConfig:
             error_rate=number("KANARIA_FAULT_ERROR_RATE"),
             pending_max=int(env.get("KANARIA_FEEDBACK_MAX_PENDING") or 100_000),
             pending_ttl_seconds=float(env.get("KANARIA_FEEDBACK_TTL_SECONDS") or 3600.0),
+            maturity_horizons=horizons_from_env(env),
             fault_seed=int(seed) if seed else None,
             faults_enabled=faults_enabled,
         )
@@ -216,6 +222,7 @@ class ModelServer:
             pending_max=config.pending_max,
             pending_ttl_seconds=config.pending_ttl_seconds,
             version=self.version,
+            maturity_horizons=config.maturity_horizons,
         )
         self._httpd = _HTTPServer((host, port), _Handler, self)
         self._thread: threading.Thread | None = None
@@ -244,14 +251,16 @@ class ModelServer:
         """Ask ``serve_forever`` to return (safe from a signal handler)."""
         threading.Thread(target=self._httpd.shutdown, daemon=True).start()
 
-    def close(self) -> None:
+    def close(self) -> int:
+        """Close the socket and the monitor; returns how many predictions had not matured."""
         self._httpd.server_close()
+        return self.monitor.close()
 
     def stop(self) -> None:
         self._httpd.shutdown()
-        self._httpd.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+        self.close()
 
     def __enter__(self) -> ModelServer:
         return self.start()
@@ -542,7 +551,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     finally:
-        server.close()
+        lost = server.close()
+        print(f"shutdown: {lost} predictions had not matured (counted as dropped, reason shutdown)", file=sys.stderr, flush=True)
     return 0
 
 
