@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """`make bench-stats`: Kanaria's judges against a per-interval threshold policy, same streams.
 
-Prints a markdown table and writes docs/img/bench-stats.png. Seeded: the same seed gives the
-same numbers whatever the number of workers.
+Prints two markdown tables — the main scenarios, then the label-timing ones (cohorts of
+predictions against arrival windows) — and writes docs/img/bench-stats.png. Seeded: the same
+seed gives the same numbers whatever the number of workers.
 
     PYTHONPATH=operator python3 hack/bench_stats.py            # 2,000 rollouts per scenario
     PYTHONPATH=operator python3 hack/bench_stats.py --quick    # 300, for a smoke run
+    PYTHONPATH=operator python3 hack/bench_stats.py --suite label-timing --seed 7
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from kanaria.bench.cohorts import CohortRow, run_cohort_benchmark, summarise_cohorts  # noqa: E402
 from kanaria.bench.stats import (  # noqa: E402
     ALPHA,
     TUNED,
@@ -53,6 +56,24 @@ def markdown(rows: Sequence[Row]) -> str:
         lines.append(
             f"| {r.scenario} | {r.metric} | {r.horizon} | {policy} | {r.rollback_rate:.3f} | "
             f"{first} | {_fmt(r.median_samples)} | {_fmt(r.median_minutes, 1)} |"
+        )
+    return head + "\n".join(lines) + "\n"
+
+
+def cohort_markdown(rows: Sequence[CohortRow]) -> str:
+    head = (
+        "| scenario | canary labels / interval | policy | A/A false rollback | "
+        "−2 points: promoted | −2 points: detected by the documented n | "
+        "median minutes to detection |\n"
+        "| --- | ---: | --- | ---: | ---: | ---: | ---: |\n"
+    )
+    lines = []
+    for r in rows:
+        policy = r.policy + (f" ({r.note})" if r.note else "")
+        truncated = f" ({r.truncated} short of the documented n)" if r.truncated else ""
+        lines.append(
+            f"| {r.scenario} | {r.canary_labels:,.0f} | {policy} | {r.false_rollback:.3f} | "
+            f"{_fmt(r.bad_promoted, 3)} | {r.detected:.3f}{truncated} | {_fmt(r.median_minutes, 1)} |"
         )
     return head + "\n".join(lines) + "\n"
 
@@ -132,6 +153,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20240601)
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "bench-stats.png")
+    parser.add_argument(
+        "--suite", choices=("all", "main", "label-timing"), default="all",
+        help="main: per-metric scenarios; label-timing: cohorts against arrival windows",
+    )
     args = parser.parse_args(argv)
     n = args.rollouts or (300 if args.quick else 2000)
     cfg = StreamConfig()
@@ -140,14 +165,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     def progress(message: str) -> None:
         print(f"{time.monotonic() - started:7.1f}s {message}", file=sys.stderr, flush=True)
 
-    runs = run_benchmark(n, args.seed, cfg=cfg, workers=args.workers, progress=progress)
-    rows = summarise(runs, cfg)
-    plot(runs, rows, cfg, args.plot)
+    if args.suite in ("all", "main"):
+        runs = run_benchmark(n, args.seed, cfg=cfg, workers=args.workers, progress=progress)
+        rows = summarise(runs, cfg)
+        plot(runs, rows, cfg, args.plot)
+        print(markdown(rows))
+    if args.suite in ("all", "label-timing"):
+        cohort_runs = run_cohort_benchmark(n, args.seed, workers=args.workers, progress=progress)
+        print(cohort_markdown(summarise_cohorts(cohort_runs)))
     elapsed = time.monotonic() - started
-    print(markdown(rows))
+    shown = f"; plot: {args.plot}" if args.suite != "label-timing" else ""
     print(
         f"{n} rollouts per scenario, seed {args.seed}, {args.workers} worker(s), "
-        f"{elapsed:.0f} s; plot: {args.plot}"
+        f"suite {args.suite}, {elapsed:.0f} s{shown}"
     )
     return 0
 
