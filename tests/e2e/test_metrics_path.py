@@ -32,7 +32,7 @@ pytestmark = [
 NAME = "cancer"
 STEPS = [{"setWeight": 25}, {"analysis": {}}, {"setWeight": 50}, {"analysis": {}}]
 METRICS = [
-    {"name": "accuracy", "kind": "accuracy", "minSamples": 250, "margin": 0.03},
+    {"name": "accuracy", "kind": "accuracy", "minSamples": 250, "margin": 0.03, "maturity": "5s"},
     {"name": "latency", "kind": "latency", "minSamples": 300},
     {"name": "errors", "kind": "errorRate", "minSamples": 300, "critical": True},
 ]

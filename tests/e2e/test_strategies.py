@@ -83,7 +83,7 @@ def wait_promoted(s: LocalStack, timeline: TimelineRecorder, rev: str, timeout: 
 
 def test_ab_test_picks_the_better_revision(stack: tuple[LocalStack, dict[str, str]], artifacts: Path) -> None:
     s, uris = stack
-    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200}, *GUARDS]
+    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200, "maturity": "4s"}, *GUARDS]
     # The incumbent is the noisier model; the challenger is better.
     _, load = serve_incumbent(s, uris, "ab-incumbent", "noisy", metrics, seed=5)
     try:
@@ -141,7 +141,7 @@ def test_ab_test_by_cookie_sends_only_that_group_to_the_challenger(
     stack: tuple[LocalStack, dict[str, str]], artifacts: Path
 ) -> None:
     s, uris = stack
-    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200}, *GUARDS]
+    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 200, "maturity": "4s"}, *GUARDS]
     # A third of the users carry the group cookie; only they may reach the challenger.
     incumbent, load = serve_incumbent(s, uris, "cookie-incumbent", "noisy", metrics, seed=7,
                                       cookie=("kanaria-group", "b", 0.35))
@@ -202,7 +202,7 @@ def test_ab_test_with_several_challengers_retires_losers_and_promotes_the_best(
     stack: tuple[LocalStack, dict[str, str]], artifacts: Path
 ) -> None:
     s, uris = stack
-    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 150}, *GUARDS]
+    metrics = [{"name": "accuracy", "kind": "accuracy", "minSamples": 150, "maturity": "4s"}, *GUARDS]
     _, load = serve_incumbent(s, uris, "multi-incumbent", "noisy", metrics, seed=8)
     try:
         # spec.model is the broken model (much worse); the extra challenger is the clean one.

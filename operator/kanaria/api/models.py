@@ -408,9 +408,8 @@ class PrometheusSource(_Base):
 MetricKind = Literal["accuracy", "latency", "errorRate", "drift", "agreement", "custom"]
 
 
-DEFAULT_MATURITY_SECONDS: dict[str, float] = {}
-"""The maturity horizon of a metric kind when the spec names none (0: by arrival). Arrival
-until every model server of the sandbox exports matured counts; then accuracy: 300."""
+DEFAULT_MATURITY_SECONDS: dict[str, float] = {"accuracy": 300.0}
+"""The maturity horizon of a metric kind when the spec names none (0: by arrival)."""
 MAX_MATURITY_SECONDS = 24 * 3600.0
 
 
@@ -474,9 +473,9 @@ class Metric(_Base):
     one of them). Choose H from the label delays the model server exports
     (kanaria_model_label_delay_seconds), for example their 95th percentile: a longer H counts
     more labels but decides later. The model server must export matured counts for H; Kanaria
-    puts every horizon the spec uses in KANARIA_MATURITY_HORIZONS of the pods. Unset or "0s"
-    counts labels by arrival since the step began instead (biased when a label's delay depends
-    on its outcome). For custom metrics, {{window}} then becomes the
+    puts every horizon the spec uses in KANARIA_MATURITY_HORIZONS of the pods. Default for
+    accuracy 5m. "0s" counts labels by arrival since the step began instead (biased when a
+    label's delay depends on its outcome). For custom metrics, {{window}} then becomes the
     cohort window and {{horizon}} the horizon in seconds."""
     query: str | None = Field(default=None, max_length=4096)
     """custom: a PromQL template. Variables: {{name}}, {{namespace}}, {{model}}, {{revision}},

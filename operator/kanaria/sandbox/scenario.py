@@ -62,7 +62,7 @@ def manifest(
                 "inconclusiveLimit": 1000,
                 "metrics": metrics
                 or [
-                    {"name": "accuracy", "kind": "accuracy", "minSamples": 300, "margin": 0.03},
+                    {"name": "accuracy", "kind": "accuracy", "minSamples": 300, "margin": 0.03, "maturity": "5s"},
                     {"name": "latency", "kind": "latency", "minSamples": 200},
                     {"name": "errors", "kind": "errorRate", "minSamples": 500, "critical": True},
                 ],
