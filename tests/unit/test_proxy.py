@@ -148,6 +148,13 @@ def test_proxy_httproute_sync_apply_adds_services_and_weights(
         assert proxy.weights() == {"iris-stable": 0, "iris-canary": 1}
         assert follower.apply(None) is None  # a deleted route leaves the weights as they are
         assert proxy.weights() == {"iris-stable": 0, "iris-canary": 1}
+        # The canary's process starts again elsewhere: the next version of the route moves its
+        # server there (here: onto the stable's process), and requests reach it.
+        ports["iris-canary"] = ports["iris-stable"]
+        follower.apply(route)
+        assert proxy.servers()["iris-canary"] == ("127.0.0.1", ports["iris-stable"])
+        answer = httpx.post(f"{proxy.url}/predict", json={"features": [0.0] * 30}, timeout=10)
+        assert answer.headers.get("x-kanaria-revision") == "stable"
 
 
 class _FakeResponse:

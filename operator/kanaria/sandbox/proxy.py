@@ -305,6 +305,20 @@ class HAProxyProxy:
             self._servers[srv] = (host, int(port))
         return srv
 
+    def move_server(self, name: str, host: str, port: int) -> bool:
+        """Point an existing server at a new address (its process was started again on
+        another port); False when it already points there."""
+        srv = server_name(name)
+        with self._lock:
+            if self._servers.get(srv) == (host, int(port)):
+                return False
+            self._expect(
+                f"set server {BACKEND}/{srv} addr {host} port {int(port)}",
+                lambda a: "changed" in a.lower() or "no need" in a.lower(),
+            )
+            self._servers[srv] = (host, int(port))
+        return True
+
     def remove_server(self, name: str, timeout: float = 10.0) -> None:
         """Drain, cut and delete a server (its connections must close first)."""
         srv = server_name(name)
@@ -409,7 +423,8 @@ class WeightFollower:
     :class:`~kanaria.sandbox.route_sync.HTTPRouteSync`).
 
     ``resolver`` maps a Service name to the ``(host, port)`` of the process serving it; a
-    Service seen for the first time becomes a new proxy server. Services that leave the route
+    Service seen for the first time becomes a new proxy server, and a known one follows its
+    process to a new address (the route is handed over again at least every watch timeout). Services that leave the route
     keep their server at weight 0 (drained), so late feedback still reaches them, unless
     ``remove_absent``. A deleted route leaves the weights as they are.
     """
@@ -438,6 +453,14 @@ class WeightFollower:
                 if server_name(service) not in known:
                     host, port = self.resolver(service)
                     self.proxy.add_server(service, host, port, weight=0)
+                    continue
+                # The process behind a Service can start again on another port (a revision
+                # scaled to 0 and back): follow it, or its share of traffic goes nowhere.
+                try:
+                    host, port = self.resolver(service)
+                except KeyError:
+                    continue  # not serving right now: keep the last address
+                self.proxy.move_server(service, host, port)
             self.proxy.set_weights(weights)
             if self.remove_absent:
                 wanted = {server_name(s) for s in weights}
