@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,9 @@ class Served:
     revision: str
     service: str
     process: ModelServerProcess
+    started: float = field(default_factory=time.monotonic)
+    """When it was launched (monotonic): a list of Deployments taken before that cannot
+    say it is unwanted."""
 
 
 class LocalKubelet:
@@ -118,6 +122,7 @@ class LocalKubelet:
 
     def _sync(self) -> None:
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+        listed_at = time.monotonic()
         found = self.apps.list_namespaced_deployment(self.namespace, label_selector=selector)
         wanted: dict[str, Any] = {}
         for dep in found.items:
@@ -129,7 +134,9 @@ class LocalKubelet:
         with self._lock:
             changed = False
             for name in list(self.served):
-                if name not in wanted:
+                # A process launched after this list was taken (by resolve(), for a route that
+                # names a revision a moment old) is not in it: only a newer list may stop it.
+                if name not in wanted and self.served[name].started < listed_at:
                     self.served.pop(name).process.stop()
                     changed = True
             for name, dep in wanted.items():
