@@ -77,3 +77,29 @@ def metric_value(text: str, name: str, **labels: str) -> float:
     for value in metric_values(text, name, **labels):
         return value
     raise KeyError((name, labels))
+
+
+class FakeClock:
+    """A clock a test moves by hand (``clock.now += 5``), for code that takes a clock."""
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rate_allowed(alpha: float, n: int) -> float:
+    """Upper end of a one-sided 99% acceptance region for a rate ≤ α over n runs."""
+    from scipy import stats
+
+    return float(stats.binom.ppf(0.99, n, alpha)) / n
+
+
+def power_lower(rate: float, n: int) -> float:
+    """Lower end of a one-sided 99% Clopper-Pearson interval for a detection rate over n runs."""
+    from scipy import stats
+
+    k = round(rate * n)
+    return 0.0 if k == 0 else float(stats.beta.ppf(0.01, k, n - k + 1))
+

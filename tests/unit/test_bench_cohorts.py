@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from tests.helpers import power_lower, rate_allowed
 
 from kanaria.analysis.proportions import judge_accuracy, msprt_variance
 from kanaria.analysis.sequential import normal_mixture_radius
@@ -39,13 +39,6 @@ SEED = 7
 ERRORS_FIRST, CORRECT_FIRST, DRIFT, BANDIT = cohort_scenarios()
 
 
-def _allowed(alpha: float, n: int) -> float:
-    return float(stats.binom.ppf(0.99, n, alpha)) / n
-
-
-def _power_lower(rate: float, n: int) -> float:
-    k = round(rate * n)
-    return 0.0 if k == 0 else float(stats.beta.ppf(0.01, k, n - k + 1))
 
 
 @pytest.fixture(scope="module")
@@ -63,13 +56,13 @@ def _row(rows: list[CohortRow], scenario: str, policy: str) -> CohortRow:
 
 
 def test_cohorts_keep_false_rollbacks_and_promotions_within_alpha(rows: list[CohortRow]) -> None:
-    bound = _allowed(0.05, ROLLOUTS)
+    bound = rate_allowed(0.05, ROLLOUTS)
     for scenario in (ERRORS_FIRST, CORRECT_FIRST):
         row = _row(rows, scenario.name, COHORTS)
         assert row.truncated == 0
         assert row.false_rollback <= bound, row
         assert (row.bad_promoted or 0.0) <= bound, row
-        assert _power_lower(row.detected, ROLLOUTS) >= 0.7, row
+        assert power_lower(row.detected, ROLLOUTS) >= 0.7, row
 
 
 def test_arrival_window_is_biased_by_outcome_dependent_delay(rows: list[CohortRow]) -> None:
@@ -79,7 +72,7 @@ def test_arrival_window_is_biased_by_outcome_dependent_delay(rows: list[CohortRo
 
 
 def test_pooling_across_a_split_change_flips_verdicts_stratifying_does_not(rows: list[CohortRow]) -> None:
-    bound = _allowed(0.05, ROLLOUTS)
+    bound = rate_allowed(0.05, ROLLOUTS)
     pooled = _row(rows, BANDIT.name, COHORTS)
     assert pooled.false_rollback >= 0.5 and (pooled.bad_promoted or 0.0) >= 0.3, pooled
     stratified = _row(rows, BANDIT.name, STRATIFIED)
@@ -90,7 +83,7 @@ def test_pooling_across_a_split_change_flips_verdicts_stratifying_does_not(rows:
 def test_drift_biases_the_arrival_window_not_the_cohorts() -> None:
     runs = run_cohort_benchmark(100, SEED, scenarios=[DRIFT], volumes=(1000.0,))
     got = {r.policy: r for r in summarise_cohorts(runs)}
-    assert got[COHORTS].false_rollback <= _allowed(0.05, 100), got[COHORTS]
+    assert got[COHORTS].false_rollback <= rate_allowed(0.05, 100), got[COHORTS]
     assert got[ARRIVAL].false_rollback >= 0.1, got[ARRIVAL]
 
 

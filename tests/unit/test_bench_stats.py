@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
+from tests.helpers import power_lower, rate_allowed
 
 from kanaria.analysis.latency import bucket_quantile
 from kanaria.bench.stats import (
@@ -36,15 +36,6 @@ SEED = 7
 CFG = StreamConfig(baseline_accuracy=(0.90, 0.90), weight=0.5)
 
 
-def _allowed(alpha: float, n: int) -> float:
-    """Upper end of a one-sided 99% acceptance region for a rate ≤ α over n rollouts."""
-    return float(stats.binom.ppf(0.99, n, alpha)) / n
-
-
-def _power_lower(rate: float, n: int) -> float:
-    """Lower end of a one-sided 99% Clopper-Pearson interval for a detection rate."""
-    k = round(rate * n)
-    return 0.0 if k == 0 else float(stats.beta.ppf(0.01, k, n - k + 1))
 
 
 @pytest.fixture(scope="module")
@@ -73,14 +64,14 @@ def test_aa_false_rollbacks_within_alpha(results: tuple[list[MetricRun], list[Ro
     _, rows = results
     row = _row(rows, "A/A", "accuracy", horizon, "Kanaria")
     assert row.rollouts == ROLLOUTS and row.truncated == 0
-    assert row.rollback_rate <= _allowed(ALPHA["accuracy"], ROLLOUTS), row
+    assert row.rollback_rate <= rate_allowed(ALPHA["accuracy"], ROLLOUTS), row
 
 
 def test_aa_error_rate_false_rollbacks_within_alpha(results: tuple[list[MetricRun], list[Row]]) -> None:
     _, rows = results
     for horizon in ("30 min", "documented n"):
         row = _row(rows, "A/A", "errors", horizon, "Kanaria")
-        assert row.rollback_rate <= _allowed(ALPHA["errors"], ROLLOUTS), row
+        assert row.rollback_rate <= rate_allowed(ALPHA["errors"], ROLLOUTS), row
 
 
 def test_error_doubling_caught_with_power_at_the_documented_size(
@@ -90,12 +81,12 @@ def test_error_doubling_caught_with_power_at_the_documented_size(
     a doubled canary is almost never promoted first."""
     _, rows = results
     kanaria = _row(rows, "errors x2", "errors", "documented n", "Kanaria")
-    assert _power_lower(kanaria.rollback_rate, ROLLOUTS) >= 0.8, kanaria
+    assert power_lower(kanaria.rollback_rate, ROLLOUTS) >= 0.8, kanaria
     tuned = _row(rows, "errors x2", "errors", "documented n", TUNED.name)
     aa = _row(rows, "A/A", "errors", "documented n", TUNED.name)
-    if aa.rollback_rate <= _allowed(ALPHA["errors"], ROLLOUTS):
+    if aa.rollback_rate <= rate_allowed(ALPHA["errors"], ROLLOUTS):
         assert kanaria.rollback_rate >= tuned.rollback_rate - 0.05, (kanaria, tuned)
-    assert (kanaria.passed_first or 0.0) <= _allowed(ALPHA["errors"], ROLLOUTS), kanaria
+    assert (kanaria.passed_first or 0.0) <= rate_allowed(ALPHA["errors"], ROLLOUTS), kanaria
 
 
 def test_power_at_the_documented_sample_size(results: tuple[list[MetricRun], list[Row]]) -> None:
@@ -103,9 +94,9 @@ def test_power_at_the_documented_sample_size(results: tuple[list[MetricRun], lis
     _, rows = results
     row = _row(rows, "accuracy -2 points", "accuracy", "documented n", "Kanaria")
     assert row.truncated == 0
-    assert _power_lower(row.rollback_rate, ROLLOUTS) >= 0.8, row
+    assert power_lower(row.rollback_rate, ROLLOUTS) >= 0.8, row
     # Promoting the bad canary (PASS before any FAIL) is rare: the drop equals the margin.
-    assert (row.passed_first or 0.0) <= _allowed(ALPHA["accuracy"], ROLLOUTS), row
+    assert (row.passed_first or 0.0) <= rate_allowed(ALPHA["accuracy"], ROLLOUTS), row
 
 
 @pytest.mark.parametrize("horizon", ["fixed-horizon n", "documented n"])
@@ -114,7 +105,7 @@ def test_kanaria_detects_at_least_as_often_as_thresholds_at_equal_false_rollback
 ) -> None:
     """Against every threshold variant that keeps A/A false rollbacks within the same bound."""
     _, rows = results
-    bound = _allowed(ALPHA["accuracy"], ROLLOUTS)
+    bound = rate_allowed(ALPHA["accuracy"], ROLLOUTS)
     kanaria = _row(rows, "accuracy -2 points", "accuracy", horizon, "Kanaria")
     policies = {r.policy for r in rows if r.policy != "Kanaria"}
     assert TUNED.name in policies

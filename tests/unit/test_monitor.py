@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
+from tests.helpers import FakeClock
 
 from kanaria.monitor import (
     LATENCY_BUCKETS,
@@ -17,14 +18,6 @@ from kanaria.monitor import (
     ReferenceProfile,
     decile_edges,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _profile() -> ReferenceProfile:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from tests.helpers import metric_value
+from tests.helpers import FakeClock, metric_value
 
 from kanaria.monitor import (
     DEFAULT_MATURITY_HORIZONS,
@@ -20,14 +20,6 @@ from kanaria.monitor import (
     horizons_from_env,
     parse_horizons,
 )
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _profile() -> ReferenceProfile:
