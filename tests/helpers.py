@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -102,4 +102,13 @@ def power_lower(rate: float, n: int) -> float:
 
     k = round(rate * n)
     return 0.0 if k == 0 else float(stats.beta.ppf(0.01, k, n - k + 1))
+
+
+def full_stack_marks(group: str) -> list[Any]:
+    """The marks of a module that runs its own full local stack (cluster, Prometheus, proxies,
+    model servers, the operator), kept on one xdist worker as ``group``."""
+    import pytest
+
+    return [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.e2e, pytest.mark.slow,
+            pytest.mark.xdist_group(group)]
 

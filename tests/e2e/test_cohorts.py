@@ -15,20 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import full_stack_marks, wait_for
 
 from kanaria.sandbox.cluster import LocalCluster
 from kanaria.sandbox.loadgen import LoadGenerator
 from kanaria.sandbox.scenario import manifest, revision_of, train_models, wait_status
 from kanaria.sandbox.stack import LocalStack
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.prometheus,
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.xdist_group("cohorts"),
-]
+pytestmark = full_stack_marks("cohorts")
 
 NAME = "cohorts"
 HORIZON = 6

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.helpers import wait_for
+from tests.helpers import full_stack_marks, wait_for
 
 from kanaria.sandbox.cluster import LocalCluster
 from kanaria.sandbox.loadgen import LoadGenerator
@@ -17,13 +17,7 @@ from kanaria.sandbox.scenario import manifest, revision_of, train_models, wait_s
 from kanaria.sandbox.stack import LocalStack
 from kanaria.sandbox.timeline import TimelineRecorder
 
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.prometheus,
-    pytest.mark.e2e,
-    pytest.mark.slow,
-    pytest.mark.xdist_group("strategies"),
-]
+pytestmark = full_stack_marks("strategies")
 
 NAME = "tumour"
 GUARDS = [
