@@ -220,3 +220,20 @@ def test_period_arms_cut_the_window_at_each_split_change(periods: tuple[float, .
     from kanaria.analysis.measure import period_arms
 
     assert [(a.window, a.offset) for a in period_arms(Arm("r", 600), periods)] == cut
+
+
+def test_a_custom_metric_opts_into_cohorts_with_maturity() -> None:
+    """{{window}} becomes the window of matured counts for the step's predictions and
+    {{horizon}} the horizon, so a custom ratio of matured counters judges cohorts too."""
+    query = ('sum(increase(kanaria_model_matured_total{revision="{{revision}}",horizon="{{horizon}}",'
+             'outcome="correct"}[{{window}}]))')
+    metric = Metric(name="m", kind="custom", query=query, condition="> 0", maturity="5m")
+    plan = AnalysisPlan(("m",), Arm("canary1", 900), Arm("stable1", 900))
+    provider = TableProvider(default=QueryResult("q", (Sample({}, 42.0),)))
+    v = measure([metric], plan, provider, TARGET)["m"]
+    assert v.outcome.value == "pass"
+    assert provider.queries == [
+        'sum(increase(kanaria_model_matured_total{revision="canary1",horizon="300",outcome="correct"}[600s]))'
+    ]
+    early = measure([metric], AnalysisPlan(("m",), Arm("canary1", 200), Arm("stable1", 200)), provider, TARGET)["m"]
+    assert early.outcome.value == "inconclusive" and "mature 300s after" in early.reason

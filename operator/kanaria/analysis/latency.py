@@ -31,6 +31,9 @@ def _check_bounds(bounds: Sequence[float], *cumulatives: Sequence[float]) -> Non
         b2 <= b1 for b1, b2 in zip(bounds, bounds[1:], strict=False)
     ):
         raise ValueError("bucket bounds must be strictly increasing numbers")
+    if any(not math.isfinite(b) for b in bounds[:-1]) or not math.isfinite(bounds[0]):
+        # Only the last bucket may be +Inf; with no finite edge nothing can be compared.
+        raise ValueError("bucket bounds must be finite but for a last +Inf, with at least one finite edge")
     for cumulative in cumulatives:
         if len(cumulative) != len(bounds):
             raise ValueError("need one cumulative count per bucket bound")

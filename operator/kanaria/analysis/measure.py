@@ -18,11 +18,14 @@ from kanaria.analysis.provider import MetricProvider, QueryResult
 from kanaria.analysis.srm import sample_ratio_mismatch
 from kanaria.analysis.strata import judge_accuracy_stratified as strata_judge
 from kanaria.analysis.templates import (
+    CONDITION_OPS,
     TemplateError,
     buckets_increase,
     counter_increase,
     fill_template,
+    parse_condition,
 )
+from kanaria.analysis.windows import cohort_arm, period_arms
 from kanaria.api.durations import format_duration
 from kanaria.api.models import Metric
 from kanaria.api.observed import SRM_METRIC, AnalysisPlan, Arm
@@ -200,18 +203,6 @@ def _proportions(
     return counts
 
 
-def cohort_arm(arm: Arm, horizon: float) -> Arm | None:
-    """The window of matured counts that holds exactly the predictions ``arm`` served.
-
-    A prediction served at t is counted (matured) at t + H, so the predictions served over
-    [now − offset − window, now − offset] are counted over [that + H], cut at now: window and
-    offset shift by H. None while not one second of them has matured yet.
-    """
-    offset = max(0.0, arm.offset - horizon)
-    window = arm.window + arm.offset - horizon - offset
-    return Arm(arm.revision, window, offset) if window >= 1.0 else None
-
-
 def _cohort_counts(p: MetricProvider, t: Target, arm: Arm, horizon: float) -> tuple[int, int, int]:
     """(correct, labelled, unlabelled) predictions of the arm's cohort at horizon H."""
     cohort = cohort_arm(arm, horizon)
@@ -241,12 +232,6 @@ def _accuracy(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Ve
         return _cohort_accuracy(m, plan, p, t, horizon)
     (xb, nb), (xc, nc) = _proportions(p, t, plan, METRIC_NAMES["labels"], {"outcome": "correct"}, METRIC_NAMES["labels"])
     return _judge_accuracy(m, xb, nb, xc, nc)
-
-
-def period_arms(arm: Arm, periods: tuple[float, ...]) -> list[Arm]:
-    """The arm cut at each split change (``periods``: seconds ago, oldest first)."""
-    edges = [arm.offset + arm.window, *(a for a in periods if arm.offset < a < arm.offset + arm.window), arm.offset]
-    return [Arm(arm.revision, start - end, end) for start, end in zip(edges, edges[1:], strict=False) if start > end]
 
 
 def _accuracy_by_period(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
@@ -380,25 +365,6 @@ def _agreement(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> V
     )
 
 
-_CONDITION_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-}
-
-
-def parse_condition(text: str) -> tuple[str, float]:
-    """``"< 0.05"`` → ("<", 0.05). ValueError with the text otherwise."""
-    stripped = text.strip()
-    for op in ("<=", ">=", "==", "!=", "<", ">"):
-        if stripped.startswith(op):
-            return op, float(stripped[len(op) :])
-    raise ValueError(f"not a condition: {text!r} (expected for example '< 0.05')")
-
-
 def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
     assert m.query is not None and m.condition is not None
     horizon = m.maturity_seconds()
@@ -429,7 +395,7 @@ def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verd
     if value is None:
         n = len(result.samples)
         raise _NoData(f"custom query returned {n} series, expected exactly one finite value")
-    ok = _CONDITION_OPS[op](value, bound)
+    ok = CONDITION_OPS[op](value, bound)
     return Verdict(
         Outcome.PASS if ok else Outcome.FAIL,
         f"{value:.6g} {op} {bound:g} is {'true' if ok else 'false'}",

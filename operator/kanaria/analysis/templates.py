@@ -9,7 +9,7 @@ placeholders outside quotes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from kanaria.api.durations import format_duration
 
@@ -19,10 +19,12 @@ __all__ = [
     "TemplateError",
     "counter_increase",
     "buckets_increase",
+    "CONDITION_OPS",
+    "parse_condition",
 ]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z]+)\s*\}\}")
-VARIABLES = ("name", "namespace", "model", "revision", "stableRevision", "window")
+VARIABLES = ("name", "namespace", "model", "revision", "stableRevision", "window", "horizon")
 
 
 class TemplateError(ValueError):
@@ -104,3 +106,22 @@ def buckets_increase(
 ) -> str:
     """Increase of each histogram bucket over the window (cumulative counts per ``le``)."""
     return f"sum by ({', '.join(by)}) (increase({metric}_bucket{_selector(labels)}{_range(window, offset)}))"
+
+
+CONDITION_OPS: dict[str, Callable[[float, float], bool]] = {
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+}
+
+
+def parse_condition(text: str) -> tuple[str, float]:
+    """``"< 0.05"`` → ("<", 0.05). ValueError with the text otherwise."""
+    stripped = text.strip()
+    for op in ("<=", ">=", "==", "!=", "<", ">"):
+        if stripped.startswith(op):
+            return op, float(stripped[len(op) :])
+    raise ValueError(f"not a condition: {text!r} (expected for example '< 0.05')")
