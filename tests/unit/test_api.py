@@ -148,6 +148,7 @@ def test_maturity_horizons_reach_the_model_pods() -> None:
         ({"name": "lat", "kind": "latency", "maturity": "5m"}, "maturity applies to accuracy and custom"),
         ({"name": "acc", "kind": "accuracy", "maturity": "25h"}, "at most 24h"),
         ({"name": "acc", "kind": "accuracy", "maturity": "soon"}, "pattern"),
+        ({"name": "acc", "kind": "accuracy", "maturity": "1500ms"}, "whole number of seconds"),
     ],
 )
 def test_maturity_is_validated(metric: dict[str, object], message: str) -> None:

@@ -494,6 +494,9 @@ class Metric(_Base):
             raise ValueError("maturity applies to accuracy and custom metrics")
         if self.maturity is not None and parse_duration(self.maturity) > MAX_MATURITY_SECONDS:
             raise ValueError(f"maturity may be at most {MAX_MATURITY_SECONDS / 3600:.0f}h")
+        if self.maturity is not None and not parse_duration(self.maturity).is_integer():
+            # The model server counts cohorts at whole-second horizons.
+            raise ValueError("maturity must be a whole number of seconds (for example 90s or 5m)")
         return self
 
     def maturity_seconds(self) -> float:
