@@ -184,10 +184,12 @@ def test_ab_test_by_cookie_sends_only_that_group_to_the_challenger(
     def delta(field: str, revision: str) -> int:
         return int(getattr(during, field).get(revision, 0) - getattr(before, field).get(revision, 0))
 
+    # "In flight": at most the load generator's concurrent requests at each end of the window.
+    in_flight = 8
     served, cookied = delta("by_revision", rev), delta("by_revision_with_cookie", rev)
-    assert served > 100 and served - cookied <= 3, (before, during)
+    assert served > 100 and served - cookied <= in_flight, (before, during)
     incumbent_rev = revision_of(incumbent)
-    assert delta("by_revision_with_cookie", incumbent_rev) <= 3, (before, during)
+    assert delta("by_revision_with_cookie", incumbent_rev) <= in_flight, (before, during)
     assert delta("by_revision", incumbent_rev) > served  # the other two thirds
     assert during.errors == before.errors, (before, during)
 
