@@ -138,7 +138,7 @@ def test_vectorised_statistics_match_the_scalar_ones() -> None:
     nb = rng.integers(0, 400, (50, 3)).astype(float)
     nc = rng.integers(0, 400, (50, 3)).astype(float)
     xb, xc = rng.binomial(nb.astype(int), 0.9).astype(float), rng.binomial(nc.astype(int), 0.88).astype(float)
-    delta, variance = _stratified_arrays(xb, nb, xc, nc)
+    delta, variance, _ = _stratified_arrays(xb, nb, xc, nc)
     for k in range(50):
         want = stratified_difference(list(zip(xb[k], nb[k], xc[k], nc[k], strict=True)))
         assert (math.isnan(want[0]) and math.isnan(delta[k])) or math.isclose(want[0], delta[k])
@@ -155,8 +155,8 @@ def test_stratified_rule_with_one_stratum_agrees_with_judge_accuracy() -> None:
     nc = rng.integers(MIN_LABELS, 20000, 300)
     xb = rng.binomial(nb, 0.9)
     xc = rng.binomial(nc, rng.uniform(0.86, 0.92, 300))
-    delta, variance = _stratified_arrays(*(a[:, None].astype(float) for a in (xb, nb, xc, nc)))
-    fail, passed = _always_valid_codes(delta, variance, np.ones(300, dtype=bool))
+    delta, variance, pass_variance = _stratified_arrays(*(a[:, None].astype(float) for a in (xb, nb, xc, nc)))
+    fail, passed = _always_valid_codes(delta, variance, pass_variance, np.ones(300, dtype=bool))
     for k in range(300):
         outcome = judge_accuracy(int(xb[k]), int(nb[k]), int(xc[k]), int(nc[k]), min_samples=MIN_LABELS).outcome
         want = "fail" if outcome is Outcome.FAIL else "pass" if outcome is Outcome.PASS else "-"

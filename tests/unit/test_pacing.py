@@ -67,3 +67,29 @@ def test_status_says_how_much_more_and_a_warning_comes_once_when_the_deadline_ca
     again = decide(spec, slow.status, obs(workloads=ready("r1", "r2"), weights=seen,
                                           verdicts={"accuracy": _slow(3000, 1.0)}), later + timedelta(minutes=1))
     assert not [e for e in again.events if e.reason == "EvidenceTooSlow"]  # once per step
+
+
+def test_the_requests_needed_for_latency_are_what_the_judge_then_decides_on() -> None:
+    """Equal revisions, undecided at 200 requests each: growing both arms by the estimate (same
+    shares) gives a PASS; a little less does not."""
+    from kanaria.analysis.latency import judge_latency
+    from kanaria.analysis.pacing import latency_requests_needed
+
+    bounds = [0.01, 0.025, 0.05, 0.1, 0.25, float("inf")]
+    shares = [10, 30, 30, 20, 8, 2]
+
+    def cum(k: float) -> list[float]:
+        out, run = [], 0.0
+        for s in shares:
+            run += s * k
+            out.append(run)
+        return out
+
+    first = judge_latency(bounds, cum(2), cum(2), min_samples=100)
+    assert first.outcome is Outcome.INCONCLUSIVE
+    needed = latency_requests_needed(first, min_samples=100, max_auc=0.56, alpha=0.01)
+    assert needed is not None and needed > 0
+    grown = (200 + needed) / 100
+    assert judge_latency(bounds, cum(grown), cum(grown), min_samples=100).outcome is Outcome.PASS
+    short = (200 + 0.9 * needed) / 100
+    assert judge_latency(bounds, cum(short), cum(short), min_samples=100).outcome is Outcome.INCONCLUSIVE

@@ -12,6 +12,7 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from kanaria.analysis.drift import (
+    material_effect,
     chi2_homogeneity,
     effective_samples,
     js_distance,
@@ -90,6 +91,67 @@ def test_feature_drift_verdicts() -> None:
     # A large distance on few samples is not drift either: inconclusive below n_eff 1000.
     few = judge_feature_drift([1, 2, 30], [30, 2, 1])
     assert few.outcome is Outcome.INCONCLUSIVE and "need 1000" in few.reason
+    # Enough samples for a verdict but not for evidence that any drift is small: no pass.
+    same = [c // 4 for c in P]
+    unsure = judge_feature_drift(same, same, min_samples=300)
+    assert unsure.outcome is Outcome.INCONCLUSIVE and "not yet shown to be small" in unsure.reason
+    assert unsure.details["w_upper"] > unsure.details["w_material"]
+
+
+# --------------------------------------------------------------- repeated looks, by simulation
+SHARES = np.array([0.02, 0.05, 0.08, 0.12, 0.18, 0.2, 0.15, 0.1, 0.06, 0.04])
+
+
+def _at_the_material_effect() -> np.ndarray:
+    """Shares moved towards the upper bins so that Σ(q−p)²/p is exactly the material effect
+    (JS distance ≈ 0.10 at the default thresholds)."""
+    direction = np.array([-1, -1, -1, -1, 0, 0, 1, 1, 1, 1.0]) * SHARES
+    direction -= SHARES * direction.sum()
+    scale = math.sqrt(material_effect(0.1, 0.25) / float(np.sum(direction**2 / SHARES)))
+    return SHARES + scale * direction
+
+
+def _rollouts(q: np.ndarray, ratio: int, *, runs: int, looks: int, per_look: int, seed: int,
+              min_samples: int = 1000) -> tuple[float, float, float]:
+    """(fail share, pass share, share ever significant) of simulated rollouts judged after
+    every look, each stopping at its first verdict."""
+    rng = np.random.default_rng(seed)
+    failed = passed = significant = 0
+    for _ in range(runs):
+        b, c = np.zeros(len(SHARES)), np.zeros(len(SHARES))
+        seen = False
+        for _ in range(looks):
+            c += rng.multinomial(per_look, q)
+            b += rng.multinomial(per_look * ratio, SHARES)
+            v = judge_feature_drift(b.tolist(), c.tolist(), min_samples=min_samples)
+            seen = seen or v.details.get("lr", 0.0) >= 20
+            if v.outcome is not Outcome.INCONCLUSIVE:
+                failed += v.outcome is Outcome.FAIL
+                passed += v.outcome is Outcome.PASS
+                break
+        significant += seen
+    return failed / runs, passed / runs, significant / runs
+
+
+@pytest.mark.parametrize("ratio", [9, 1])
+def test_a_a_false_drift_stays_below_alpha_over_fifty_looks(ratio: int) -> None:
+    """No drift, judged after each of 50 looks from the first sample on (minSamples 1): a FAIL,
+    and even a significant mixture statistic, in at most α = 5% of rollouts."""
+    failed, _, significant = _rollouts(SHARES, ratio, runs=400, looks=50, per_look=20,
+                                       seed=ratio, min_samples=1)
+    assert failed <= 0.05 and significant <= 0.05
+
+
+@pytest.mark.parametrize("ratio", [9, 1])
+def test_a_material_drift_never_passes_and_no_drift_passes_on_evidence(ratio: int) -> None:
+    """At exactly the material effect a feature passes in at most α of rollouts over 40 looks
+    (it fails in nearly all); without drift it passes, after n_eff of about 1,400 (90/10) to
+    2,600 (50/50) at 10 bins."""
+    failed, passed, _ = _rollouts(_at_the_material_effect(), ratio, runs=150, looks=40,
+                                  per_look=200, seed=10 + ratio)
+    assert passed <= 0.05 and failed >= 0.9
+    failed, passed, _ = _rollouts(SHARES, ratio, runs=100, looks=40, per_look=200, seed=20 + ratio)
+    assert failed == 0 and passed >= 0.95
 
 
 @pytest.mark.parametrize(

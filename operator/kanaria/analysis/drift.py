@@ -16,6 +16,9 @@ from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = [
     "bins_from_cumulative",
+    "chi2_mixture_lr",
+    "drift_radius",
+    "material_effect",
     "chi2_homogeneity",
     "effective_samples",
     "judge_dataset_drift",
@@ -134,6 +137,46 @@ def psi_noise_floor(n_eff: float, bins: int, quantile: float = 0.95) -> float:
     return float(stats.chi2.ppf(quantile, bins - 1)) / n_eff
 
 
+def material_effect(js_threshold: float, psi_threshold: float) -> float:
+    """The smallest drift that matters, as w² = Σ(q−p)²/p (the chi-square divergence that
+    χ²/n_eff estimates): for small differences JS distance² (base 2) ≈ w²/(8·ln 2) and PSI ≈ w²,
+    so "JS > js_threshold or PSI > psi_threshold" begins at w² = min(8·ln2·js², psi). JS 0.1 and
+    PSI 0.25 give w² = 0.0555."""
+    return min(8.0 * math.log(2.0) * js_threshold**2, psi_threshold)
+
+
+def chi2_mixture_lr(chi2: float, dof: int, n_eff: float, effect: float) -> float:
+    """Always-valid evidence of any drift from the chi-square statistic: the Gaussian mixture
+    likelihood ratio for the d = ``dof`` whitened bin differences, mixing the drift over
+    N(0, τ²·I) with τ² = effect/d (tuned to drifts of size ``effect`` = w²):
+
+        Λ = (1 + n τ²)^(−d/2) · exp(χ²/2 · n τ²/(1 + n τ²)),  n = n_eff.
+
+    Under no drift it is (asymptotically) a martingale: P(sup Λ ≥ 1/α) ≤ α (Ville), so it may be
+    computed after every interval. Capped at e^690."""
+    if dof <= 0 or n_eff <= 0 or effect <= 0:
+        return 0.0
+    nt = n_eff * effect / dof
+    log_lr = -0.5 * dof * math.log1p(nt) + 0.5 * chi2 * nt / (1.0 + nt)
+    return math.exp(min(log_lr, 690.0))
+
+
+def drift_radius(dof: int, n_eff: float, effect: float, alpha: float) -> float:
+    """Radius ρ of the always-valid confidence ball around the observed drift ŵ = sqrt(χ²/n_eff)
+    that goes with :func:`chi2_mixture_lr`: the true w lies within ŵ ± ρ at every look with
+    probability 1 − α, where
+
+        ρ² = 2(1 + n τ²)/(n² τ²) · [ln(1/α) + (d/2)·ln(1 + n τ²)].
+
+    A PASS needs ŵ + ρ below the material effect's sqrt: evidence that any drift is small."""
+    if dof <= 0 or n_eff <= 0 or effect <= 0:
+        return math.inf
+    t2 = effect / dof
+    nt = n_eff * t2
+    bracket = math.log(1.0 / alpha) + 0.5 * dof * math.log1p(nt)
+    return math.sqrt(2.0 * (1.0 + nt) / (n_eff * nt) * bracket)
+
+
 def judge_feature_drift(
     baseline_counts: Sequence[float],
     canary_counts: Sequence[float],
@@ -145,17 +188,21 @@ def judge_feature_drift(
     min_samples: int = 1000,
     name: str = "feature",
 ) -> Verdict:
-    """Has the canary's distribution of one feature moved away from the baseline's?
+    """Has the canary's distribution of one feature moved away from the baseline's? Always-valid
+    both ways, so it may be asked after every interval.
 
-    * FAIL (drifted) when all hold: the distance passes a threshold (JS distance base 2 >
-      js_threshold or PSI > psi_threshold), the chi-square test is significant after
-      Bonferroni (p·n_tests < α) and n_eff ≥ min_samples.
-    * PASS when n_eff ≥ min_samples and it has not drifted. INCONCLUSIVE below, or on bad counts.
+    * FAIL (drifted) when the distance passes a threshold (JS distance base 2 > js_threshold
+      or PSI > psi_threshold) AND the drift is significant: :func:`chi2_mixture_lr` ≥
+      n_tests/α (Bonferroni over features), with n_eff ≥ min_samples.
+    * PASS only on evidence that any drift is immaterial: n_eff ≥ min_samples and the upper end
+      of the always-valid ball, ŵ + :func:`drift_radius`, below the material effect
+      (:func:`material_effect`). Few samples and no significant drift is not a pass.
+    * INCONCLUSIVE otherwise, or on bad counts.
 
     ``value`` is the PSI and ``baseline`` the PSI noise floor at this n_eff (what PSI looks like
     without drift); ``score`` is the JS distance against ``threshold`` js_threshold;
-    ``p_value`` the Bonferroni-adjusted chi-square p. Between arms under random routing a
-    drift means routing is broken rather than that the model drifted: the caller says which.
+    ``p_value`` min(1, n_tests/Λ). Between arms under random routing a drift means routing is
+    broken rather than that the model drifted: the caller says which.
     """
     problem = sequence_problem("baseline", baseline_counts) or sequence_problem(
         "canary", canary_counts
@@ -164,6 +211,8 @@ def judge_feature_drift(
         len(baseline_counts) != len(canary_counts) or len(baseline_counts) == 0
     ):
         problem = "the two histograms have different bucket layouts"
+    if problem is None and not 0 < alpha < 1:
+        problem = f"alpha must lie in (0, 1) (got {alpha})"
     if problem is not None:
         return Verdict.inconclusive(f"{name} drift: {problem}", statistic="js+chi2")
     n_b, n_c = float(sum(baseline_counts)), float(sum(canary_counts))
@@ -179,35 +228,43 @@ def judge_feature_drift(
             baseline_samples=int(n_b),
             details={"n_eff": n_eff},
         )
+    tests = max(1, n_tests)
     index = psi(baseline_counts, canary_counts)
     js = js_distance(baseline_counts, canary_counts)
     ks = ks_binned(baseline_counts, canary_counts)
     stat, dof, p_raw = chi2_homogeneity(baseline_counts, canary_counts)
-    p_adj = min(1.0, p_raw * max(1, n_tests))
+    effect = material_effect(js_threshold, psi_threshold)
+    lam = chi2_mixture_lr(stat, dof, n_eff, effect)
+    observed = math.sqrt(max(stat, 0.0) / n_eff)
+    upper = observed + drift_radius(dof, n_eff, effect, alpha / tests)
     floor = psi_noise_floor(n_eff, len(baseline_counts))
     far = js > js_threshold or index > psi_threshold
-    significant = p_adj < alpha
+    significant = lam >= tests / alpha
     drifted = far and significant
+    small = dof > 0 and upper**2 < effect
     summary = (
         f"{name}: JS {js:.3f} (>{js_threshold:g}?), PSI {index:.3f} (noise floor {floor:.3g}), "
-        f"KS {ks:.3f}, chi2 {stat:.1f} on {dof} dof, p {p_adj:.2g} (Bonferroni ×{n_tests}), "
-        f"n_eff {n_eff:.0f}"
+        f"KS {ks:.3f}, chi2 {stat:.1f} on {dof} dof, Λ {lam:.3g} (need {tests / alpha:.3g}), "
+        f"drift w ≤ {upper:.3f} (material {math.sqrt(effect):.3f}), n_eff {n_eff:.0f}"
     )
     if drifted:
-        why = "drifted"
+        outcome, why = Outcome.FAIL, "drifted"
+    elif small:
+        outcome = Outcome.PASS
+        why = "significant but too small to matter" if significant else "no material drift"
     elif far:
-        why = "distance above threshold but not significant"
-    elif significant:
-        why = "significant but too small to matter"
+        outcome, why = Outcome.INCONCLUSIVE, "distance above threshold but not yet significant"
+    elif dof == 0:
+        outcome, why = Outcome.INCONCLUSIVE, "all samples in one bin: cannot tell"
     else:
-        why = "no drift"
+        outcome, why = Outcome.INCONCLUSIVE, "not yet shown to be small"
     return Verdict(
-        Outcome.FAIL if drifted else Outcome.PASS,
+        outcome,
         f"{summary}: {why}",
         value=index,
         baseline=floor,
         score=js,
-        p_value=p_adj,
+        p_value=min(1.0, tests / lam) if lam > 0 else 1.0,
         details={
             "psi": index,
             "psi_floor": floor,
@@ -217,6 +274,10 @@ def judge_feature_drift(
             "dof": float(dof),
             "p_raw": p_raw,
             "n_eff": n_eff,
+            "lr": lam,
+            "w": observed,
+            "w_upper": upper,
+            "w_material": math.sqrt(effect),
             "drifted": 1.0 if drifted else 0.0,
         },
         statistic="js+chi2",

@@ -1,4 +1,5 @@
-"""Latency from Prometheus histogram buckets: Mann-Whitney U with one tie group per bucket.
+"""Latency from Prometheus histogram buckets: Mann-Whitney U with one tie group per bucket,
+judged with an always-valid confidence sequence on P(canary slower).
 
 ``bounds`` are the buckets' ``le`` upper edges in increasing order (normally ending in +Inf);
 cumulative counts are per bound, as ``sum by (le) (increase(..._bucket[W]))`` returns them.
@@ -13,10 +14,18 @@ from dataclasses import replace
 from scipy import stats
 
 from kanaria.analysis.drift import bins_from_cumulative
-from kanaria.analysis.sequential import binomial_mixture_lr, count_problem, sequence_problem
+from kanaria.analysis.sequential import (
+    binomial_below_lr,
+    binomial_mixture_lr,
+    count_problem,
+    normal_mixture_lr,
+    normal_mixture_radius,
+    sequence_problem,
+)
 from kanaria.api.verdict import Outcome, Verdict
 
 __all__ = [
+    "auc_variance",
     "bucket_quantile",
     "exceedance_share",
     "judge_latency",
@@ -120,6 +129,20 @@ def bucket_quantile(q: float, bounds: Sequence[float], cumulative: Sequence[floa
     return math.nan
 
 
+def auc_variance(bounds: Sequence[float], baseline_cumulative: Sequence[float],
+                 canary_cumulative: Sequence[float]) -> float:
+    """Variance of the AUC estimate U/(nm): the tie-corrected Var U of
+    :func:`mann_whitney_from_buckets` over (nm)²; where ties leave nothing ((N+1)/(12nm)
+    without them; used when every request fell in one bucket)."""
+    a = bins_from_cumulative(baseline_cumulative)
+    c = bins_from_cumulative(canary_cumulative)
+    n, m = float(sum(a)), float(sum(c))
+    big_n = n + m
+    ties = sum(float(x + y) ** 3 - float(x + y) for x, y in zip(a, c, strict=True))
+    variance = ((big_n + 1.0) - ties / (big_n * (big_n - 1.0))) / (12.0 * n * m)
+    return variance if variance > 0 else (big_n + 1.0) / (12.0 * n * m)
+
+
 def judge_latency(
     bounds: Sequence[float],
     baseline_cumulative: Sequence[float],
@@ -131,24 +154,33 @@ def judge_latency(
     objective_seconds: float | None = None,
     max_exceedance: float | None = None,
 ) -> Verdict:
-    """Judge whether the canary is slower than the baseline.
+    """Judge whether the canary is slower than the baseline, always-valid both ways.
 
-    * FAIL when the canary is significantly slower (one-sided Mann-Whitney p < α) AND the
-      effect is material (AUC = P(canary slower) > max_auc); or, with an objective on a bucket
-      edge and ``max_exceedance``, when the canary's share of requests slower than the objective
-      is significantly above max_exceedance (always-valid binomial mixture Λ ≥ 1/α).
-    * PASS when both arms have ``min_samples`` requests, nothing fails and (with an objective)
-      the observed exceedance share is at most max_exceedance.
+    The AUC = U/(nm) (the probability that a canary request is slower than a baseline one,
+    ties ½) gets a confidence sequence AUC ± r, r the normal-mixture radius of
+    :func:`~kanaria.analysis.sequential.normal_mixture_radius` with V = :func:`auc_variance`
+    and mixing scale τ = max_auc − ½ (at least 0.01): safe to look at after every interval.
+
+    * FAIL when the canary is significantly slower (AUC − r > ½, i.e. the mixture Λ ≥ 1/α)
+      AND the effect is material (AUC > max_auc); or, with an objective on a bucket edge and
+      ``max_exceedance``, when the canary's share of requests slower than the objective is
+      significantly above max_exceedance (binomial mixture Λ ≥ 1/α).
+    * PASS only on evidence: both arms have ``min_samples`` requests, nothing fails, and
+      AUC + r < max_auc — the canary is shown not to be materially slower (with an objective
+      and max_exceedance, also its share above the objective shown below max_exceedance).
+      "Not significantly slower" is not enough.
     * INCONCLUSIVE otherwise, and on NaN/Inf/negative counts or malformed buckets.
 
-    Requests are not independent (bursts, shared caches): treat p as optimistic; keep α small.
-    p50/p95 (interpolated like histogram_quantile) are in ``details`` for people only.
+    Requests are not independent (bursts, shared caches): treat the level as optimistic; keep α
+    small. p50/p95 (interpolated like histogram_quantile) are in ``details`` for people only.
     """
     problem = (
         sequence_problem("baseline", baseline_cumulative)
         or sequence_problem("canary", canary_cumulative)
         or count_problem(alpha=alpha, max_auc=max_auc)
     )
+    if problem is None and not 0 < alpha < 1:
+        problem = f"alpha must lie in (0, 1) (got {alpha})"
     if problem is None:
         try:
             _check_bounds(bounds, baseline_cumulative, canary_cumulative)
@@ -178,24 +210,34 @@ def judge_latency(
     if n < min_samples or m < min_samples or n == 0 or m == 0:
         return base
     u, auc, z, p = mann_whitney_from_buckets(bounds, baseline_cumulative, canary_cumulative)
-    details.update(u=u, z=z, alpha=alpha)
+    variance = auc_variance(bounds, baseline_cumulative, canary_cumulative)
+    tau = max(max_auc - 0.5, 0.01)
+    radius = normal_mixture_radius(variance, tau, alpha)
+    lam = normal_mixture_lr(auc - 0.5, variance, tau)
+    lower, upper = auc - radius, auc + radius
+    details.update(u=u, z=z, alpha=alpha, auc_lower=lower, auc_upper=upper, variance=variance,
+                   p_fixed_horizon=p)
     head = (
         f"canary p50 {_ms(details.get('canary_p50'))}/p95 {_ms(details.get('canary_p95'))} vs "
         f"stable {_ms(details.get('baseline_p50'))}/{_ms(details.get('baseline_p95'))} over "
-        f"{m}/{n} requests, P(canary slower)={auc:.3f}, p={p:.2g}"
+        f"{m}/{n} requests, P(canary slower)={auc:.3f} in [{lower:.3f}, {upper:.3f}]"
     )
-    base = replace(base, value=auc, baseline=0.5, score=auc, p_value=p)
-    if p < alpha and auc > max_auc:
+    base = replace(base, value=auc, baseline=0.5, score=auc, p_value=min(1.0, 1.0 / lam))
+    if lower > 0.5 and auc > max_auc:
         return replace(
             base,
             outcome=Outcome.FAIL,
-            reason=f"{head}: slower (p < {alpha:g}, AUC > {max_auc:g})",
+            reason=f"{head}: slower (Λ={lam:.3g} ≥ {1.0 / alpha:.3g}, AUC > {max_auc:g})",
         )
+    share_ok = True
     if objective_seconds is not None and max_exceedance is not None:
         above, total = exceedance_share(bounds, canary_cumulative, objective_seconds)
         share = above / total
-        lr = binomial_mixture_lr(above, total, max_exceedance) if 0 < max_exceedance < 1 else 0.0
-        details.update(exceedance=share, max_exceedance=max_exceedance, exceedance_lr=lr)
+        ok = 0 < max_exceedance < 1
+        lr = binomial_mixture_lr(above, total, max_exceedance) if ok else 0.0
+        below = binomial_below_lr(above, total, max_exceedance) if ok else 0.0
+        details.update(exceedance=share, max_exceedance=max_exceedance, exceedance_lr=lr,
+                       exceedance_below_lr=below)
         over = f"{share:.2%} of canary requests slower than {objective_seconds:g}s"
         if lr >= 1.0 / alpha:
             # The failing test is the exceedance one: report its numbers.
@@ -211,12 +253,15 @@ def judge_latency(
                 threshold=1.0 / alpha,
                 p_value=min(1.0, 1.0 / lr),
             )
-        if share > max_exceedance:
-            return replace(
-                base,
-                reason=f"{head}: {over}, above {max_exceedance:.2%} but not yet significantly",
-            )
-    return replace(base, outcome=Outcome.PASS, reason=f"{head}: not materially slower")
+        share_ok = below >= 1.0 / alpha
+        if not share_ok:
+            base = replace(base, reason=f"{head}: {over}, not yet shown below {max_exceedance:.2%}")
+    if upper < max_auc and share_ok:
+        return replace(base, outcome=Outcome.PASS,
+                       reason=f"{head}: not materially slower (AUC < {max_auc:g} shown)")
+    if upper >= max_auc:
+        base = replace(base, reason=f"{head}: not yet shown below {max_auc:g}")
+    return base
 
 
 def _ms(seconds: float | None) -> str:

@@ -111,6 +111,10 @@ def _paced(m: Metric, plan: AnalysisPlan, verdict: Verdict) -> Verdict:
             verdict, min_samples=min_samples, margin=m.margin if m.margin is not None else 0.02,
             alpha=m.alpha or 0.05,
         )
+    elif m.kind == "latency":
+        needed = pacing.latency_requests_needed(
+            verdict, min_samples=min_samples, max_auc=m.max_auc or 0.56, alpha=m.alpha or 0.01
+        )
     else:
         needed = pacing.samples_needed(verdict, min_samples)
     return pacing.with_pacing(verdict, needed, window)

@@ -26,6 +26,7 @@ __all__ = [
     "msprt_two_proportions",
     "msprt_required_samples",
     "msprt_variance",
+    "non_inferiority_variance",
     "required_samples_per_arm",
     "two_proportion_z",
 ]
@@ -63,6 +64,28 @@ def msprt_variance(x_b: float, n_b: float, x_c: float, n_c: float) -> float:
     pb = (x_b + 0.5) / (n_b + 1.0)
     pc = (x_c + 0.5) / (n_c + 1.0)
     return pb * (1.0 - pb) / n_b + pc * (1.0 - pc) / n_c
+
+
+def non_inferiority_variance(
+    x_b: float, n_b: float, x_c: float, n_c: float, margin: float
+) -> float:
+    """V for the PASS side: :func:`msprt_variance` with the canary's term taken at least at the
+    accuracy the pass must rule out, q = p̃_b − margin.
+
+    A pass tests H0: p_c ≤ p_b − margin, so its variance belongs to that boundary (as in
+    Farrington-Manning). The plug-in canary variance collapses when a near-perfect canary has
+    shown no error yet (a 0.975 canary is error-free over its first 50 labels 28% of the time),
+    which passed a canary 2 points worse than a 0.995 baseline 9–12% of the time at a small
+    ``minSamples``. Evaluated at q the variance cannot collapse; for p̃ > ½ it costs the
+    equal-accuracy case a factor q(1−q)/(p(1−p)) on the canary term (1.4 at 0.95, margin 0.02).
+    """
+    base = msprt_variance(x_b, n_b, x_c, n_c)
+    pb = (x_b + 0.5) / (n_b + 1.0)
+    pc = (x_c + 0.5) / (n_c + 1.0)
+    q = min(max(pb - margin, 0.0), 1.0)
+    floor = q * (1.0 - q)
+    observed = pc * (1.0 - pc)
+    return base if observed >= floor else base + (floor - observed) / n_c
 
 
 def msprt_two_proportions(
@@ -202,7 +225,10 @@ def judge_accuracy(
 
     * FAIL when Δ + r < 0 — the canary is significantly worse (equivalently Λ ≥ 1/α, Δ < 0).
       This takes precedence: a drop that is real but smaller than ``margin`` still fails.
-    * PASS when Δ − r > −margin — non-inferior: not worse by more than δ = margin.
+    * PASS when Δ − r' > −margin — non-inferior: not worse by more than δ = margin, r' the
+      radius with the canary's variance at the boundary accuracy p_b − margin
+      (:func:`non_inferiority_variance`), so that a near-perfect canary that has not erred yet
+      cannot pass on a collapsed variance.
     * INCONCLUSIVE otherwise, and below ``min_samples`` labels in either arm or on bad counts.
 
     Every true Δ eventually resolves: Δ ≥ 0 passes, Δ < 0 fails.
@@ -236,8 +262,9 @@ def judge_accuracy(
             statistic="msprt",
         )
     lam = normal_mixture_lr(delta, variance, tau)
-    radius = normal_mixture_radius(variance, tau, alpha)
-    lower, upper = delta - radius, delta + radius
+    upper = delta + normal_mixture_radius(variance, tau, alpha)
+    pass_variance = non_inferiority_variance(correct_b, labelled_b, correct_c, labelled_c, margin)
+    lower = delta - normal_mixture_radius(pass_variance, tau, alpha)
     z, p_fixed = two_proportion_z(correct_b, labelled_b, correct_c, labelled_c)
     head = (
         f"canary accuracy {p_c:.3f} vs stable {p_b:.3f} over "
@@ -269,6 +296,7 @@ def judge_accuracy(
             "ci_upper": upper,
             "margin": margin,
             "variance": variance,
+            "pass_variance": pass_variance,
             "z": z,
             "p_fixed_horizon": p_fixed,
         },

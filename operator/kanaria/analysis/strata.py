@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from kanaria.analysis.proportions import judge_accuracy, msprt_variance
+from kanaria.analysis.proportions import judge_accuracy, msprt_variance, non_inferiority_variance
 from kanaria.analysis.sequential import normal_mixture_lr, normal_mixture_radius
 from kanaria.api.verdict import Outcome, Verdict
 
@@ -24,9 +24,12 @@ Stratum = tuple[float, float, float, float]
 """(correct_b, labelled_b, correct_c, labelled_c) of one period."""
 
 
-def stratified_difference(strata: Sequence[Stratum]) -> tuple[float, float, float, float]:
+def stratified_difference(
+    strata: Sequence[Stratum], margin: float | None = None
+) -> tuple[float, float, float, float]:
     """(Δ, V, p_c, p_b): the weighted difference of accuracies, its variance, and the two
-    accuracies standardised to the same mix of periods. Strata with an empty arm carry no
+    accuracies standardised to the same mix of periods. With ``margin`` V is the PASS side's
+    (each period's :func:`non_inferiority_variance`). Strata with an empty arm carry no
     comparison and are left out; raises ValueError when none is left."""
     usable = [s for s in strata if s[1] > 0 and s[3] > 0]
     if not usable:
@@ -37,7 +40,8 @@ def stratified_difference(strata: Sequence[Stratum]) -> tuple[float, float, floa
     for w, (xb, nb, xc, nc) in zip(weights, usable, strict=True):
         w /= total
         delta += w * (xc / nc - xb / nb)
-        variance += w * w * msprt_variance(xb, nb, xc, nc)
+        v_k = msprt_variance(xb, nb, xc, nc) if margin is None else non_inferiority_variance(xb, nb, xc, nc, margin)
+        variance += w * w * v_k
         p_c += w * xc / nc
         p_b += w * xb / nb
     return delta, variance, p_c, p_b
@@ -63,12 +67,13 @@ def judge_accuracy_stratified(
             "accuracy: bad counts in a period", statistic="msprt-stratified")
     try:
         delta, variance, p_c, p_b = stratified_difference(strata)
+        pass_variance = stratified_difference(strata, margin)[1]
     except ValueError as error:
         return Verdict.inconclusive(f"accuracy: {error}", statistic="msprt-stratified")
     threshold = 1.0 / alpha
     lam = normal_mixture_lr(delta, variance, tau)
-    radius = normal_mixture_radius(variance, tau, alpha)
-    lower, upper = delta - radius, delta + radius
+    upper = delta + normal_mixture_radius(variance, tau, alpha)
+    lower = delta - normal_mixture_radius(pass_variance, tau, alpha)
     head = (f"canary accuracy {p_c:.3f} vs stable {p_b:.3f} over {int(n_c)}/{int(n_b)} labels "
             f"in {len(strata)} periods of different weights (not pooled)")
     if upper < 0:
@@ -81,5 +86,5 @@ def judge_accuracy_stratified(
         outcome, f"{head}: {why}", statistic="msprt-stratified", value=p_c, baseline=p_b, score=lam,
         threshold=threshold, p_value=min(1.0, 1.0 / lam), samples=int(n_c), baseline_samples=int(n_b),
         details={"delta": delta, "ci_lower": lower, "ci_upper": upper, "margin": margin,
-                 "variance": variance, "periods": float(len(strata))},
+                 "variance": variance, "pass_variance": pass_variance, "periods": float(len(strata))},
     )

@@ -124,18 +124,25 @@ def stratified_difference(strata: Sequence[tuple[float, float, float, float]]) -
 
 def _stratified_arrays(
     xb: FloatArray, nb: FloatArray, xc: FloatArray, nc: FloatArray
-) -> tuple[FloatArray, FloatArray]:
-    """:func:`stratified_difference` over arrays, strata on the last axis (tested equal)."""
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """:func:`stratified_difference` over arrays, strata on the last axis (tested equal), and
+    the PASS side's variance: the same weights, each stratum's canary term at least at
+    p̃_b − margin as in ``non_inferiority_variance``."""
     ok = (nb > 0) & (nc > 0)
     with np.errstate(invalid="ignore", divide="ignore"):
         pb, pc = (xb + 0.5) / (nb + 1.0), (xc + 0.5) / (nc + 1.0)
         v = pb * (1.0 - pb) / nb + pc * (1.0 - pc) / nc
+        q = np.clip(pb - ACCURACY_MARGIN, 0.0, 1.0)
+        v_pass = pb * (1.0 - pb) / nb + np.maximum(pc * (1.0 - pc), q * (1.0 - q)) / nc
         w = np.where(ok, 1.0 / v, 0.0)
         d = np.where(ok, xc / nc - xb / nb, 0.0)
         total = w.sum(axis=-1)
         delta: FloatArray = np.where(total > 0, (w * d).sum(axis=-1) / total, np.nan)
         variance: FloatArray = np.where(total > 0, 1.0 / total, np.inf)
-    return delta, variance
+        pass_variance: FloatArray = np.where(
+            total > 0, (w * w * np.where(ok, v_pass, 0.0)).sum(axis=-1) / (total * total), np.inf
+        )
+    return delta, variance, pass_variance
 
 
 def mixture_radius(variance: FloatArray, tau: float = TAU, alpha: float = ACCURACY_ALPHA) -> FloatArray:
@@ -149,14 +156,13 @@ def mixture_radius(variance: FloatArray, tau: float = TAU, alpha: float = ACCURA
 
 
 def _always_valid_codes(
-    delta: FloatArray, variance: FloatArray, enough: NDArray[np.bool_]
+    delta: FloatArray, variance: FloatArray, pass_variance: FloatArray, enough: NDArray[np.bool_]
 ) -> tuple[NDArray[np.bool_], NDArray[np.bool_]]:
-    """(fail, pass) per entry under judge_accuracy's rule: FAIL when Δ + r < 0, else PASS when
-    Δ − r > −margin."""
-    r = mixture_radius(variance)
+    """(fail, pass) per entry under judge_accuracy's rule: FAIL when Δ + r(V) < 0, else PASS
+    when Δ − r(V') > −margin, V' the PASS side's variance."""
     with np.errstate(invalid="ignore"):
-        fail = enough & (delta + r < 0)
-        passed = enough & ~fail & (delta - r > -ACCURACY_MARGIN)
+        fail = enough & (delta + mixture_radius(variance) < 0)
+        passed = enough & ~fail & (delta - mixture_radius(pass_variance) > -ACCURACY_MARGIN)
     return fail, passed
 
 
@@ -450,9 +456,9 @@ def run_one(
         fail[policy], passed[policy] = first_decisions(*counts, stop[policy])
     if scenario.changes:
         xb, nb, xc, nc = (a.astype(float) for a in s.strata)
-        delta, variance = _stratified_arrays(xb, nb, xc, nc)
+        delta, variance, pass_variance = _stratified_arrays(xb, nb, xc, nc)
         enough = (nb.sum(axis=2) >= MIN_LABELS) & (nc.sum(axis=2) >= MIN_LABELS)
-        f, p = _always_valid_codes(delta, variance, enough)
+        f, p = _always_valid_codes(delta, variance, pass_variance, enough)
         stop[STRATIFIED], truncated[STRATIFIED] = stop[COHORTS], truncated[COHORTS]
         fail[STRATIFIED] = _first_true(f, stop[STRATIFIED])
         passed[STRATIFIED] = _first_true(p, stop[STRATIFIED])
