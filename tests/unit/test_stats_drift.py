@@ -12,13 +12,13 @@ from scipy import stats
 from scipy.spatial.distance import jensenshannon
 
 from kanaria.analysis.drift import (
-    material_effect,
     chi2_homogeneity,
     effective_samples,
     js_distance,
     judge_dataset_drift,
     judge_feature_drift,
     ks_binned,
+    material_effect,
     psi,
     psi_noise_floor,
 )

@@ -48,3 +48,53 @@ def test_equal_models_across_moving_weights_rarely_fail() -> None:
         pooled_fail += judge_accuracy(*sums).outcome.value == "fail"
     assert strat_fail / runs <= 0.05
     assert pooled_fail / runs > 0.5
+
+
+# ------------------------------------------------------------------ error rate across periods
+def test_simpsons_paradox_cannot_make_equal_error_rates_fail() -> None:
+    """Period 1 is easy (0.5% errors in both revisions) while the canary has 10% of the traffic;
+    period 2 is hard (5% in both) while the bandit has moved it to 60%. Pooled, the canary
+    served mostly hard requests and looks far worse; by period it is equal."""
+    from kanaria.analysis.proportions import judge_error_rate
+    from kanaria.analysis.strata import judge_error_rate_stratified
+
+    strata = [(90, 18000, 10, 2000), (400, 8000, 600, 12000)]
+    pooled = judge_error_rate(*(sum(s[i] for s in strata) for i in range(4)), max_error_rate=None)
+    assert pooled.failed
+    verdict = judge_error_rate_stratified(strata, max_error_rate=None)
+    assert not verdict.failed and verdict.statistic == "ratio-mixture-stratified"
+    assert "2 periods" in verdict.reason
+
+
+def test_a_doubled_error_rate_is_still_caught_by_period_and_one_period_is_the_pooled_judge() -> None:
+    from kanaria.analysis.proportions import judge_error_rate
+    from kanaria.analysis.strata import judge_error_rate_stratified
+
+    worse = [(90, 18000, 20, 2000), (400, 8000, 1200, 12000)]
+    assert judge_error_rate_stratified(worse, max_error_rate=None).failed
+    one = [(50, 10000, 6, 1000)]
+    assert judge_error_rate_stratified(one) == judge_error_rate(*one[0])
+
+
+def test_equal_error_rates_across_moving_splits_rarely_fail_and_a_margin_worse_rarely_passes() -> None:
+    """Always valid across repeated looks: 400 bandit-like rollouts of 30 periods, the split
+    moving every period and the difficulty drifting; equal rates fail in at most α = 5%, and a
+    canary exactly 1.5× worse (the margin) passes in at most α."""
+    from kanaria.analysis.strata import judge_error_rate_stratified
+
+    rng = np.random.default_rng(4)
+    for factor, outcome in ((1.0, "fail"), (1.5, "pass")):
+        hits = 0
+        for _ in range(400):
+            strata: list[tuple[float, float, float, float]] = []
+            for _ in range(30):
+                share = rng.uniform(0.1, 0.9)
+                rate = rng.uniform(0.002, 0.03)
+                n = 600
+                rc, rb = int(n * share), n - int(n * share)
+                strata.append((rng.binomial(rb, rate), rb, rng.binomial(rc, min(1.0, rate * factor)), rc))
+                v = judge_error_rate_stratified(strata, max_error_rate=None, min_requests=1)
+                if v.outcome.value != "inconclusive":
+                    hits += v.outcome.value == outcome
+                    break
+        assert hits / 400 <= 0.05, (factor, hits)

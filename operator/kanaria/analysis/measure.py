@@ -17,6 +17,7 @@ from kanaria.analysis.agreement import judge_agreement
 from kanaria.analysis.provider import MetricProvider, QueryResult
 from kanaria.analysis.srm import sample_ratio_mismatch
 from kanaria.analysis.strata import judge_accuracy_stratified as strata_judge
+from kanaria.analysis.strata import judge_error_rate_stratified as error_strata_judge
 from kanaria.analysis.templates import (
     CONDITION_OPS,
     TemplateError,
@@ -288,12 +289,15 @@ def _judge_accuracy(m: Metric, xb: int, nb: int, xc: int, nc: int) -> Verdict:
 
 
 def _error_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    (eb, rb), (ec, rc) = _proportions(p, t, plan, METRIC_NAMES["errors"], {}, METRIC_NAMES["requests"])
-    return proportions.judge_error_rate(
-        eb,
-        rb,
-        ec,
-        rc,
+    """Error rate; when the split moved within the window, one stratum per period (never pooled)."""
+    strata = []
+    for cand, base in zip(period_arms(plan.candidate, plan.periods), period_arms(plan.baseline, plan.periods),
+                          strict=True):
+        period = replace(plan, candidate=cand, baseline=base, periods=())
+        (eb, rb), (ec, rc) = _proportions(p, t, period, METRIC_NAMES["errors"], {}, METRIC_NAMES["requests"])
+        strata.append((float(eb), float(rb), float(ec), float(rc)))
+    return error_strata_judge(
+        strata,
         max_error_rate=m.max_error_rate if m.max_error_rate is not None else 0.01,
         relative_tolerance=(m.max_error_ratio or DEFAULT_MAX_ERROR_RATIO) - 1.0,
         min_requests=m.min_samples or DEFAULT_MIN_SAMPLES["errorRate"],

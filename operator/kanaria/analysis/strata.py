@@ -12,13 +12,28 @@ variance of the combination is Σ w_k² V_k. The always-valid decision rule is t
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import replace
 
-from kanaria.analysis.proportions import judge_accuracy, msprt_variance, non_inferiority_variance
+import numpy as np
+
+from kanaria.analysis.proportions import (
+    judge_accuracy,
+    judge_error_rate,
+    msprt_variance,
+    non_inferiority_variance,
+)
 from kanaria.analysis.sequential import normal_mixture_lr, normal_mixture_radius
 from kanaria.api.verdict import Outcome, Verdict
 
-__all__ = ["Stratum", "judge_accuracy_stratified", "stratified_difference"]
+__all__ = [
+    "Stratum",
+    "judge_accuracy_stratified",
+    "judge_error_rate_stratified",
+    "ratio_mixture_lr",
+    "stratified_difference",
+]
 
 Stratum = tuple[float, float, float, float]
 """(correct_b, labelled_b, correct_c, labelled_c) of one period."""
@@ -87,4 +102,89 @@ def judge_accuracy_stratified(
         threshold=threshold, p_value=min(1.0, 1.0 / lam), samples=int(n_c), baseline_samples=int(n_b),
         details={"delta": delta, "ci_lower": lower, "ci_upper": upper, "margin": margin,
                  "variance": variance, "pass_variance": pass_variance, "periods": float(len(strata))},
+    )
+
+
+# A grid over log ρ for the mixtures below: a half-normal prior of scale 1 on |log(ρ/ρ0)|,
+# Simpson's rule on [0, 4] (ρ up to e⁴·ρ0 or down to ρ0/e⁴).
+_STEPS = np.linspace(0.0, 4.0, 161)
+_PRIOR = np.exp(-0.5 * _STEPS**2) * np.sqrt(2.0 / np.pi)
+_SIMPSON = np.ones_like(_STEPS)
+_SIMPSON[1:-1:2], _SIMPSON[2:-1:2] = 4.0, 2.0
+_WEIGHTS = _PRIOR * _SIMPSON * (_STEPS[1] - _STEPS[0]) / 3.0
+_WEIGHTS /= _WEIGHTS.sum()
+
+
+def ratio_mixture_lr(errors: Sequence[tuple[float, float, float]], rho0: float, above: bool) -> float:
+    """Always-valid evidence about the canary's error-rate ratio ρ across periods of different
+    splits: ``errors`` holds (canary errors x_k, all errors E_k, canary request share s_k) per
+    period, and in period k each error is the canary's with probability
+    θ_k(ρ) = ρs_k/(ρs_k + 1 − s_k). The likelihood ratio of ρ against ρ0,
+    Π_k (θ_k(ρ)/θ_k(ρ0))^x_k ((1−θ_k(ρ))/(1−θ_k(ρ0)))^(E_k−x_k), is mixed over ρ > ρ0
+    (``above``: H0 ρ ≤ ρ0) or ρ < ρ0 (H0 ρ ≥ ρ0) with a half-normal prior on log(ρ/ρ0). Each
+    component is a supermartingale under every ρ of H0 (the binomial's likelihood ratio is
+    monotone in θ), so the mixture is too: P(sup Λ ≥ 1/α) ≤ α. Capped at e^690."""
+    signed = _STEPS if above else -_STEPS
+    log_lr = np.zeros_like(_STEPS)
+    for x, total, share in errors:
+        if total <= 0 or not 0 < share < 1:
+            continue
+        odds = share / (1.0 - share)
+        t0 = rho0 * odds / (1.0 + rho0 * odds)
+        t = rho0 * np.exp(signed) * odds / (1.0 + rho0 * np.exp(signed) * odds)
+        log_lr += x * np.log(t / t0) + (total - x) * np.log((1.0 - t) / (1.0 - t0))
+    peak = float(log_lr.max())
+    value = peak + math.log(float(np.sum(_WEIGHTS * np.exp(log_lr - peak))))
+    return math.exp(min(value, 690.0))
+
+
+ErrorStratum = tuple[float, float, float, float]
+"""(errors_b, requests_b, errors_c, requests_c) of one period."""
+
+
+def judge_error_rate_stratified(
+    strata: Sequence[ErrorStratum],
+    *,
+    max_error_rate: float | None = 0.01,
+    relative_tolerance: float = 0.5,
+    min_requests: int = 1000,
+    alpha: float = 0.05,
+) -> Verdict:
+    """judge_error_rate over periods with different splits, without pooling them: the
+    guardrail and the minimum on the canary's own requests (pooled: they concern the canary
+    alone), the comparison with the stable revision by :func:`ratio_mixture_lr` — each error
+    weighed against its own period's split. One period: exactly judge_error_rate."""
+    kwargs = {"max_error_rate": max_error_rate, "relative_tolerance": relative_tolerance,
+              "min_requests": min_requests, "alpha": alpha}
+    totals = [sum(s[i] for s in strata) for i in range(4)]
+    pooled = judge_error_rate(*totals, **kwargs)  # type: ignore[arg-type]
+    if len(strata) <= 1 or any(min(s) < 0 or s[0] > s[1] or s[2] > s[3] for s in strata):
+        return pooled
+    if pooled.failed and pooled.details.get("guardrail_lr", 0.0) >= 1.0 / alpha:
+        return pooled  # the guardrail concerns the canary's own rate: pooling is right
+    if pooled.outcome is Outcome.INCONCLUSIVE and (totals[3] < min_requests or totals[1] == 0):
+        return pooled  # not yet the canary requests or stable traffic the test needs
+    periods = [(ec, eb + ec, rc / (rb + rc)) for eb, rb, ec, rc in strata if rb > 0 and rc > 0]
+    ratio = 1.0 + relative_tolerance
+    threshold = 1.0 / alpha
+    worse_lr = ratio_mixture_lr(periods, 1.0, above=True)
+    ni_lr = ratio_mixture_lr(periods, ratio, above=False)
+    below_lr = pooled.details.get("below_guardrail_lr", 0.0)
+    within = all(ec * rb <= ratio * eb * rc for eb, rb, ec, rc in strata if rb > 0 and rc > 0)
+    shown = pooled.reason.split(":")[0] + f" in {len(strata)} periods of different splits (not pooled)"
+    if worse_lr >= threshold:
+        outcome, score, why = Outcome.FAIL, worse_lr, f"worse than the stable rate (Λ={worse_lr:.3g} ≥ {threshold:.3g})"
+    elif ni_lr >= threshold:
+        outcome, score, why = Outcome.PASS, ni_lr, f"not above {ratio:.3g}× the stable rate (Λ={ni_lr:.3g} ≥ {threshold:.3g})"
+    elif max_error_rate is not None and below_lr >= threshold and within:
+        outcome, score = Outcome.PASS, below_lr
+        why = f"below the {max_error_rate:.3%} guardrail and within {ratio:.3g}× the stable rate in every period"
+    else:
+        outcome, score = Outcome.INCONCLUSIVE, max(ni_lr, below_lr)
+        why = f"not enough evidence yet (worse Λ={worse_lr:.3g}, not-worse Λ={score:.3g}, need {threshold:.3g})"
+    return replace(
+        pooled, outcome=outcome, reason=f"{shown}: {why}", statistic="ratio-mixture-stratified",
+        score=score, p_value=min(1.0, 1.0 / score) if score > 0 else 1.0,
+        details={**pooled.details, "worse_lr": worse_lr, "non_inferior_lr": ni_lr,
+                 "periods": float(len(strata))},
     )

@@ -61,19 +61,21 @@ def _go_env() -> dict[str, str]:
 
 
 def go_module_dir(module: str, version: str) -> Path:
-    """The unpacked directory of module@version in the Go module cache (downloaded if absent)."""
+    """The unpacked directory of module@version in the Go module cache (downloaded if absent).
+
+    With ``go`` present this always asks ``go mod download``, which takes the module cache's
+    lock: a directory another process is still unpacking (tests start in parallel on a new
+    machine) exists before its files do, so its mere presence proves nothing."""
     go = shutil.which("go")
+    if go is not None:
+        info = json.loads(run([go, "mod", "download", "-json", f"{module}@{version}"], env=_go_env()))
+        return Path(info["Dir"])
     modcache = os.environ.get("GOMODCACHE")
-    if not modcache and go is not None:
-        modcache = run([go, "env", "GOMODCACHE"], env=_go_env()).strip()
     if modcache:
         candidate = Path(modcache) / f"{module}@{version}"
         if candidate.is_dir():
             return candidate
-    if go is None:
-        raise RuntimeError(f"{module}@{version} is not in the Go module cache and `go` is missing")
-    info = json.loads(run([go, "mod", "download", "-json", f"{module}@{version}"], env=_go_env()))
-    return Path(info["Dir"])
+    raise RuntimeError(f"{module}@{version} is not in the Go module cache and `go` is missing")
 
 
 def required_version(go_mod: Path, module: str) -> str:
