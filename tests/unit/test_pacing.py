@@ -93,3 +93,29 @@ def test_the_requests_needed_for_latency_are_what_the_judge_then_decides_on() ->
     assert judge_latency(bounds, cum(grown), cum(grown), min_samples=100).outcome is Outcome.PASS
     short = (200 + 0.9 * needed) / 100
     assert judge_latency(bounds, cum(short), cum(short), min_samples=100).outcome is Outcome.INCONCLUSIVE
+
+
+def test_a_shadow_and_an_ab_test_warn_once_when_their_evidence_cannot_come_in_time() -> None:
+    """The same Warning for the shadow's duration (5m) and the A/B test's maxDuration (10m)."""
+    from tests.unit.test_engine import ab_spec, shadow_spec
+
+    st = canary_status(step=1, weight=0)
+    d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
+                                      verdicts={"accuracy": _slow(3000, 1.0), "latency": Verdict(Outcome.PASS, "ok")}), T0)
+    warned = [e for e in d.events if e.reason == "EvidenceTooSlow"]
+    assert len(warned) == 1 and warned[0].message.startswith("the shadow cannot reach its evidence")
+    assert "accuracy (~3000 more, ~50m)" in d.status.message
+    again = decide(shadow_spec(), d.status, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
+                                                verdicts={"accuracy": _slow(3000, 1.0)}), T0 + timedelta(seconds=30))
+    assert not [e for e in again.events if e.reason == "EvidenceTooSlow"]
+
+    st = canary_status(step=1, weight=30)
+    seen = {"r1": 70, "r2": 30}
+    quick = decide(ab_spec(), st, obs(workloads=ready("r1", "r2"), weights=seen,
+                                      verdicts={"accuracy": _slow(300, 1.0), "latency": Verdict(Outcome.PASS, "ok")}), T0)
+    assert not [e for e in quick.events if e.reason == "EvidenceTooSlow"]
+    slow = decide(ab_spec(), quick.status, obs(workloads=ready("r1", "r2"), weights=seen,
+                                               verdicts={"accuracy": _slow(3000, 1.0), "latency": Verdict(Outcome.PASS, "ok")}),
+                  T0 + timedelta(minutes=1))
+    warned = [e for e in slow.events if e.reason == "EvidenceTooSlow"]
+    assert len(warned) == 1 and "the A/B test" in warned[0].message and "the incumbent stays" in warned[0].message

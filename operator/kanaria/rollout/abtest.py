@@ -24,7 +24,7 @@ from kanaria.rollout.assess import assess
 from kanaria.rollout.clock import iso, seconds_since
 from kanaria.rollout.cycle import FAST, Cycle, summary
 from kanaria.rollout.endings import finish_promotion, promote, rollback
-from kanaria.rollout.steps import advance, show_pause, wait_for_canary_ready
+from kanaria.rollout.steps import advance, pace, show_pause, wait_for_canary_ready, warn_if_too_slow
 from kanaria.rollout.winner import ab_winner, higher_is_better, thompson_weight
 
 __all__ = ["progress_ab_test", "SPLIT_CHANGES_KEPT"]
@@ -72,7 +72,12 @@ def progress_ab_test(c: Cycle) -> None:
         return
     running = sum(1 for a in arms if not a.outcome)
     said = f"{running} of {len(arms)} challengers running ({split})" if st.arms else split
-    st.message = f"A/B test, {said}: deciding on {ab.primary_metric} ({limit - elapsed:.0f}s left)"
+    latest = {r.metric: r for r in st.analysis}
+    judged = [ab.primary_metric, *ab.guardrails]
+    st.message = (f"A/B test, {said}: deciding on {pace(latest.get(ab.primary_metric), ab.primary_metric)} "
+                  f"({limit - elapsed:.0f}s left)")
+    undecided = [latest[n] for n in judged if n in latest and latest[n].verdict == "inconclusive"]
+    warn_if_too_slow(c, undecided, limit - elapsed, "the A/B test", then="the incumbent stays")
 
 
 def _arms(c: Cycle, ab: ABTestStrategy) -> list[ArmStatus]:

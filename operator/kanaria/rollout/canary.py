@@ -4,19 +4,21 @@
 from __future__ import annotations
 
 from kanaria.api.durations import parse_duration
-from kanaria.api.models import ArmStatus, CanaryStep, MetricResult
+from kanaria.api.models import ArmStatus, CanaryStep
 from kanaria.api.observed import SRM_METRIC
 from kanaria.api.revision import revision_hash
 from kanaria.rollout.assess import Assessment
-from kanaria.rollout.clock import human_duration, iso, seconds_since
+from kanaria.rollout.clock import iso, seconds_since
 from kanaria.rollout.cycle import FAST, Cycle, summary
 from kanaria.rollout.endings import judge, promote
 from kanaria.rollout.steps import (
     advance,
     on_inconclusive,
+    pace,
     show_pause,
     step_metrics,
     wait_for_canary_ready,
+    warn_if_too_slow,
 )
 
 __all__ = ["start_canary", "progress_canary"]
@@ -84,34 +86,6 @@ def progress_canary(c: Cycle) -> None:
         _analysis_step(c, step, len(steps), assessment)
 
 
-def _pace(result: MetricResult | None, name: str) -> str:
-    """``accuracy (~340 more, ~2m)`` when the metric says how much it still needs."""
-    if result is None or not result.needed:
-        return name
-    eta = f", ~{human_duration(result.eta_seconds)}" if result.eta_seconds is not None else ""
-    return f"{name} (~{result.needed} more{eta})"
-
-
-def _warn_if_too_slow(c: Cycle, results: list[MetricResult], remaining: float, total: int) -> None:
-    """Say once per step, as soon as it is clear, that the evidence cannot arrive in time."""
-    st = c.st
-    late = [r for r in results if r.eta_seconds is not None and r.eta_seconds > remaining]
-    if not late or st.evidence_warned_step == st.current_step:
-        return
-    st.evidence_warned_step = st.current_step
-    policy = c.spec.analysis.on_inconclusive if c.spec.analysis else "pause"
-    said = "; ".join(
-        f"{r.metric} needs ~{r.needed} more samples, ~{human_duration(r.eta_seconds or 0)} at the rate seen"
-        for r in late
-    )
-    c.event(
-        "EvidenceTooSlow",
-        f"step {st.current_step + 1}/{total} cannot reach its evidence before its deadline "
-        f"(in {human_duration(max(remaining, 0))}): {said}; then onInconclusive: {policy}",
-        warning=True,
-    )
-
-
 def _set_weight_step(c: Cycle, weight: int, total: int) -> None:
     st = c.st
     st.canary_weight = weight
@@ -172,9 +146,10 @@ def _analysis_step(c: Cycle, step: CanaryStep, total: int, assessment: Assessmen
     waiting = [n for n in names if n not in latest or latest[n].verdict != "pass"]
     st.message = (
         f"step {st.current_step + 1}/{total}: judging at {st.canary_weight}%; "
-        f"waiting on {', '.join(_pace(latest.get(n), n) for n in waiting) or 'the first measurement'}"
+        f"waiting on {', '.join(pace(latest.get(n), n) for n in waiting) or 'the first measurement'}"
     )
-    _warn_if_too_slow(c, [latest[n] for n in waiting if n in latest], deadline - elapsed, total)
+    warn_if_too_slow(c, [latest[n] for n in waiting if n in latest], deadline - elapsed,
+                     f"step {st.current_step + 1}/{total}")
     srm = latest.get(SRM_METRIC)
     if srm is not None and srm.verdict == "fail":
         st.message += f"; note: the observed split differs from the weights ({SRM_METRIC} in status.analysis)"

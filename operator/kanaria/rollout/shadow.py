@@ -11,9 +11,11 @@ from kanaria.rollout.endings import judge, promote
 from kanaria.rollout.steps import (
     advance,
     on_inconclusive,
+    pace,
     show_pause,
     step_metrics,
     wait_for_canary_ready,
+    warn_if_too_slow,
 )
 
 __all__ = ["progress_shadow"]
@@ -62,6 +64,8 @@ def progress_shadow(c: Cycle) -> None:
         detail = summary(names, verdicts) if verdicts else "no measurement yet"
         on_inconclusive(c, f"shadow undecided after {elapsed:.0f}s; {detail}")
         return
-    latest = {r.metric: r.verdict for r in st.analysis}
-    waiting = [n for n in names if latest.get(n) != "pass"]
-    st.message = f"shadow: judging mirrored traffic; waiting on {', '.join(waiting)} ({limit - elapsed:.0f}s left)"
+    latest = {r.metric: r for r in st.analysis}
+    waiting = [n for n in names if n not in latest or latest[n].verdict != "pass"]
+    st.message = (f"shadow: judging mirrored traffic; waiting on "
+                  f"{', '.join(pace(latest.get(n), n) for n in waiting)} ({limit - elapsed:.0f}s left)")
+    warn_if_too_slow(c, [latest[n] for n in waiting if n in latest], limit - elapsed, "the shadow")

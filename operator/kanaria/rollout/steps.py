@@ -3,12 +3,20 @@ pausing for a person when the evidence does not come, and the metrics a step jud
 
 from __future__ import annotations
 
-from kanaria.api.models import CanaryStep, ModelDeploymentSpec
-from kanaria.rollout.clock import iso, seconds_since
+from kanaria.api.models import CanaryStep, MetricResult, ModelDeploymentSpec
+from kanaria.rollout.clock import human_duration, iso, seconds_since
 from kanaria.rollout.cycle import FAST, Cycle
 from kanaria.rollout.endings import rollback
 
-__all__ = ["advance", "wait_for_canary_ready", "on_inconclusive", "step_metrics", "show_pause"]
+__all__ = [
+    "advance",
+    "wait_for_canary_ready",
+    "on_inconclusive",
+    "pace",
+    "step_metrics",
+    "show_pause",
+    "warn_if_too_slow",
+]
 
 
 def advance(c: Cycle, total: int, why: str) -> None:
@@ -68,3 +76,35 @@ def step_metrics(spec: ModelDeploymentSpec, step: CanaryStep | None) -> tuple[st
     if step is not None and step.analysis is not None and step.analysis.metrics:
         return tuple(step.analysis.metrics)
     return tuple(names)
+
+
+def pace(result: MetricResult | None, name: str) -> str:
+    """``accuracy (~340 more, ~2m)`` when the metric says how much it still needs."""
+    if result is None or not result.needed:
+        return name
+    eta = f", ~{human_duration(result.eta_seconds)}" if result.eta_seconds is not None else ""
+    return f"{name} (~{result.needed} more{eta})"
+
+
+def warn_if_too_slow(
+    c: Cycle, results: list[MetricResult], remaining: float, what: str, then: str | None = None
+) -> None:
+    """Say once per step, as soon as it is clear, that the evidence cannot arrive before the
+    deadline of ``what`` (a canary step, the shadow's duration, the A/B test's maxDuration)."""
+    st = c.st
+    late = [r for r in results if r.eta_seconds is not None and r.eta_seconds > remaining]
+    if not late or st.evidence_warned_step == st.current_step:
+        return
+    st.evidence_warned_step = st.current_step
+    if then is None:
+        then = f"onInconclusive: {c.spec.analysis.on_inconclusive if c.spec.analysis else 'pause'}"
+    said = "; ".join(
+        f"{r.metric} needs ~{r.needed} more samples, ~{human_duration(r.eta_seconds or 0)} at the rate seen"
+        for r in late
+    )
+    c.event(
+        "EvidenceTooSlow",
+        f"{what} cannot reach its evidence before its deadline "
+        f"(in {human_duration(max(remaining, 0))}): {said}; then {then}",
+        warning=True,
+    )
