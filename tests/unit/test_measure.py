@@ -168,6 +168,19 @@ def test_latency_from_buckets() -> None:
     assert v.outcome.value == "fail" and v.samples == 1000
 
 
+def test_a_latency_objective_judges_the_share_of_slow_requests() -> None:
+    """Equal distributions, but 20% of the canary's requests are slower than the 0.1 s objective:
+    above the default maxExceedance 0.1 it fails; allowed 0.3 it passes."""
+    bounds = ["0.05", "0.1", "0.2", "+Inf"]
+    same = QueryResult("q", tuple(Sample({"le": le}, c) for le, c in zip(bounds, [4000, 8000, 10000, 10000], strict=True)))
+    provider = TableProvider({'revision="canary1"': same, 'revision="stable1"': same})
+    strict = measure([Metric(name="m", kind="latency", objectiveSeconds=0.1)], PLAN, provider, TARGET)["m"]
+    assert strict.outcome.value == "fail" and strict.statistic == "exceedance"
+    assert "20.00% of canary requests slower than 0.1s" in strict.reason
+    loose = Metric(name="m", kind="latency", objectiveSeconds=0.1, maxExceedance=0.3)
+    assert measure([loose], PLAN, provider, TARGET)["m"].outcome.value == "pass"
+
+
 def test_undefined_metric_is_inconclusive() -> None:
     plan = AnalysisPlan(("ghost",), PLAN.candidate, PLAN.baseline)
     v = measure([custom()], plan, TableProvider(), TARGET)["ghost"]

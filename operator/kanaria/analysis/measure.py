@@ -44,6 +44,8 @@ DEFAULT_MIN_SAMPLES = {
 }
 
 DEFAULT_MAX_ERROR_RATIO = 1.5
+DEFAULT_MAX_EXCEEDANCE = 0.1
+"""latency with an objective: the share of requests that may be slower than it."""
 
 METRIC_NAMES = {
     "requests": "kanaria_model_requests_total",
@@ -320,6 +322,7 @@ def _latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Ver
         max_auc=m.max_auc or 0.56,
         alpha=m.alpha or 0.01,
         objective_seconds=m.objective_seconds,
+        max_exceedance=(m.max_exceedance or DEFAULT_MAX_EXCEEDANCE) if m.objective_seconds else None,
     )
 
 

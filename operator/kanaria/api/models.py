@@ -457,6 +457,10 @@ class Metric(_Base):
     which a significant slowdown fails (default 0.56)."""
     objective_seconds: float | None = Field(default=None, gt=0)
     """latency: an objective on a histogram bucket edge, for the share of slow requests."""
+    max_exceedance: float | None = Field(default=None, gt=0, lt=1)
+    """latency, with objectiveSeconds: the largest share of the new revision's requests that may
+    be slower than the objective (default 0.1). Fails when the share is significantly above it;
+    a pass also needs the share shown below it."""
     features: list[str] | None = Field(default=None, max_length=256)
     """drift: the features to check; every feature the model exports when omitted."""
     min_agreement: float | None = Field(default=None, gt=0, lt=1)
