@@ -112,3 +112,31 @@ def full_stack_marks(group: str) -> list[Any]:
     return [pytest.mark.cluster, pytest.mark.prometheus, pytest.mark.e2e, pytest.mark.slow,
             pytest.mark.xdist_group(group)]
 
+
+
+def simulated_rollouts(
+    runs: int,
+    looks: int,
+    draw: Callable[[], tuple[Any, Any]],
+    judge: Callable[[Any, Any], Any],
+    significant: Callable[[Any], bool],
+) -> tuple[float, float, float]:
+    """(fail share, pass share, share ever significant) of ``runs`` simulated rollouts, each
+    adding ``draw()`` = (baseline, canary) increments to its running counts and asking
+    ``judge(baseline, canary)`` after every one of ``looks`` looks, stopping at its first
+    verdict: how a judge behaves when the operator looks at it again and again."""
+    failed = passed = seen = 0
+    for _ in range(runs):
+        b = c = None
+        hit = False
+        for _ in range(looks):
+            db, dc = draw()
+            b, c = (db, dc) if b is None else (b + db, c + dc)
+            v = judge(b, c)
+            hit = hit or significant(v)
+            if v.outcome.value != "inconclusive":
+                failed += v.outcome.value == "fail"
+                passed += v.outcome.value == "pass"
+                break
+        seen += hit
+    return failed / runs, passed / runs, seen / runs

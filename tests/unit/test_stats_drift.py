@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 from scipy.spatial.distance import jensenshannon
+from tests.helpers import simulated_rollouts
 
 from kanaria.analysis.drift import (
     chi2_homogeneity,
@@ -116,21 +117,12 @@ def _rollouts(q: np.ndarray, ratio: int, *, runs: int, looks: int, per_look: int
     """(fail share, pass share, share ever significant) of simulated rollouts judged after
     every look, each stopping at its first verdict."""
     rng = np.random.default_rng(seed)
-    failed = passed = significant = 0
-    for _ in range(runs):
-        b, c = np.zeros(len(SHARES)), np.zeros(len(SHARES))
-        seen = False
-        for _ in range(looks):
-            c += rng.multinomial(per_look, q)
-            b += rng.multinomial(per_look * ratio, SHARES)
-            v = judge_feature_drift(b.tolist(), c.tolist(), min_samples=min_samples)
-            seen = seen or v.details.get("lr", 0.0) >= 20
-            if v.outcome is not Outcome.INCONCLUSIVE:
-                failed += v.outcome is Outcome.FAIL
-                passed += v.outcome is Outcome.PASS
-                break
-        significant += seen
-    return failed / runs, passed / runs, significant / runs
+    return simulated_rollouts(
+        runs, looks,
+        lambda: (rng.multinomial(per_look * ratio, SHARES), rng.multinomial(per_look, q)),
+        lambda b, c: judge_feature_drift(b.tolist(), c.tolist(), min_samples=min_samples),
+        lambda v: v.details.get("lr", 0.0) >= 20,
+    )
 
 
 @pytest.mark.parametrize("ratio", [9, 1])

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
+from tests.helpers import simulated_rollouts
 
 from kanaria.analysis.latency import (
     bucket_quantile,
@@ -181,22 +182,12 @@ def _rollouts(slower: float, ratio: int, *, runs: int, looks: int, per_look: int
     """(fail share, pass share, share ever 'significantly slower') of simulated rollouts judged
     after every look, each stopping at its first verdict."""
     rng = np.random.default_rng(seed)
-    failed = passed = significant = 0
-    for _ in range(runs):
-        b = np.zeros(len(MONITOR_BOUNDS))
-        c = np.zeros(len(MONITOR_BOUNDS))
-        seen = False
-        for _ in range(looks):
-            c += _requests(rng, per_look, slower)
-            b += _requests(rng, per_look * ratio, 1.0)
-            v = judge_latency(MONITOR_BOUNDS, cumulative(b), cumulative(c), min_samples=min_samples)
-            seen = seen or v.details.get("auc_lower", 0.0) > 0.5
-            if v.outcome is not Outcome.INCONCLUSIVE:
-                failed += v.outcome is Outcome.FAIL
-                passed += v.outcome is Outcome.PASS
-                break
-        significant += seen
-    return failed / runs, passed / runs, significant / runs
+    return simulated_rollouts(
+        runs, looks,
+        lambda: (_requests(rng, per_look * ratio, 1.0), _requests(rng, per_look, slower)),
+        lambda b, c: judge_latency(MONITOR_BOUNDS, cumulative(b), cumulative(c), min_samples=min_samples),
+        lambda v: v.details.get("auc_lower", 0.0) > 0.5,
+    )
 
 
 @pytest.mark.parametrize("ratio", [9, 1])
