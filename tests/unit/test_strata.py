@@ -77,7 +77,7 @@ def test_a_doubled_error_rate_is_still_caught_by_period_and_one_period_is_the_po
 
 
 def test_equal_error_rates_across_moving_splits_rarely_fail_and_a_margin_worse_rarely_passes() -> None:
-    """Always valid across repeated looks: 400 bandit-like rollouts of 30 periods, the split
+    """Always valid across repeated looks: 150 bandit-like rollouts of 20 periods, the split
     moving every period and the difficulty drifting; equal rates fail in at most α = 5%, and a
     canary exactly 1.5× worse (the margin) passes in at most α."""
     from kanaria.analysis.strata import judge_error_rate_stratified
@@ -85,9 +85,9 @@ def test_equal_error_rates_across_moving_splits_rarely_fail_and_a_margin_worse_r
     rng = np.random.default_rng(4)
     for factor, outcome in ((1.0, "fail"), (1.5, "pass")):
         hits = 0
-        for _ in range(400):
+        for _ in range(150):
             strata: list[tuple[float, float, float, float]] = []
-            for _ in range(30):
+            for _ in range(20):
                 share = rng.uniform(0.1, 0.9)
                 rate = rng.uniform(0.002, 0.03)
                 n = 600
@@ -97,4 +97,4 @@ def test_equal_error_rates_across_moving_splits_rarely_fail_and_a_margin_worse_r
                 if v.outcome.value != "inconclusive":
                     hits += v.outcome.value == outcome
                     break
-        assert hits / 400 <= 0.05, (factor, hits)
+        assert hits / 150 <= 0.05, (factor, hits)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from kanaria.analysis import drift, latency, pacing, proportions
 from kanaria.analysis.agreement import judge_agreement
-from kanaria.analysis.provider import MetricProvider, QueryResult
+from kanaria.analysis.provider import MetricProvider, Pinned, QueryResult
 from kanaria.analysis.srm import sample_ratio_mismatch
 from kanaria.analysis.strata import judge_accuracy_stratified as strata_judge
 from kanaria.analysis.strata import judge_error_rate_stratified as error_strata_judge
@@ -81,7 +81,7 @@ def measure(
     when None), so counts that are compared — correct and labelled predictions, errors and
     requests, the two arms — come from the same samples, whatever the time between queries.
     """
-    provider = _Pinned(provider, time.time() if at is None else at)
+    provider = Pinned(provider, time.time() if at is None else at)
     wanted = {m.name: m for m in metrics}
     out_split = _split(plan, provider, target) if plan.expected_split is not None else None
     out: dict[str, Verdict] = {}
@@ -134,19 +134,6 @@ def _split(plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
     except _NoData as missing:
         return missing.verdict("chi2-srm")
     return sample_ratio_mismatch(counts, list(plan.expected_split))
-
-
-class _Pinned:
-    """A provider whose queries are all evaluated at one instant."""
-
-    def __init__(self, inner: MetricProvider, at: float) -> None:
-        self._inner, self.at = inner, at
-
-    def query(self, promql: str, at: float | None = None) -> QueryResult:
-        return self._inner.query(promql, at=self.at if at is None else at)
-
-    def online(self) -> str | None:
-        return self._inner.online()
 
 
 class _NoData(Exception):

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-__all__ = ["Sample", "QueryResult", "MetricProvider", "provider_for", "UnknownProvider"]
+__all__ = ["Sample", "QueryResult", "MetricProvider", "Pinned", "provider_for", "UnknownProvider"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,20 @@ class MetricProvider(Protocol):
     def online(self) -> str | None:
         """None when reachable, otherwise why not."""
         ...
+
+
+class Pinned:
+    """A provider whose queries are all evaluated at one instant (one measurement's numbers
+    must not straddle a scrape)."""
+
+    def __init__(self, inner: MetricProvider, at: float) -> None:
+        self._inner, self.at = inner, at
+
+    def query(self, promql: str, at: float | None = None) -> QueryResult:
+        return self._inner.query(promql, at=self.at if at is None else at)
+
+    def online(self) -> str | None:
+        return self._inner.online()
 
 
 class UnknownProvider(ValueError):

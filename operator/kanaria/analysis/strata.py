@@ -16,8 +16,6 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-import numpy as np
-
 from kanaria.analysis.proportions import (
     judge_accuracy,
     judge_error_rate,
@@ -107,12 +105,12 @@ def judge_accuracy_stratified(
 
 # A grid over log ρ for the mixtures below: a half-normal prior of scale 1 on |log(ρ/ρ0)|,
 # Simpson's rule on [0, 4] (ρ up to e⁴·ρ0 or down to ρ0/e⁴).
-_STEPS = np.linspace(0.0, 4.0, 161)
-_PRIOR = np.exp(-0.5 * _STEPS**2) * np.sqrt(2.0 / np.pi)
-_SIMPSON = np.ones_like(_STEPS)
-_SIMPSON[1:-1:2], _SIMPSON[2:-1:2] = 4.0, 2.0
-_WEIGHTS = _PRIOR * _SIMPSON * (_STEPS[1] - _STEPS[0]) / 3.0
-_WEIGHTS /= _WEIGHTS.sum()
+_STEPS = [4.0 * i / 160 for i in range(161)]
+_RAW = [
+    math.exp(-0.5 * x * x) * (1.0 if i in (0, 160) else 4.0 if i % 2 else 2.0)
+    for i, x in enumerate(_STEPS)
+]
+_WEIGHTS = [w / sum(_RAW) for w in _RAW]
 
 
 def ratio_mixture_lr(errors: Sequence[tuple[float, float, float]], rho0: float, above: bool) -> float:
@@ -124,17 +122,19 @@ def ratio_mixture_lr(errors: Sequence[tuple[float, float, float]], rho0: float, 
     (``above``: H0 ρ ≤ ρ0) or ρ < ρ0 (H0 ρ ≥ ρ0) with a half-normal prior on log(ρ/ρ0). Each
     component is a supermartingale under every ρ of H0 (the binomial's likelihood ratio is
     monotone in θ), so the mixture is too: P(sup Λ ≥ 1/α) ≤ α. Capped at e^690."""
-    signed = _STEPS if above else -_STEPS
-    log_lr = np.zeros_like(_STEPS)
+    signs = 1.0 if above else -1.0
+    log_lr = [0.0] * len(_STEPS)
     for x, total, share in errors:
         if total <= 0 or not 0 < share < 1:
             continue
         odds = share / (1.0 - share)
         t0 = rho0 * odds / (1.0 + rho0 * odds)
-        t = rho0 * np.exp(signed) * odds / (1.0 + rho0 * np.exp(signed) * odds)
-        log_lr += x * np.log(t / t0) + (total - x) * np.log((1.0 - t) / (1.0 - t0))
-    peak = float(log_lr.max())
-    value = peak + math.log(float(np.sum(_WEIGHTS * np.exp(log_lr - peak))))
+        for i, step in enumerate(_STEPS):
+            r = rho0 * math.exp(signs * step) * odds
+            t = r / (1.0 + r)
+            log_lr[i] += x * math.log(t / t0) + (total - x) * math.log((1.0 - t) / (1.0 - t0))
+    peak = max(log_lr)
+    value = peak + math.log(sum(w * math.exp(v - peak) for w, v in zip(_WEIGHTS, log_lr, strict=True)))
     return math.exp(min(value, 690.0))
 
 

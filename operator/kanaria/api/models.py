@@ -550,6 +550,87 @@ class RollbackPolicy(_Base):
     """How long a retired revision keeps its replicas before it is scaled to zero."""
 
 
+class Monitoring(_Base):
+    """Watching the serving revision between rollouts (on whenever spec.analysis is set)."""
+
+    enabled: bool = True
+    """Set false to stop watching between rollouts."""
+    interval: Duration = Field(default="1m", pattern=DURATION_PATTERN)
+    """How often the serving revision is checked."""
+    false_alarm_every: Duration = Field(default="30d", pattern=DURATION_PATTERN)
+    """The false-alarm budget of every detector: the expected time between false alarms when
+    nothing changes. Longer is quieter but slower to detect."""
+    accuracy_drop: float = Field(default=0.02, gt=0, lt=0.5)
+    """The decay of accuracy worth detecting (absolute; 0.02 is two points)."""
+    baseline_labels: int = Field(default=1000, ge=50, le=10_000_000)
+    """Matured labels of the revision's early life in production that set its baseline
+    accuracy, before the accuracy detector starts."""
+    window: Duration = Field(default="10m", pattern=DURATION_PATTERN)
+    """The recent traffic that drift, latency and errors are judged on."""
+    history: Duration = Field(default="1h", pattern=DURATION_PATTERN)
+    """The revision's own history that recent latency and errors are compared with."""
+    min_samples: int = Field(default=500, ge=50, le=10_000_000)
+    """Fewest requests in the window before drift, latency or errors are judged."""
+
+
+class JobSpec(_Base):
+    """A Job Kanaria starts (retraining or validation): its pod template and limits."""
+
+    template: dict[str, Any]
+    """Pod template (a PodTemplateSpec) of the Job. Kanaria adds its labels, restartPolicy
+    Never and the KANARIA_* environment (see the user guide) to every container; the first
+    container reports its result as JSON in its termination message."""
+    active_deadline: Duration = Field(default="1h", pattern=DURATION_PATTERN)
+    """A Job running longer is stopped and counted as failed."""
+
+    @model_validator(mode="after")
+    def _template_shape(self) -> JobSpec:
+        problem = _template_problem(self.template)
+        if problem is None and not ((self.template.get("spec") or {}).get("containers")):
+            problem = "spec.containers needs at least one container"
+        if problem is not None:
+            raise ValueError(f"template: {problem}")
+        return self
+
+
+RetrainTrigger = Literal["drift", "accuracy", "schedule", "manual"]
+
+
+def _default_triggers() -> list[RetrainTrigger]:
+    return ["drift", "accuracy", "manual"]
+
+
+class Retraining(JobSpec):
+    """Retrain the model when the evidence says so, on a schedule, or when a person asks."""
+
+    triggers: list[RetrainTrigger] = Field(default_factory=_default_triggers, max_length=4)
+    """What may start the Job: drift of the inputs (Drifting), accuracy decay (Degraded by
+    accuracy), a schedule (every) or a person (kubectl kanaria retrain)."""
+    every: Duration | None = Field(default=None, pattern=DURATION_PATTERN)
+    """With the schedule trigger: start a Job this long after the last one."""
+    cooldown: Duration = Field(default="1h", pattern=DURATION_PATTERN)
+    """After a Job starts, no other starts for this long (one incident, one Job)."""
+    data_window: Duration = Field(default="1h", pattern=DURATION_PATTERN)
+    """How far back the Job's data window reaches (KANARIA_DATA_SINCE)."""
+    adopt: Literal["auto", "manual"] = "manual"
+    """auto: Kanaria writes the candidate into spec.model (its own field manager) and the
+    rollout begins; manual: a person adopts it (kubectl kanaria adopt) or writes it into the
+    spec (for example in the GitOps repository that owns it)."""
+
+
+class Validation(JobSpec):
+    """Evaluate every new revision offline, beside the stable one, before it gets traffic."""
+
+    active_deadline: Duration = Field(default="30m", pattern=DURATION_PATTERN)
+    """A validation running longer is stopped and counts as failed."""
+    metric: str = Field(default="accuracy", min_length=1, max_length=63)
+    """The score in the Job's result to compare (higher is better)."""
+    margin: float = Field(default=0.0, ge=0, le=1)
+    """The new revision passes when its score is at least the stable revision's minus this."""
+    min_score: float | None = None
+    """And, when set, at least this."""
+
+
 class ModelDeploymentSpec(_Base):
     """The model to serve and how a new version of it must earn its traffic."""
 
@@ -592,6 +673,12 @@ class ModelDeploymentSpec(_Base):
     """How a new revision is judged. Without it, steps advance on the clock alone."""
     rollback: RollbackPolicy = Field(default_factory=RollbackPolicy)
     """The watch window after promotion, and history."""
+    monitoring: Monitoring = Field(default_factory=Monitoring)
+    """Watching the serving revision between rollouts (needs spec.analysis)."""
+    retraining: Retraining | None = None
+    """An optional retraining Job and what starts it."""
+    validation: Validation | None = None
+    """An optional offline validation Job every new revision must pass before any traffic."""
 
     @model_validator(mode="after")
     def _template_shape(self) -> ModelDeploymentSpec:
@@ -694,7 +781,7 @@ def _template_problem(template: dict[str, Any]) -> str | None:
 # --------------------------------------------------------------------------- status
 
 Phase = Literal[
-    "Pending", "Progressing", "Paused", "Watching", "Stable", "RolledBack", "Invalid"
+    "Pending", "Validating", "Progressing", "Paused", "Watching", "Stable", "RolledBack", "Invalid"
 ]
 
 
@@ -755,7 +842,9 @@ class HistoryEntry(_Base):
 
     revision: str
     model_version: str
-    outcome: Literal["deployed", "promoted", "rolledBack", "aborted", "superseded", "reverted", "lost"]
+    outcome: Literal[
+        "deployed", "promoted", "rolledBack", "aborted", "superseded", "reverted", "lost", "rejected"
+    ]
     reason: str = ""
     at: str = ""
 
@@ -771,6 +860,88 @@ class TimelineEntry(_Base):
     weight: int = 0
     """Percent of traffic on the new revision after the decision."""
     step: int = 0
+
+
+class Finding(_Base):
+    """What a detector of the serving revision found."""
+
+    kind: Literal["accuracy", "validated", "drift", "latency", "errors"]
+    alarm: bool = False
+    value: float | None = None
+    """The recent measurement (accuracy, drift distance, P(slower), error rate)."""
+    reference: float | None = None
+    """What it is compared with (baseline accuracy, reference profile, history)."""
+    samples: int = 0
+    detail: str = ""
+    since: str | None = None
+    """When the alarm began."""
+
+
+class MonitorStatus(_Base):
+    """The serving revision's monitoring: its baseline, the detectors' state and findings."""
+
+    model_config = ConfigDict(frozen=False)
+
+    revision: str
+    started_at: str
+    last_at: str | None = None
+    """The end of the last period checked."""
+    early_correct: int = 0
+    early_labels: int = 0
+    """Matured labels of its early life so far (until they reach baselineLabels)."""
+    baseline_accuracy: float | None = None
+    """Its accuracy in early life: the baseline the decay detector compares with."""
+    reference_accuracy: float | None = None
+    """Its offline (validation) accuracy from the reference profile."""
+    estimated_accuracy: float | None = None
+    """An estimate from the model's confidences, before labels arrive (not a measurement)."""
+    recent_accuracy: float | None = None
+    recent_labels: int = 0
+    labels: int = 0
+    """Matured labels since monitoring began."""
+    cusum: float = 0.0
+    """The accuracy detector's statistic (log-likelihood ratio of a decay, CUSUM)."""
+    threshold: float | None = None
+    """The statistic at which it alarms, from falseAlarmEvery and the label rate."""
+    findings: list[Finding] = Field(default_factory=list)
+
+
+class JobRun(_Base):
+    """A Job Kanaria started, and how it ended."""
+
+    model_config = ConfigDict(frozen=False)
+
+    name: str
+    purpose: Literal["retrain", "validate"]
+    subject: str = ""
+    """For validation: the revision judged. For retraining: the version retrained."""
+    started_at: str
+    finished_at: str | None = None
+    state: Literal["Running", "Succeeded", "Failed"] = "Running"
+    reason: str = ""
+    trigger: str = ""
+    """Why it was started (retraining)."""
+
+
+class Candidate(_Base):
+    """A model a retraining Job produced."""
+
+    version: str
+    uri: str
+    metrics: dict[str, float] = Field(default_factory=dict)
+    job: str = ""
+    at: str = ""
+    adopted: bool = False
+
+
+class ValidationResult(_Base):
+    """The offline validation of one revision."""
+
+    revision: str
+    verdict: Literal["pending", "pass", "fail"] = "pending"
+    score: float | None = None
+    stable_score: float | None = None
+    reason: str = ""
 
 
 class ModelDeploymentStatus(_Base):
@@ -819,6 +990,16 @@ class ModelDeploymentStatus(_Base):
     last_action: str | None = None
     """The last user action handled (the value of the kanaria.io/action annotation)."""
     analysis: list[MetricResult] = Field(default_factory=list)
+    monitoring: MonitorStatus | None = None
+    """The serving revision's monitoring between rollouts."""
+    jobs: list[JobRun] = Field(default_factory=list, max_length=20)
+    """Retraining and validation Jobs, the latest last (at most 20)."""
+    last_retrain_at: str | None = None
+    """When the last retraining Job started (the cooldown and the schedule count from it)."""
+    candidate: Candidate | None = None
+    """The last model a retraining Job produced."""
+    validation: ValidationResult | None = None
+    """The offline validation of the newest revision."""
     history: list[HistoryEntry] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     """The last decisions (at most 200), oldest first."""

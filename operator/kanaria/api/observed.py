@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["WorkloadState", "Arm", "AnalysisPlan", "SRM_METRIC"]
+from kanaria.api.verdict import Verdict
+
+__all__ = ["WorkloadState", "Arm", "AnalysisPlan", "SRM_METRIC", "ServingReading"]
 
 
 @dataclass(frozen=True)
@@ -50,3 +52,30 @@ class AnalysisPlan:
     periods: tuple[float, ...] = ()
     """Seconds ago that the split changed within the measured window (a bandit's moves),
     oldest first: counts are judged per period and never pooled across them."""
+
+
+@dataclass(frozen=True)
+class ServingReading:
+    """One check of the serving revision between rollouts (read by the controller through
+    analysis, judged by the rollout's monitoring part)."""
+
+    revision: str
+    period: float
+    """Seconds since the previous check: the cohorts of ``correct`` / ``labelled``."""
+    correct: int | None = None
+    labelled: int | None = None
+    """Matured labels of the predictions served in the period (None: no accuracy metric, or
+    none yet)."""
+    estimated_accuracy: float | None = None
+    """Mean confidence of the predictions in the window: an estimate, not a measurement."""
+    reference_accuracy: float | None = None
+    reference_samples: int = 0
+    """Offline accuracy from the revision's reference profile, and the rows behind it."""
+    drift: Verdict | None = None
+    """Recent inputs and predictions against the reference profile (FAIL: drifted)."""
+    latency: Verdict | None = None
+    """Recent latency against the revision's own history (FAIL: slower)."""
+    errors: Verdict | None = None
+    """Recent error rate against the revision's own history (FAIL: higher)."""
+    error: str | None = None
+    """Set when the metrics could not be read at all."""

@@ -21,14 +21,16 @@ from pydantic import ValidationError
 
 from kanaria.analysis.measure import Target, measure
 from kanaria.analysis.provider import MetricProvider, provider_for
+from kanaria.analysis.serving import read_serving
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
-from kanaria.api.observed import AnalysisPlan
+from kanaria.api.observed import AnalysisPlan, ServingReading
 from kanaria.api.revision import revision_hash, revision_name
 from kanaria.api.verdict import Verdict
 from kanaria.controller.events import post_event
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
 from kanaria.rollout.conditions import invalid_spec_condition
+from kanaria.rollout.monitoring import monitoring_due, parse_time
 from kanaria.traffic import Router, router_for
 from kanaria.workloads.kube import RevisionCollision, Workloads
 from kanaria.workloads.objects import model_fingerprint
@@ -111,6 +113,7 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     plan = analysis_plan(spec, status, now)
     target = Target(name, namespace, spec.model.name)
     verdicts = _measure(ctx, spec, plan, target, now, obj)
+    serving = _check_serving(ctx, spec, status, now) if plan is None else None
     arm_verdicts = _measure_others(ctx, spec, plan, target, now) if verdicts is not None else None
     obs = Observations(
         revision=revision_hash(spec),
@@ -124,6 +127,7 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
         mirror=mirror,
         match=match,
         arm_verdicts=arm_verdicts,
+        serving=serving,
     )
     decision = decide(spec, status, obs, now)
     if not ctx.is_leader():
@@ -178,6 +182,19 @@ def _measure(
     if ctx.on_verdicts is not None:
         ctx.on_verdicts(obj, verdicts, (ctx.clock() - started).total_seconds())
     return verdicts
+
+
+def _check_serving(
+    ctx: ReconcileContext, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime
+) -> ServingReading | None:
+    """A check of the serving revision between rollouts, when one is due."""
+    period = monitoring_due(spec, status, now)
+    if period is None or spec.analysis is None or status.monitoring is None:
+        return None
+    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    started = parse_time(status.monitoring.started_at)
+    monitored_for = (now - started).total_seconds() if started is not None else period
+    return read_serving(provider, spec, status.monitoring.revision, period, monitored_for, now.timestamp())
 
 
 def _measure_others(

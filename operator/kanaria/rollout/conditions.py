@@ -7,6 +7,7 @@ from datetime import datetime
 
 from kanaria.api.models import Condition, ModelDeploymentStatus
 from kanaria.rollout.clock import iso
+from kanaria.rollout.monitoring import DEGRADING, alarms
 from kanaria.rollout.types import Observations
 
 __all__ = ["conditions_for", "invalid_spec_condition"]
@@ -46,6 +47,7 @@ def conditions_for(
             status.message,
         ),
         _degraded(status, obs, metrics_down),
+        _drifting(status),
         _cond("InvalidSpec", False, "SpecValid", ""),
     ]
     return merge_conditions(previous, wanted, status.observed_generation, now)
@@ -60,7 +62,21 @@ def _degraded(
         return _cond("Degraded", True, "RolledBack", status.message)
     if metrics_down is not None:
         return _cond("Degraded", True, "MetricsUnavailable", metrics_down + " (holding)")
+    found = alarms(status, DEGRADING)
+    if found:
+        reason = {"accuracy": "AccuracyDecay", "validated": "BelowValidation", "latency": "LatencyRegression",
+                  "errors": "ErrorRegression"}[found[0].kind]
+        return _cond("Degraded", True, reason, "; ".join(f"{f.kind}: {f.detail}" for f in found))
     return _cond("Degraded", False, "Healthy", "")
+
+
+def _drifting(status: ModelDeploymentStatus) -> tuple[str, str, str, str]:
+    """The serving revision's inputs or predictions moved away from its reference profile."""
+    found = alarms(status, ("drift",))
+    if found:
+        return _cond("Drifting", True, "InputDrift", found[0].detail)
+    watched = status.monitoring is not None and status.monitoring.revision == status.stable_revision
+    return _cond("Drifting", False, "NoDrift" if watched else "NotMonitored", "")
 
 
 def merge_conditions(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from kanaria.rollout.cycle import Cycle
+from kanaria.rollout.monitoring import watch_serving
 from kanaria.rollout.phase import rolled_back
 
 __all__ = ["first_deploy", "steady"]
@@ -40,6 +41,7 @@ def steady(c: Cycle) -> None:
     if c.ready(stable):
         if st.phase != "Stable":
             st.message = f"serving revision {stable} ({st.stable_version})"
+        watch_serving(c)
     else:
         state = c.obs.workloads.get(stable)
         ready = state.ready if state else 0

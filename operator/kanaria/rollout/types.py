@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kanaria.api.models import ModelDeploymentStatus
-from kanaria.api.observed import WorkloadState
+from kanaria.api.observed import ServingReading, WorkloadState
 from kanaria.api.routing import RouteMatch
 from kanaria.api.verdict import Verdict
 
@@ -69,6 +69,8 @@ class Observations:
     the incumbent, measured with the same plan as ``verdicts``."""
     router_error: str | None = None
     """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
+    serving: ServingReading | None = None
+    """A check of the serving revision between rollouts, when one was due."""
 
 
 @dataclass(frozen=True)
