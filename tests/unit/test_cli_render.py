@@ -310,3 +310,35 @@ def test_status_view_lists_every_challenger_of_an_ab_test() -> None:
     lines = render.status_view(sample(arms=arms), NOW).splitlines()
     assert "Challenger: bbb222 (v2)  weight 0%  lost: the incumbent wins" in lines
     assert "Challenger: ccc333 (v3)  weight 30%  running" in lines
+
+
+def test_status_view_shows_the_serving_revisions_monitoring_and_jobs() -> None:
+    from datetime import UTC, datetime
+
+    from kanaria.cli.render import status_view
+
+    now = datetime(2026, 1, 1, 12, 10, tzinfo=UTC)
+    obj = {
+        "metadata": {"namespace": "ml", "name": "iris"},
+        "spec": {"model": {"name": "iris", "version": "v1"}},
+        "status": {
+            "phase": "Stable", "stableRevision": "r1", "stableVersion": "v1",
+            "monitoring": {
+                "revision": "r1", "startedAt": "2026-01-01T11:00:00Z", "lastAt": "2026-01-01T12:09:30Z",
+                "baselineAccuracy": 0.95, "recentAccuracy": 0.9, "recentLabels": 300, "cusum": 9.5,
+                "threshold": 13.7, "referenceAccuracy": 0.96, "estimatedAccuracy": 0.93,
+                "findings": [{"kind": "drift", "alarm": True, "value": 0.31, "samples": 900,
+                              "since": "2026-01-01T12:05:00Z", "detail": "1/31 drifted: mean radius"}],
+            },
+            "jobs": [{"name": "iris-retrain-1", "purpose": "retrain", "startedAt": "2026-01-01T12:06:00Z",
+                      "state": "Succeeded", "trigger": "drift", "reason": "candidate v1-r2"}],
+            "candidate": {"version": "v1-r2", "uri": "file:///m/v1-r2", "metrics": {"accuracy": 0.97}},
+        },
+    }
+    text = status_view(obj, now)
+    assert "Monitoring: revision r1, last checked 30s ago" in text
+    assert "0.9 recently (300 labels), baseline 0.95" in text
+    assert "estimate:  0.93 from confidences (an estimate" in text
+    assert "drift" in text and "ALARM" in text and "mean radius" in text
+    assert "iris-retrain-1" in text and "Succeeded" in text
+    assert "Candidate:  v1-r2 file:///m/v1-r2 (accuracy 0.97); not adopted yet" in text

@@ -1,168 +1,305 @@
-"""Watching the serving revision between rollouts: the engine's part (pure) and the statistics."""
+"""manifests/monitoring: rules pass promtool, alerts fire (and stay quiet) in promtool's unit
+tests, the PrometheusRule carries the same groups as rules.yaml, and the dashboard only queries
+metrics that exist."""
 
 from __future__ import annotations
 
-import math
-from datetime import timedelta
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.test_engine import T0, make_spec, ready
+import yaml
 
-from kanaria.analysis.serving import (
-    cusum_step,
-    cusum_threshold,
-    judge_reference_drift,
-    labels_to_detect,
-    per_check_alpha,
+ROOT = Path(__file__).resolve().parents[2]
+MONITORING = ROOT / "manifests" / "monitoring"
+RULES = MONITORING / "rules.yaml"
+PROMETHEUS_RULE = MONITORING / "prometheusrule.yaml"
+DASHBOARD = MONITORING / "grafana-dashboard.json"
+PROMTOOL_TESTS = sorted((ROOT / "tests" / "promtool").glob("*.yaml"))
+PROMTOOL = shutil.which("promtool")
+
+_skip_without_promtool = pytest.mark.skipif(
+    PROMTOOL is None,
+    reason="promtool is not installed (hack/install-system-deps.sh installs Debian's prometheus package)",
 )
-from kanaria.api.models import ModelDeploymentStatus
-from kanaria.api.observed import ServingReading
-from kanaria.api.verdict import Outcome, Verdict
-from kanaria.rollout import Observations, decide
-from kanaria.rollout.monitoring import monitoring_due
 
 
-def spec(**monitoring: Any) -> Any:
-    return make_spec(monitoring={"interval": "10s", "baselineLabels": 200, "falseAlarmEvery": "1d", **monitoring})
+def needs_promtool(test: Callable[..., None]) -> Callable[..., None]:
+    """Marked `prometheus`, and skipped only when promtool is missing."""
+    marked: Callable[..., None] = pytest.mark.prometheus(_skip_without_promtool(test))
+    return marked
 
 
-def stable() -> ModelDeploymentStatus:
-    return ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
+# Metrics Kanaria exports: the operator (kanaria.controller.metrics) and model servers
+# (kanaria.monitor). Histograms also have _bucket, _sum and _count series.
+OPERATOR_METRICS = {
+    "kanaria_rollout_phase",
+    "kanaria_canary_weight",
+    "kanaria_rollout_step",
+    "kanaria_verdicts_total",
+    "kanaria_promotions_total",
+    "kanaria_rollbacks_total",
+    "kanaria_metric_query_errors_total",
+    "kanaria_reconcile_errors_total",
+    "kanaria_leader",
+    "kanaria_serving_finding",
+    "kanaria_serving_accuracy_decay_ratio",
+    "kanaria_serving_estimated_accuracy",
+}
+MODEL_METRICS = {
+    "kanaria_model_requests_total",
+    "kanaria_model_errors_total",
+    "kanaria_model_labels_total",
+    "kanaria_model_info",
+}
+HISTOGRAMS = {
+    "kanaria_analysis_duration_seconds",
+    "kanaria_model_request_duration_seconds",
+    "kanaria_model_feature",
+    "kanaria_model_prediction",
+}
+SCRAPE_METRICS = {"up"}
+
+PROMQL_WORDS = {
+    # aggregations, functions and keywords that can appear bare (not followed by "(")
+    "by", "without", "on", "ignoring", "group_left", "group_right", "bool", "offset",
+    "and", "or", "unless", "inf", "nan",
+}  # fmt: skip
 
 
-def seen(reading: ServingReading | None = None) -> Observations:
-    return Observations(revision="r1", version="v1", generation=1, workloads=ready("r1"), weights={"r1": 100},
-                        serving=reading)
+def _recorded_names() -> set[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return {r["record"] for g in groups for r in g["rules"] if "record" in r}
 
 
-def run(s: Any, st: ModelDeploymentStatus, readings: list[ServingReading]) -> tuple[ModelDeploymentStatus, list[Any]]:
-    """Monitoring starts, then one reading per interval; returns the status and every Event."""
-    d = decide(s, st, seen(), T0)
-    events = list(d.events)
-    now = T0
-    for r in readings:
-        now += timedelta(seconds=10)
-        assert monitoring_due(s, d.status, now) == pytest.approx(10.0)
-        d = decide(s, d.status, seen(r), now)
-        events += d.events
-    return d.status, events
+def _known_metrics() -> set[str]:
+    known = OPERATOR_METRICS | MODEL_METRICS | SCRAPE_METRICS | _recorded_names()
+    for h in HISTOGRAMS:
+        known |= {f"{h}_bucket", f"{h}_sum", f"{h}_count"}
+    return known
 
 
-def labels(correct: int, n: int, **kw: Any) -> ServingReading:
-    return ServingReading("r1", 10.0, correct=correct, labelled=n, **kw)
+def metric_names(expr: str) -> set[str]:
+    """Metric names a PromQL expression selects (good enough for the expressions we write)."""
+    text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)  # string literals
+    text = re.sub(r"\{[^}]*\}", "", text)  # label matchers
+    text = re.sub(r"\[[^\]]*\]", "", text)  # ranges and subqueries
+    text = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
+    text = re.sub(r"\$\{?\w+\}?", "", text)  # Grafana variables
+    names = set()
+    for match in re.finditer(r"(?<![\w.:])([a-zA-Z_:][a-zA-Z0-9_:]*)(\s*\()?", text):
+        word, call = match.group(1), match.group(2)
+        if call or word.lower() in PROMQL_WORDS or re.fullmatch(r"\d+[smhdwy]", word):
+            continue
+        names.add(word)
+    return names
 
 
-def condition(st: ModelDeploymentStatus, kind: str) -> Any:
-    return next(c for c in st.conditions if c.type == kind)
+def test_metric_names_parser() -> None:
+    expr = (
+        'sum by (metric, outcome) (increase(kanaria_verdicts_total{namespace="$namespace",'
+        'name=~"a|b"}[$__rate_interval])) / on (namespace) group_left(x) up offset 5m'
+    )
+    assert metric_names(expr) == {"kanaria_verdicts_total", "up"}
+    assert metric_names("histogram_quantile(0.95, sum by (le) (rate(x_bucket[5m])))") == {
+        "x_bucket"
+    }
 
 
-def test_monitoring_starts_with_the_serving_revision_and_checks_once_per_interval() -> None:
-    d = decide(spec(), stable(), seen(), T0)
-    assert d.status.monitoring is not None and d.status.monitoring.revision == "r1"
-    assert monitoring_due(spec(), d.status, T0 + timedelta(seconds=5)) is None
-    assert monitoring_due(spec(), d.status, T0 + timedelta(seconds=11)) == pytest.approx(11)
-    assert d.requeue_after <= 10
-    assert condition(d.status, "Drifting").status == "False"
-    off = make_spec(monitoring={"enabled": False})
-    assert decide(off, stable(), seen(), T0).status.monitoring is None
+# --------------------------------------------------------------------------- rules
 
 
-def test_early_life_sets_the_baseline_then_a_decay_raises_degraded_once_and_recovery_clears_it() -> None:
-    healthy = [labels(95, 100)] * 3  # 200 labels reach baselineLabels → baseline 0.95, then watched
-    st, events = run(spec(), stable(), healthy)
-    mon = st.monitoring
-    assert mon is not None and mon.baseline_accuracy == pytest.approx(0.95) and mon.early_labels == 200
-    assert any(e.reason == "BaselineSet" for e in events)
-    # Four points worse: the CUSUM climbs to its threshold and alarms — once.
-    st, events = run(spec(), stable(), healthy + [labels(91, 100)] * 40)
-    found = {f.kind: f for f in st.monitoring.findings}  # type: ignore[union-attr]
-    assert found["accuracy"].alarm and "baseline 0.950" in found["accuracy"].detail
-    assert condition(st, "Degraded").status == "True" and condition(st, "Degraded").reason == "AccuracyDecay"
-    assert [e.reason for e in events].count("Degraded") == 1
-    # Good again: the statistic returns to 0 and the alarm ends.
-    st, events = run(spec(), stable(), healthy + [labels(91, 100)] * 40 + [labels(99, 100)] * 80)
-    assert not {f.kind: f for f in st.monitoring.findings}["accuracy"].alarm  # type: ignore[union-attr]
-    assert condition(st, "Degraded").status == "False" and "Recovered" in [e.reason for e in events]
+@needs_promtool
+def test_promtool_check_rules() -> None:
+    assert PROMTOOL is not None
+    run = subprocess.run([PROMTOOL, "check", "rules", str(RULES)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_no_alarm_while_accuracy_holds() -> None:
-    st, events = run(spec(), stable(), [labels(95, 100)] * 100)
-    assert not [e for e in events if e.type == "Warning"]
-    assert st.monitoring is not None and st.monitoring.threshold is not None and st.monitoring.cusum < st.monitoring.threshold
+@needs_promtool
+def test_promtool_unit_tests() -> None:
+    assert PROMTOOL is not None
+    assert PROMTOOL_TESTS, "no promtool unit tests in tests/promtool"
+    run = subprocess.run(
+        [PROMTOOL, "test", "rules", *map(str, PROMTOOL_TESTS)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_early_life_far_below_validation_is_a_finding() -> None:
-    worse = [labels(85, 100, reference_accuracy=0.96, reference_samples=2000)] * 3
-    st, _ = run(spec(), stable(), worse)
-    found = {f.kind: f for f in st.monitoring.findings}  # type: ignore[union-attr]
-    assert found["validated"].alarm and "0.850" in found["validated"].detail
-    assert condition(st, "Degraded").reason == "BelowValidation"
-    close = [labels(95, 100, reference_accuracy=0.96, reference_samples=2000)] * 3
-    st, _ = run(spec(), stable(), close)
-    assert not {f.kind: f for f in st.monitoring.findings}["validated"].alarm  # type: ignore[union-attr]
+def _alerts() -> list[str]:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    return [r["alert"] for g in groups for r in g["rules"] if "alert" in r]
 
 
-def test_drift_raises_drifting_and_an_inconclusive_check_keeps_it() -> None:
-    drifted = Verdict(Outcome.FAIL, "1/3 drifted from the reference profile: mean radius (JS 0.40)", value=0.4,
-                      samples=900)
-    unsure = Verdict(Outcome.INCONCLUSIVE, "drift: 12 recent requests, need 500", samples=12)
-    st, events = run(spec(), stable(), [ServingReading("r1", 10.0, drift=drifted),
-                                        ServingReading("r1", 10.0, drift=unsure)])
-    assert condition(st, "Drifting").status == "True" and "mean radius" in condition(st, "Drifting").message
-    assert [e.reason for e in events] .count("Drifting") == 1
-    assert condition(st, "Degraded").status == "False"  # drift alone is not degradation
+def test_every_alert_has_firing_and_quiet_unit_tests() -> None:
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for path in PROMTOOL_TESTS:
+        for case in yaml.safe_load(path.read_text())["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fired if check.get("exp_alerts") else quiet).add(check["alertname"])
+    alerts = set(_alerts())
+    assert {
+        "KanariaRollback",
+        "KanariaRolloutStuck",
+        "KanariaStableDrift",
+        "KanariaOperatorDown",
+        "KanariaMetricsUnavailable",
+        "KanariaReconcileErrors",
+    } <= alerts
+    assert alerts - fired == set(), "alerts never shown to fire"
+    assert alerts - quiet == set(), "alerts never shown to stay quiet"
 
 
-def test_a_new_revision_starts_monitoring_afresh() -> None:
-    st, _ = run(spec(), stable(), [labels(95, 100)] * 3)
-    moved = st.model_copy(update={"stable_revision": "r2", "stable_version": "v2"})
-    d = decide(spec(), moved, Observations(revision="r2", version="v2", workloads=ready("r2")), T0 + timedelta(hours=1))
-    assert d.status.monitoring is not None and d.status.monitoring.revision == "r2"
-    assert d.status.monitoring.baseline_accuracy is None and d.status.monitoring.findings == []
+def test_alerts_have_severity_and_annotations() -> None:
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    for rule in (r for g in groups for r in g["rules"] if "alert" in r):
+        assert rule["labels"]["severity"] in ("warning", "critical"), rule["alert"]
+        assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]
 
 
-def test_unreadable_metrics_change_nothing() -> None:
-    st, _ = run(spec(), stable(), [labels(95, 100)])
-    before = st.monitoring
-    d = decide(spec(), st, seen(ServingReading("r1", 10.0, error="connection refused")), T0 + timedelta(seconds=30))
-    assert d.status.monitoring == before
+def test_rules_only_reference_known_metrics() -> None:
+    known = _known_metrics()
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    for rule in (r for g in groups for r in g["rules"]):
+        unknown = metric_names(rule["expr"]) - known
+        assert not unknown, f"{rule.get('alert') or rule.get('record')} uses {unknown}"
 
 
-# ------------------------------------------------------------------------------- statistics
+def test_prometheusrule_has_the_same_groups_as_rules_yaml() -> None:
+    plain = yaml.safe_load(RULES.read_text())["groups"]
+    cr = yaml.safe_load(PROMETHEUS_RULE.read_text())
+    assert cr["apiVersion"] == "monitoring.coreos.com/v1"
+    assert cr["kind"] == "PrometheusRule"
+    assert cr["spec"]["groups"] == plain
 
 
-def test_cusum_increments_are_the_log_likelihood_ratio_of_the_decay() -> None:
-    p0, drop = 0.9, 0.02
-    right, wrong = math.log(0.88 / 0.9), math.log(0.12 / 0.1)
-    assert cusum_step(0.0, 0, 1, p0, drop) == pytest.approx(wrong)
-    assert cusum_step(5.0, 1, 1, p0, drop) == pytest.approx(5.0 + right)
-    assert cusum_step(0.0, 100, 100, p0, drop) == 0.0  # never below 0
-    assert math.isfinite(cusum_step(0.0, 0, 1, 1.0, drop))  # a perfect early life
-    with pytest.raises(ValueError):
-        cusum_step(0.0, 5, 3, p0, drop)
+def test_prometheusrule_is_what_the_generator_writes() -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "hack" / "gen_rules.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stderr
 
 
-def test_the_threshold_follows_the_budget_and_the_label_rate() -> None:
-    assert cusum_threshold(1.0, 86400) == pytest.approx(math.log(86400))
-    assert cusum_threshold(10.0, 86400) > cusum_threshold(1.0, 86400)
-    assert cusum_threshold(0.0, 86400) == 1.0
-    assert per_check_alpha(60, 30 * 86400) == pytest.approx(60 / (30 * 86400))
-    # About 4,000 labels to find two points lost from 0.95 at one label a second over 30 days.
-    assert 3000 < labels_to_detect(0.95, 0.02, cusum_threshold(1.0, 30 * 86400)) < 5000
+def test_monitors_select_kanaria() -> None:
+    docs = list(yaml.safe_load_all((MONITORING / "servicemonitor.yaml").read_text()))
+    service = next(d for d in docs if d["kind"] == "Service")
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    labels = service["metadata"]["labels"]
+    assert all(labels.get(k) == v for k, v in monitor["spec"]["selector"]["matchLabels"].items())
+    assert (
+        monitor["spec"]["jobLabel"] == "app.kubernetes.io/name"
+        and labels["app.kubernetes.io/name"] == "kanaria"
+    )
+    endpoint = monitor["spec"]["endpoints"][0]
+    assert endpoint["port"] == service["spec"]["ports"][0]["name"]
+    assert endpoint["honorLabels"] is True  # keeps the ModelDeployment's `namespace` label
+    operator = yaml.safe_load((ROOT / "manifests" / "operator.yaml").read_text())
+    pod_labels = operator["spec"]["template"]["metadata"]["labels"]
+    assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
+
+    pod_monitor = yaml.safe_load((MONITORING / "podmonitor-models.yaml").read_text())
+    assert pod_monitor["kind"] == "PodMonitor"
+    assert pod_monitor["spec"]["selector"]["matchLabels"] == {
+        "app.kubernetes.io/managed-by": "kanaria"
+    }
+    assert pod_monitor["spec"]["namespaceSelector"] == {"any": True}
 
 
-def test_reference_drift_needs_a_material_and_significant_difference() -> None:
-    ref = {"x": [100, 200, 400, 200, 100], "prediction": [300, 400, 300]}
-    same = {"x": [98, 205, 395, 202, 100], "prediction": [301, 398, 301]}
-    moved = {"x": [10, 40, 200, 400, 350], "prediction": [300, 400, 300]}
-    assert judge_reference_drift(same, ref, alpha=1e-6, min_samples=500).outcome is Outcome.PASS
-    v = judge_reference_drift(moved, ref, alpha=1e-6, min_samples=500)
-    assert v.outcome is Outcome.FAIL and "x (JS" in v.reason and v.details["x.drifted"] == 1.0
-    assert v.details["prediction.drifted"] == 0.0
-    few = {"x": [1, 4, 20, 40, 35], "prediction": [30, 40, 30]}
-    assert judge_reference_drift(few, ref, alpha=1e-6, min_samples=500).outcome is Outcome.INCONCLUSIVE
-    # Tiny but significant differences on huge counts are not drift.
-    big_ref = {"x": [c * 1000 for c in ref["x"]]}
-    nudged = {"x": [100_500, 199_000, 400_000, 200_500, 100_000]}
-    assert judge_reference_drift(nudged, big_ref, alpha=1e-6, min_samples=500).outcome is Outcome.PASS
+# --------------------------------------------------------------------------- dashboard
+
+
+def _dashboard() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(DASHBOARD.read_text())
+    return data
+
+
+def _panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def _exprs(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    found = [(p["title"], t["expr"]) for p in _panels(dashboard) for t in p.get("targets", [])]
+    found += [
+        (f"annotation {a['name']}", a["expr"])
+        for a in dashboard["annotations"]["list"]
+        if "expr" in a
+    ]
+    return found
+
+
+def test_dashboard_shape() -> None:
+    d = _dashboard()
+    assert d["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in d["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+    assert {"namespace", "name"} <= set(variables)
+    ids = [p["id"] for p in _panels(d)]
+    assert len(ids) == len(set(ids)), "panel ids must be unique"
+    titles = " ".join(p["title"].lower() for p in _panels(d))
+    for topic in (
+        "phase",
+        "canary weight",
+        "verdicts",
+        "promotions",
+        "rollbacks",
+        "accuracy",
+        "error ratio",
+        "latency p95",
+        "request rate",
+    ):
+        assert topic in titles, topic
+    for panel in _panels(d):
+        if panel["type"] != "row":
+            assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}, panel[
+                "title"
+            ]
+
+
+def test_dashboard_queries_only_known_metrics() -> None:
+    d = _dashboard()
+    known = _known_metrics()
+    exprs = _exprs(d)
+    assert len(exprs) >= 10
+    for title, expr in exprs:
+        names = metric_names(expr)
+        assert names, f"{title}: no metric in {expr!r}"
+        assert names <= known, f"{title}: unknown metrics {names - known}"
+    for var in d["templating"]["list"]:
+        if var["type"] == "query":
+            inner = re.fullmatch(r"label_values\((.*),\s*\w+\)", var["query"]["query"])
+            assert inner is not None, var["name"]
+            assert metric_names(inner.group(1)) <= known, var["name"]
+
+
+@needs_promtool
+def test_dashboard_queries_parse(tmp_path: Path) -> None:
+    """Each panel's PromQL (Grafana variables filled in) is valid, checked by promtool."""
+    assert PROMTOOL is not None
+    fill = {"$__rate_interval": "1m", "$__range": "1h", "$__interval": "1m"}
+    rules = []
+    for i, (_, expr) in enumerate(_exprs(_dashboard())):
+        for var, value in fill.items():
+            expr = expr.replace(var, value)
+        expr = re.sub(r"\$\w+", "x", expr)
+        rules.append({"record": f"dashboard:check_{i}", "expr": expr})
+    path = tmp_path / "dashboard-rules.yaml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    run = subprocess.run([PROMTOOL, "check", "rules", str(path)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr

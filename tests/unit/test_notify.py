@@ -190,6 +190,13 @@ def test_only_configured_reasons_are_sent(receiver: Receiver) -> None:
         "Paused",
         "AnalysisFailed",
         "Superseded",
+        "Degraded",
+        "Drifting",
+        "Recovered",
+        "RetrainingStarted",
+        "RetrainingFailed",
+        "CandidateReady",
+        "ValidationFailed",
     } == DEFAULT_REASONS
 
 

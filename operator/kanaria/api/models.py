@@ -562,9 +562,10 @@ class Monitoring(_Base):
     nothing changes. Longer is quieter but slower to detect."""
     accuracy_drop: float = Field(default=0.02, gt=0, lt=0.5)
     """The decay of accuracy worth detecting (absolute; 0.02 is two points)."""
-    baseline_labels: int = Field(default=1000, ge=50, le=10_000_000)
+    baseline_labels: int = Field(default=5000, ge=50, le=10_000_000)
     """Matured labels of the revision's early life in production that set its baseline
-    accuracy, before the accuracy detector starts."""
+    accuracy, before the accuracy detector starts. Fewer labels give a baseline too uncertain
+    for a decay of accuracyDrop: false alarms beyond the budget (see docs/benchmarks.md)."""
     window: Duration = Field(default="10m", pattern=DURATION_PATTERN)
     """The recent traffic that drift, latency and errors are judged on."""
     history: Duration = Field(default="1h", pattern=DURATION_PATTERN)

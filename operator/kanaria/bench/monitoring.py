@@ -6,7 +6,8 @@ The real detector code decides (``cusum_step``/``cusum_threshold`` for accuracy,
 
 * **Accuracy**: matured labels arrive at ``rate`` per second, checked every ``interval``
   seconds; the revision's true accuracy is p0 (uniform 0.85–0.97 per run). Its baseline is
-  estimated from its first ``baseline_labels`` labels, as the operator does. Without change,
+  estimated from its first ``baseline_labels`` labels (5,000, the default), as the operator
+  does. Without change,
   false alarms are counted over ``days`` (the alarm is reset after each, as a person would);
   with a decay of ``drop`` after the baseline, the time to the alarm is measured.
 * **Drift**: one feature's reference profile is 10 bins of the ``reference_rows`` rows the
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kanaria.analysis.serving import (
+    conservative_baseline,
     cusum_step,
     cusum_threshold,
     judge_reference_drift,
@@ -67,14 +69,14 @@ class MonitorRow:
 
 def accuracy_monitor(
     rng: np.random.Generator, *, rate: float, budget: float, days: float, interval: float = 60.0,
-    drop: float = 0.02, baseline_labels: int = 1000, decay: float | None = None, horizon: float = 2 * DAY,
+    drop: float = 0.02, baseline_labels: int = 5000, decay: float | None = None, horizon: float = 2 * DAY,
 ) -> AccuracyRun:
     """One revision watched for ``days`` without change (false alarms), or, with ``decay``,
     until the alarm after accuracy falls by ``decay`` right after the baseline."""
     p0 = rng.uniform(0.85, 0.97)
     per_check = rate * interval
-    early = rng.binomial(baseline_labels, p0)
-    base = early / baseline_labels
+    early = int(rng.binomial(baseline_labels, p0))
+    base = conservative_baseline(early, baseline_labels)
     start = baseline_labels / rate
     checks = int((horizon if decay is not None else days * DAY) / interval)
     truth = p0 - (decay or 0.0)

@@ -201,7 +201,59 @@ def status_view(obj: dict[str, Any], now: datetime) -> str:
     lines += ["", "Analysis:" if analysis else "Analysis:   no measurements yet"]
     if analysis:
         lines.append(_indent(analysis_table(analysis, now)))
+    lines += _monitoring_lines(status, now)
+    lines += _job_lines(status, now)
     return "\n".join(lines)
+
+
+def _monitoring_lines(status: dict[str, Any], now: datetime) -> list[str]:
+    """The serving revision's monitoring: baseline, accuracy, the estimate, findings."""
+    mon = status.get("monitoring")
+    if not mon or mon.get("revision") != status.get("stableRevision"):
+        return []
+    base = mon.get("baselineAccuracy")
+    if base is None:
+        accuracy = f"learning its baseline ({mon.get('earlyLabels', 0)} labels so far)"
+    else:
+        recent = mon.get("recentAccuracy")
+        accuracy = (f"{fmt_number(recent, 3)} recently ({mon.get('recentLabels', 0)} labels), baseline "
+                    f"{fmt_number(base, 3)}; decay statistic {fmt_number(mon.get('cusum', 0.0), 3)} of "
+                    f"{fmt_number(mon.get('threshold'), 3)}")
+    lines = ["", f"Monitoring: revision {mon['revision']}, last checked "
+             f"{age(mon.get('lastAt') or mon.get('startedAt'), now)} ago",
+             f"  accuracy:  {accuracy}"]
+    if mon.get("referenceAccuracy") is not None:
+        lines.append(f"  validated: {fmt_number(mon['referenceAccuracy'], 3)} (reference profile)")
+    if mon.get("estimatedAccuracy") is not None:
+        lines.append(f"  estimate:  {fmt_number(mon['estimatedAccuracy'], 3)} from confidences (an estimate, "
+                     "not a measurement)")
+    findings = mon.get("findings") or []
+    rows = [[f.get("kind", ""), "ALARM" if f.get("alarm") else "ok", fmt_number(f.get("value")),
+             fmt_number(f.get("reference")), str(f.get("samples", 0)),
+             age(f["since"], now) if f.get("since") else "-", _short(f.get("detail", ""), 70)] for f in findings]
+    if rows:
+        lines.append(_indent(table(["FINDING", "STATE", "VALUE", "REFERENCE", "SAMPLES", "SINCE", "DETAIL"], rows)))
+    return lines
+
+
+def _job_lines(status: dict[str, Any], now: datetime) -> list[str]:
+    """Retraining and validation Jobs, the candidate and the validation verdict."""
+    lines: list[str] = []
+    jobs = status.get("jobs") or []
+    if jobs:
+        rows = [[j.get("purpose", ""), j.get("name", ""), j.get("state", ""), age(j.get("startedAt"), now),
+                 _short(j.get("trigger") or j.get("subject") or "", 30), _short(j.get("reason", ""), 60)]
+                for j in jobs[-5:]]
+        lines += ["", "Jobs:", _indent(table(["PURPOSE", "JOB", "STATE", "AGE", "FOR", "RESULT"], rows))]
+    cand = status.get("candidate")
+    if cand:
+        metrics = ", ".join(f"{k} {fmt_number(v, 3)}" for k, v in sorted((cand.get("metrics") or {}).items()))
+        state = "adopted" if cand.get("adopted") else "not adopted yet (kubectl kanaria adopt)"
+        lines.append(f"Candidate:  {cand.get('version')} {cand.get('uri')} ({metrics or 'no metrics'}); {state}")
+    val = status.get("validation")
+    if val:
+        lines.append(f"Validation: {val.get('revision')} {val.get('verdict')}: {val.get('reason', '')}")
+    return lines
 
 
 def analysis_table(results: Sequence[dict[str, Any]], now: datetime) -> str:

@@ -37,6 +37,20 @@ class OperatorMetrics:
         self.query_errors = Counter("kanaria_metric_query_errors", "Metric queries that returned no evidence because of an error", [*labels, "metric"], registry=r)
         self.reconcile_errors = Counter("kanaria_reconcile_errors", "Reconcile cycles that raised", labels, registry=r)
         self.leader = Gauge("kanaria_leader", "1 when this replica holds the leader lease", registry=r)
+        self.finding = Gauge(
+            "kanaria_serving_finding",
+            "1 while a detector of the serving revision is in alarm (kind: accuracy, validated, drift, latency, errors)",
+            [*labels, "kind"], registry=r,
+        )
+        self.decay = Gauge(
+            "kanaria_serving_accuracy_decay_ratio",
+            "The serving revision's accuracy-decay statistic over its alarm threshold (1 alarms)", labels, registry=r,
+        )
+        self.estimated = Gauge(
+            "kanaria_serving_estimated_accuracy",
+            "Accuracy of the serving revision estimated from its confidences (an estimate, before labels)",
+            labels, registry=r,
+        )
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -55,11 +69,24 @@ class OperatorMetrics:
             self.phase.labels(ns, name, phase).set(1 if st.phase == phase else 0)
         self.weight.labels(ns, name).set(st.canary_weight)
         self.step.labels(ns, name).set(st.current_step)
+        self._serving(ns, name, decision)
         for event in decision.events:
             if event.reason == "Promoted":
                 self.promotions.labels(ns, name).inc()
             elif event.reason in ("RolledBack", "Reverted"):
                 self.rollbacks.labels(ns, name, _reason_class(event.message)).inc()
+
+    def _serving(self, ns: str, name: str, decision: Decision) -> None:
+        mon = decision.status.monitoring
+        if mon is None or mon.revision != decision.status.stable_revision:
+            return
+        for kind in ("accuracy", "validated", "drift", "latency", "errors"):
+            found = next((f for f in mon.findings if f.kind == kind), None)
+            self.finding.labels(ns, name, kind).set(1 if found is not None and found.alarm else 0)
+        if mon.threshold:
+            self.decay.labels(ns, name).set(mon.cusum / mon.threshold)
+        if mon.estimated_accuracy is not None:
+            self.estimated.labels(ns, name).set(mon.estimated_accuracy)
 
     def on_verdicts(self, obj: dict[str, Any], verdicts: dict[str, Verdict], seconds: float) -> None:
         ns, name = obj["metadata"]["namespace"], obj["metadata"]["name"]

@@ -33,6 +33,13 @@ DEFAULT_REASONS: frozenset[str] = frozenset(
         "Paused",
         "AnalysisFailed",
         "Superseded",
+        "Degraded",
+        "Drifting",
+        "Recovered",
+        "RetrainingStarted",
+        "RetrainingFailed",
+        "CandidateReady",
+        "ValidationFailed",
     }
 )
 """Event reasons sent unless KANARIA_WEBHOOK_EVENTS says otherwise."""

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 
-from kanaria.analysis.serving import cusum_step, cusum_threshold
+from kanaria.analysis.serving import conservative_baseline, cusum_step, cusum_threshold
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import Finding, ModelDeploymentSpec, ModelDeploymentStatus, MonitorStatus
 from kanaria.api.observed import ServingReading
@@ -90,7 +90,8 @@ def _take(c: Cycle, mon: MonitorStatus, r: ServingReading) -> None:
             served = (c.now - started).total_seconds() if started is not None else r.period
             rate = mon.labels / max(served, 1.0)
             mon.threshold = cusum_threshold(rate, parse_duration(m.false_alarm_every))
-            mon.cusum = cusum_step(mon.cusum, r.correct, r.labelled, mon.baseline_accuracy, m.accuracy_drop)
+            base = conservative_baseline(mon.early_correct, mon.early_labels)
+            mon.cusum = cusum_step(mon.cusum, r.correct, r.labelled, base, m.accuracy_drop)
             alarm = mon.cusum >= mon.threshold
             clear = mon.cusum == 0.0
             detail = (
