@@ -156,5 +156,7 @@ def test_namespaced_bundle_grants_nothing_cluster_wide_but_reads() -> None:
         ], binding["metadata"]["name"]
     role = next(d for d in docs if d["kind"] == "Role")
     resources = {res for rule in role["rules"] for res in rule["resources"]}
-    assert "secrets" not in resources and not any(r.startswith("pods") for r in resources)
+    assert "secrets" not in resources and not any(r.startswith("pods/") for r in resources)  # no exec, attach
+    pods = [rule for rule in role["rules"] if "pods" in rule["resources"]]
+    assert [sorted(rule["verbs"]) for rule in pods] == [["get", "list"]]  # Job results only
     assert all("*" not in rule["verbs"] and "*" not in rule["resources"] for rule in role["rules"])

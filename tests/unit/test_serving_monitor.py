@@ -187,5 +187,5 @@ def test_simulated_monitors_keep_their_false_alarm_budget_and_find_a_decay() -> 
     assert sum(r.detection_seconds is not None for r in found) >= 8
     still = [drift_monitor(rng, request_rate=20.0, budget=DAY, days=1) for _ in range(2)]
     assert sum(r.false_alarms for r in still) <= 2
-    shifted = [drift_monitor(rng, request_rate=20.0, budget=30 * DAY, days=0, shifted_share=0.5) for _ in range(5)]
+    shifted = [drift_monitor(rng, request_rate=20.0, budget=30 * DAY, days=0, shifted_share=0.8) for _ in range(5)]
     assert sum(r.detection_seconds is not None for r in shifted) >= 3

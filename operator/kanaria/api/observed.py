@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from kanaria.api.verdict import Verdict
 
-__all__ = ["WorkloadState", "Arm", "AnalysisPlan", "SRM_METRIC", "ServingReading"]
+__all__ = ["WorkloadState", "Arm", "AnalysisPlan", "SRM_METRIC", "ServingReading", "JobState"]
 
 
 @dataclass(frozen=True)
@@ -79,3 +79,15 @@ class ServingReading:
     """Recent error rate against the revision's own history (FAIL: higher)."""
     error: str | None = None
     """Set when the metrics could not be read at all."""
+
+
+@dataclass(frozen=True)
+class JobState:
+    """A retraining or validation Job as observed."""
+
+    state: str
+    """Running, Succeeded or Failed."""
+    message: str = ""
+    """Its container's termination message (the Job's result, JSON by contract)."""
+    reason: str = ""
+    """Why it failed, as the Job controller says."""

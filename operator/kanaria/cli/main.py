@@ -3,7 +3,7 @@
     kubectl kanaria list [-A]                      kubectl kanaria promote NAME [--full]
     kubectl kanaria status NAME [--watch]          kubectl kanaria abort|retry|pause|resume NAME
     kubectl kanaria history NAME                   kubectl kanaria rollback NAME --to REVISION
-    kubectl kanaria report NAME -o report.html
+    kubectl kanaria report NAME -o report.html     kubectl kanaria retrain|adopt NAME
 
 Every action is one merge patch of the `kanaria.io/action` annotation; the operator acts on it.
 Errors print one line on stderr and exit with code 1.
@@ -27,7 +27,7 @@ __all__ = ["main", "build_parser"]
 
 VERBS = {  # command → annotation verb
     "promote": "promote", "abort": "abort", "retry": "retry", "pause": "pause",
-    "resume": "resume", "rollback": "rollback",
+    "resume": "resume", "rollback": "rollback", "retrain": "retrain", "adopt": "adopt",
 }
 
 
@@ -80,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("pause", "hold the rollout where it is"),
         ("resume", "continue a paused rollout"),
         ("rollback", "make a kept older revision the stable one"),
+        ("retrain", "start the retraining Job now (spec.retraining)"),
+        ("adopt", "write the retraining candidate into spec.model (its rollout begins)"),
     ):
         p = command(verb, text)
         if verb == "promote":

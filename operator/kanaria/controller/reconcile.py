@@ -8,6 +8,7 @@ instead of a double step.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -32,7 +33,8 @@ from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, d
 from kanaria.rollout.conditions import invalid_spec_condition
 from kanaria.rollout.monitoring import monitoring_due, parse_time
 from kanaria.traffic import Router, router_for
-from kanaria.workloads.kube import RevisionCollision, Workloads
+from kanaria.workloads.jobs import Jobs
+from kanaria.workloads.kube import FIELD_MANAGER, RevisionCollision, Workloads
 from kanaria.workloads.objects import model_fingerprint
 
 __all__ = ["ACTION_ANNOTATION", "ReconcileContext", "reconcile"]
@@ -108,6 +110,8 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     if collision is not None:
         _write_invalid(ctx, obj, status, collision, now)
         return 300.0
+    jobs = Jobs(ctx.api, name, namespace, meta["uid"])
+    running = {j.name for j in status.jobs if j.state == "Running"}
     router_error = router.check()
     weights, mirror, match = router.observe() if router_error is None else (None, None, None)
     plan = analysis_plan(spec, status, now)
@@ -128,6 +132,9 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
         match=match,
         arm_verdicts=arm_verdicts,
         serving=serving,
+        jobs=jobs.observe(running),
+        stable_uri=_model_uri(models.get(status.stable_revision or "")),
+        name=name,
     )
     decision = decide(spec, status, obs, now)
     if not ctx.is_leader():
@@ -145,11 +152,53 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
         # already (one write per cycle); the next cycle's check above marks the spec invalid.
         log.warning("%s/%s: %s; checking again next cycle", namespace, name, exc)
         return 1.0
+    for job in decision.jobs:
+        jobs.create(job.name, job.purpose, job.template, job.env, job.deadline_seconds)
+    if decision.adopt is not None:
+        _adopt(ctx, obj, spec, *decision.adopt)
     for event in decision.events:
         post_event(ctx.api, obj, event)
     if ctx.on_decision is not None:
         ctx.on_decision(obj, decision)
     return decision.requeue_after
+
+
+def _model_uri(fingerprint: str | None) -> str | None:
+    """The model URI recorded on a revision's Deployment (see model_fingerprint)."""
+    if not fingerprint:
+        return None
+    try:
+        value = json.loads(fingerprint)
+    except ValueError:
+        return None
+    uri = value.get("uri") if isinstance(value, dict) else None
+    return uri if isinstance(uri, str) else None
+
+
+def _adopt(ctx: ReconcileContext, obj: dict[str, Any], spec: ModelDeploymentSpec, version: str, uri: str) -> None:
+    """Write a candidate into spec.model with server-side apply under Kanaria's field manager
+    (forced: adoption was asked for). A GitOps tool that owns the spec will put its own value
+    back at its next sync: adopt in the repository instead (docs/gitops.md)."""
+    meta = obj["metadata"]
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "ModelDeployment",
+        "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+        "spec": {"model": {"name": spec.model.name, "version": version, "uri": uri}},
+    }
+    try:
+        client.CustomObjectsApi(ctx.api).patch_namespaced_custom_object(
+            GROUP, VERSION, meta["namespace"], PLURAL, meta["name"], body,
+            field_manager=FIELD_MANAGER, force=True, _content_type="application/apply-patch+yaml",
+        )
+    except ApiException as exc:
+        from kanaria.rollout.types import Event
+
+        why = f"{exc.status} {exc.reason}"
+        log.warning("%s/%s: could not write the candidate into spec.model: %s", meta["namespace"], meta["name"], why)
+        post_event(ctx.api, obj, Event("Warning", "CandidateNotAdopted",
+                                       f"could not write {version} into spec.model ({why}); adopt it in the "
+                                       "spec's source, or again with kubectl kanaria adopt"))
 
 
 def _collision(spec: ModelDeploymentSpec, name: str, models: dict[str, str]) -> str | None:

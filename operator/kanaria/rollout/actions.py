@@ -1,11 +1,12 @@
 """Requests from people (the ``kanaria.io/action`` annotation): pause, resume, promote,
-abort, retry, and rollback to a kept revision."""
+abort, retry, rollback to a kept revision, retrain now, and adopt the candidate."""
 
 from __future__ import annotations
 
 from kanaria.rollout.clock import iso
 from kanaria.rollout.cycle import Cycle
 from kanaria.rollout.endings import revert, rollback
+from kanaria.rollout.lifecycle import adopt, retrain
 from kanaria.rollout.steps import advance
 from kanaria.rollout.types import UserAction
 
@@ -43,7 +44,13 @@ def handle_action(c: Cycle, action: UserAction) -> None:
         revert(c, "aborted by a person during the watch window")
     elif verb == "retry" and st.rejected_revision is not None:
         c.event("Retry", f"retrying revision {st.rejected_revision}")
+        if st.validation is not None and st.validation.revision == st.rejected_revision:
+            st.validation = None  # validated again, from the start
         st.rejected_revision = None
+    elif verb == "retrain":
+        retrain(c, "requested by a person", "")
+    elif verb == "adopt":
+        adopt(c, "adopted by a person")
     elif verb == "rollback" and action.arg is not None:
         _rollback_to(c, action.arg)
     else:

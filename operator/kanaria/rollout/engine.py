@@ -19,6 +19,7 @@ from kanaria.rollout.clock import iso
 from kanaria.rollout.conditions import conditions_for
 from kanaria.rollout.cycle import HISTORY_LIMIT, Cycle
 from kanaria.rollout.endings import end_canary, finish_watch
+from kanaria.rollout.lifecycle import follow_jobs, retrain_if_needed, validation_gate
 from kanaria.rollout.phase import phase_of
 from kanaria.rollout.retention import retention
 from kanaria.rollout.shadow import progress_shadow
@@ -44,6 +45,7 @@ def decide(
     if obs.action is not None and obs.action.raw != c.st.last_action:
         handle_action(c, obs.action)
         c.st.last_action = obs.action.raw
+    follow_jobs(c)
     if obs.router_error is not None:
         _hold_for_router(c, obs.router_error)
     else:
@@ -68,18 +70,31 @@ def _next_move(c: Cycle) -> None:
             steady(c)
         else:
             end_canary(c, "superseded", f"superseded by revision {rev} ({c.obs.version})")
-            start_canary(c)
+            _start_if_validated(c)
     elif rev == st.stable_revision:
         if st.watch_until is not None:
             watch(c)
         else:
             steady(c)
+            retrain_if_needed(c)
     elif rev == st.rejected_revision:
         steady(c)
     else:
         if st.watch_until is not None:
             finish_watch(c)  # a newer revision arrived before the watch window ended
+        _start_if_validated(c)
+
+
+def _start_if_validated(c: Cycle) -> None:
+    """Start the new revision's rollout once offline validation (if asked for) passed; until
+    then, and after a failure, the stable revision serves everything."""
+    if validation_gate(c):
         start_canary(c)
+        return
+    message = c.st.message
+    steady(c)
+    c.st.message = message
+    c.requeue(2.0)
 
 
 def _progress_strategy(c: Cycle) -> None:

@@ -54,6 +54,9 @@ def phase_of(
         return "Watching"
     if rolled_back(st, obs.revision):
         return "RolledBack"
+    v = st.validation
+    if v is not None and v.revision == obs.revision and v.verdict == "pending" and obs.revision != st.stable_revision:
+        return "Validating"
     return "Stable" if serving_ready(spec, obs, st.stable_revision) else "Progressing"
 
 

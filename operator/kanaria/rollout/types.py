@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from kanaria.api.models import ModelDeploymentStatus
-from kanaria.api.observed import ServingReading, WorkloadState
+from kanaria.api.observed import JobState, ServingReading, WorkloadState
 from kanaria.api.routing import RouteMatch
 from kanaria.api.verdict import Verdict
 
-__all__ = ["ACTIONS", "UserAction", "Observations", "Event", "Decision"]
+__all__ = ["ACTIONS", "UserAction", "Observations", "Event", "Decision", "JobRequest"]
 
-ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback")
+ACTIONS = ("promote", "promote-full", "abort", "retry", "pause", "resume", "rollback", "retrain", "adopt")
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ class Observations:
     """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
     serving: ServingReading | None = None
     """A check of the serving revision between rollouts, when one was due."""
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    """The Jobs status.jobs records as running, as they stand now."""
+    stable_uri: str | None = None
+    """The model URI the stable revision's Deployment serves."""
+    name: str = ""
+    """The ModelDeployment's name (Jobs are named after it)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,17 @@ class Event:
     type: Literal["Normal", "Warning"]
     reason: str
     message: str
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A Job to create: its name, purpose, pod template, environment and deadline."""
+
+    name: str
+    purpose: str
+    template: Mapping[str, object]
+    env: Mapping[str, str]
+    deadline_seconds: int
 
 
 @dataclass
@@ -99,3 +116,7 @@ class Decision:
     """Desired header match sending requests to a challenger; None: none (with weights)."""
     events: list[Event] = field(default_factory=list)
     requeue_after: float = 10.0
+    jobs: list[JobRequest] = field(default_factory=list)
+    """Retraining or validation Jobs to create."""
+    adopt: tuple[str, str] | None = None
+    """A candidate (version, URI) to write into spec.model."""
