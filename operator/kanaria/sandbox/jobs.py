@@ -42,8 +42,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ FALLBACK_LOG_LINES = 80  # FallbackToLogsOnError: the kubelet's tail of the log 
 FALLBACK_LOG_BYTES = 2048  # ... and its size limit
 START_ERROR_EXIT_CODE = 128
 PYTHON_NAMES = ("python", "python3")
+API_TIMEOUT = 10.0  # seconds; a hung request must not hold the loop (or stop()) for long
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])
 
 
@@ -248,19 +251,21 @@ class LocalJobRunner:
     def sync(self) -> None:
         """One pass: start new Job pods, report ended ones, stop those whose pod is gone."""
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
-        listed = self.core.list_namespaced_pod(self.namespace, label_selector=selector)
+        listed = self.core.list_namespaced_pod(
+            self.namespace, label_selector=selector, _request_timeout=API_TIMEOUT
+        )
         pods: dict[str, Any] = {
             str(p.metadata.uid): p for p in listed.items if p.metadata and _is_job_pod(p)
         }
         for uid, pod in pods.items():
             if uid not in self._seen and _ready_to_run(pod):
                 self._seen.add(uid)
-                self._guarded(str(pod.metadata.name), lambda p=pod: self._start(p))
+                self._guarded(str(pod.metadata.name), partial(self._start, pod))
         for uid, job in list(self.running.items()):
-            self._guarded(job.pod, lambda u=uid, j=job: self._follow(u, j, pods.get(u)))
+            self._guarded(job.pod, partial(self._follow, uid, job, pods.get(uid)))
         self._dying = [job for job in self._dying if not job.reap()]
 
-    def _guarded(self, pod: str, action: Any) -> None:
+    def _guarded(self, pod: str, action: Callable[[], None]) -> None:
         try:
             action()
         except Exception as exc:  # one pod's trouble must not stop the others
@@ -367,6 +372,7 @@ class LocalJobRunner:
                 self.namespace,
                 pod_status_patch(job, code),
                 _content_type="application/strategic-merge-patch+json",
+                _request_timeout=API_TIMEOUT,
             )
         except ApiException as exc:
             if exc.status != 404:  # gone meanwhile: nothing to report to
