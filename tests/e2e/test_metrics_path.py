@@ -140,6 +140,14 @@ def test_good_revision_is_promoted_and_traffic_really_moves(rollouts: Rollouts, 
     # it ready, so the check may show a mismatch early in a step — it informs, never acts.
     srm = [a for p in timeline.snapshot() for a in p.analysis if a["metric"] == "sample-ratio"]
     assert srm and srm[-1]["samples"] > 100 and 0 < srm[-1]["value"] < 1, srm[-3:]
+    # Labels that matched a served prediction became labelled samples, from both revisions,
+    # where the stack's Jobs read them.
+    lines = (rollouts.stack.sample_dir / f"{NAME}.jsonl").read_text().splitlines()
+    samples = [json.loads(line) for line in lines]
+    by_revision = {r: sum(s["revision"] == r for s in samples) for r in (stable, rev)}
+    assert all(n > 50 for n in by_revision.values()), by_revision
+    assert all(len(s["features"]) == 30 and s["label"] in (0, 1) for s in samples)
+    assert len({s["request_id"] for s in samples}) == len(samples)  # one line per label
 
 
 @pytest.mark.parametrize(

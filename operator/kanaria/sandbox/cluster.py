@@ -48,11 +48,13 @@ GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 GATEWAY_API_VERSION = "v1.6.3"  # the one pin of the Gateway API CRDs (standard channel)
 KWOK_MODULE = "sigs.k8s.io/kwok"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-KWOK_STAGES = (  # relative to the kwok module's kustomize/stage/
+# Relative to the kwok module's kustomize/stage/. No pod-complete stage: a Job's pod stays
+# Running until the sandbox's Job runner (sandbox/jobs.py) has run its command and reports
+# how it ended.
+KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat/node-heartbeat.yaml",
     "pod/fast/pod-ready.yaml",
-    "pod/fast/pod-complete.yaml",
     "pod/fast/pod-delete.yaml",
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"

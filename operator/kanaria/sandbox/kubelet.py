@@ -7,6 +7,11 @@ the Deployment's pod template (KANARIA_MODEL_URI, KANARIA_REVISION, ...) and wit
 injection on (KANARIA_FAULT_* in a pod template and /admin/faults are how the tests make a
 regression). It publishes the servers to Prometheus through a file_sd targets file and answers
 the proxy's question "where does Service NAME-REVISION live?".
+
+Every server gets ``KANARIA_SAMPLE_DIR`` (``sample_dir``, default ``<workdir>/samples``,
+overriding the pod template's): the labelled samples of live traffic go there (see
+:mod:`kanaria.sandbox.samples`), where the Jobs :class:`~kanaria.sandbox.jobs.LocalJobRunner`
+runs find them. The pods of Jobs are that class's business, not this one's.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 from kubernetes import client
 
 from kanaria.sandbox.modelserver import ModelServerProcess
+from kanaria.sandbox.samples import SAMPLE_DIR_ENV
 from kanaria.workloads.objects import LABEL_DEPLOYMENT, LABEL_REVISION, MANAGED_BY
 
 __all__ = ["LocalKubelet", "Served"]
@@ -52,10 +58,12 @@ class LocalKubelet:
         *,
         interval: float = 0.5,
         keep_stopped: bool = True,
+        sample_dir: Path | None = None,
     ) -> None:
         self.apps = client.AppsV1Api(api)
         self.namespace = namespace
         self.workdir = workdir
+        self.sample_dir = (sample_dir or workdir / "samples").resolve()
         self.targets_file = targets_file
         self.interval = interval
         self.keep_stopped = keep_stopped
@@ -150,6 +158,8 @@ class LocalKubelet:
         labels = dep.metadata.labels or {}
         containers = dep.spec.template.spec.containers or []
         env = {e.name: e.value for c in containers for e in (c.env or []) if e.value is not None}
+        self.sample_dir.mkdir(parents=True, exist_ok=True)
+        env[SAMPLE_DIR_ENV] = str(self.sample_dir)
         log_path = self.workdir / f"{name}.log"
         process = ModelServerProcess(env, log_path=log_path, enable_faults=True)
         log.info("started %s at %s", name, process.url)

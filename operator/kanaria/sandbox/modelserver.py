@@ -25,6 +25,15 @@ Configuration comes from the environment the operator gives the pod: ``KANARIA_M
 server closes its monitor: predictions not yet matured are counted as dropped (``shutdown``)
 and their number is written to stderr.
 
+Labelled samples: with ``KANARIA_SAMPLE_DIR`` set, the server keeps the feature rows of its
+recent predictions by request id (as many and as long as the feedback store keeps
+predictions: ``KANARIA_FEEDBACK_MAX_PENDING``, ``KANARIA_FEEDBACK_TTL_SECONDS``) and, when a
+label arrives for one of them, appends ``{"t", "revision", "request_id", "features", "label"}``
+as one JSON line to ``$KANARIA_SAMPLE_DIR/<model name>.jsonl`` (layout and locking:
+:mod:`kanaria.sandbox.samples`). Copies mirrored to a shadow (``X-Kanaria-Mirrored: 1``) are
+not kept, so each label gives one line. The sandbox's runtime sets the variable for every
+model server and for the Jobs it runs, whose retraining reads the file.
+
 Fault injection (a test tool) is off unless the server is started with ``--enable-faults``,
 which only the sandbox does (:class:`ModelServerProcess` with ``enable_faults=True``, as the
 local stack's runtime launches every model server). With it on: ``/admin/faults``,
@@ -67,6 +76,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from kanaria.monitor import ModelMonitor, horizons_from_env
 from kanaria.sandbox._proc import die_with_parent
+from kanaria.sandbox.samples import SAMPLE_DIR_ENV, SampleRecorder, sample_file
 from kanaria.sandbox.train import Artifact, load_artifact
 
 __all__ = [
@@ -84,6 +94,7 @@ FAULTS_OFF = (
 )
 REVISION_HEADER = "X-Kanaria-Revision"
 REQUEST_ID_HEADER = "X-Request-Id"
+MIRRORED_HEADER = "X-Kanaria-Mirrored"  # what the sandbox's mirror puts on a shadow's copies
 _MAX_BODY = 16 * 1024 * 1024
 
 
@@ -136,6 +147,8 @@ class ServerConfig:
     model sees it (and before it is monitored), as a broken feature pipeline would."""
     faults_enabled: bool = False
     """Whether the fault switches (the fields above, ``/admin/faults``) may be used at all."""
+    sample_dir: str | None = None
+    """Where labelled samples go (``KANARIA_SAMPLE_DIR``); None: nowhere."""
 
     def requested_faults(self, meta_faults: Mapping[str, Any]) -> list[str]:
         """The fault settings asked for, by name (empty when none is)."""
@@ -183,6 +196,7 @@ class ServerConfig:
             maturity_horizons=horizons_from_env(env),
             fault_seed=int(seed) if seed else None,
             faults_enabled=faults_enabled,
+            sample_dir=env.get(SAMPLE_DIR_ENV, "").strip() or None,
         )
 
 
@@ -224,8 +238,20 @@ class ModelServer:
             version=self.version,
             maturity_horizons=config.maturity_horizons,
         )
+        self.samples = self._sample_recorder(config)
         self._httpd = _HTTPServer((host, port), _Handler, self)
         self._thread: threading.Thread | None = None
+
+    def _sample_recorder(self, config: ServerConfig) -> SampleRecorder | None:
+        if config.sample_dir is None:
+            return None
+        return SampleRecorder(
+            sample_file(config.sample_dir, self.model_name),
+            self.revision,
+            self.artifact.profile.classes,
+            max_rows=config.pending_max,
+            ttl_seconds=config.pending_ttl_seconds,
+        )
 
     @property
     def host(self) -> str:
@@ -278,10 +304,15 @@ class ModelServer:
             return classes[label]
         return str(label)
 
-    def predict(self, body: Mapping[str, Any], header_id: str | None) -> tuple[int, dict[str, Any]]:
+    def predict(
+        self, body: Mapping[str, Any], header_id: str | None, *, mirrored: bool = False
+    ) -> tuple[int, dict[str, Any]]:
+        """Answer one prediction request; ``mirrored``: a shadow's copy (never answered to
+        anyone, so its rows are not kept as samples)."""
         started = time.perf_counter()
         single = "features" in body
         rows, ids = self._parse_rows(body, header_id, single)
+        sent = rows  # as the client sent them: what labelled samples record
         if self.config.input_scale is not None:
             index, factor = self.config.input_scale
             rows = [[v * factor if i == index else v for i, v in enumerate(row)] for row in rows]
@@ -303,6 +334,9 @@ class ModelServer:
         for rid, row, name, score in zip(ids, rows, names, scores, strict=True):
             self.monitor.observe_request(rid, row, name, score, latency)
             answers.append({"prediction": name, "score": score, "request_id": rid})
+        if self.samples is not None and not mirrored:
+            for rid, row in zip(ids, sent, strict=True):
+                self.samples.remember(rid, row)
         common = {"revision": self.revision, "model": self.model_name, "version": self.version}
         if single:
             return HTTPStatus.OK, {**answers[0], **common}
@@ -335,11 +369,14 @@ class ModelServer:
         if not rid or "label" not in body:
             raise _BadRequest('expected {"request_id": ..., "label": ...}')
         served = body.get("served_prediction")
+        label = self.class_name(body["label"])
         accepted = self.monitor.feedback(
             str(rid),
-            self.class_name(body["label"]),
+            label,
             served_prediction=None if served is None else self.class_name(served),
         )
+        if self.samples is not None:
+            self.samples.label(str(rid), label)
         return {"accepted": accepted, "request_id": str(rid), "revision": self.revision}
 
     def set_faults(self, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -430,7 +467,8 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             body = self._body()
             if path == "/predict":
-                status, answer = app.predict(body, header_id)
+                mirrored = self.headers.get(MIRRORED_HEADER) == "1"
+                status, answer = app.predict(body, header_id, mirrored=mirrored)
                 self._json(status, answer)
             elif path == "/feedback":
                 self._json(HTTPStatus.OK, app.feedback(body, header_id))

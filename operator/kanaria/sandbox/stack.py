@@ -5,10 +5,16 @@
         HTTPRoute ──────┘ (route sync)      LocalKubelet ◄── Deployments        │
             ▲                                                    ▲              │
             └──────────── Kanaria operator (its own process, RBAC from manifests/) ◄┘
+                                               LocalJobRunner ◄── Jobs' pods ◄──┘
 
 The control plane is the test bed's (etcd, kube-apiserver, controller-manager, scheduler,
 kwok). Nothing is faked: the operator moves real HTTPRoute weights, the proxy follows them,
-real requests are split, real models answer, and Prometheus scrapes what they export.
+real requests are split, real models answer, and Prometheus scrapes what they export. The
+pods of the operator's Jobs (retraining, validation) run as local processes and report how
+they ended on their status, so the Job controller completes or fails the Jobs.
+
+Shared directories in the workdir: ``samples/`` (the labelled samples model servers write
+and Jobs read, ``KANARIA_SAMPLE_DIR``) and ``jobs/`` (each Job pod's log and termination log).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import yaml
 from kubernetes import client, config
 
 from kanaria.sandbox.cluster import LocalCluster
+from kanaria.sandbox.jobs import LocalJobRunner
 from kanaria.sandbox.kubelet import LocalKubelet
 from kanaria.sandbox.mirror import MirrorFollower, MirrorProxy
 from kanaria.sandbox.operator import OperatorProcess
@@ -61,6 +68,7 @@ class LocalStack:
         self.prometheus: LocalPrometheus | None = None
         self.proxy: HAProxyProxy | None = None
         self.kubelet: LocalKubelet | None = None
+        self.jobs: LocalJobRunner | None = None
         self.operator: OperatorProcess | None = None
         self.syncs: dict[str, HTTPRouteSync] = {}
         self.mirror: MirrorProxy | None = None
@@ -96,8 +104,14 @@ class LocalStack:
         self._stack.callback(self.mirror.stop)
 
         targets = self.workdir / "models.targets.json"
-        self.kubelet = LocalKubelet(self.api, self.namespace, self.workdir, targets).start()
+        self.kubelet = LocalKubelet(
+            self.api, self.namespace, self.workdir, targets, sample_dir=self.sample_dir
+        ).start()
         self._stack.callback(self.kubelet.stop)
+        self.jobs = LocalJobRunner(
+            self.api, self.namespace, self.workdir, sample_dir=self.sample_dir
+        ).start()
+        self._stack.callback(self.jobs.stop)
 
         self.operator = OperatorProcess(kubeconfig, workdir=self.workdir) if self._start_operator else None
         static = [ScrapeTarget(f"127.0.0.1:{self.proxy.stats_port}", {"job": "haproxy"}, job="haproxy")]
@@ -150,6 +164,11 @@ class LocalStack:
             sync = HTTPRouteSync(name, self.namespace, followers, api=client.CustomObjectsApi(self.api))
             self.syncs[name] = sync.start()
         return self.syncs[name]
+
+    @property
+    def sample_dir(self) -> Path:
+        """Where model servers write labelled samples and Jobs read them."""
+        return self.workdir / "samples"
 
     @property
     def proxy_url(self) -> str:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +45,10 @@ __all__ = [
     "load_artifact",
     "load_split",
     "main",
+    "make_model",
     "train_revision",
+    "training_profile",
+    "write_artifact",
 ]
 
 DATASETS: tuple[str, ...] = ("breast_cancer", "wine", "iris", "digits")
@@ -159,14 +162,9 @@ def train_revision(
     y_train, noise_feature = flip_region_labels(
         split.X_train, split.y_train, label_noise, len(split.classes)
     )
-    model = make_pipeline(
-        StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed)
-    )
+    model = make_model(seed)
     model.fit(split.X_train, y_train)
-    train_scores = model.predict_proba(split.X_train).max(axis=1)
-    profile = ReferenceProfile.from_training_data(
-        split.X_train, split.feature_names, train_scores, split.classes
-    )
+    profile = training_profile(model, split.X_train, split.feature_names, split.classes)
     meta: dict[str, Any] = {
         "version": version,
         "dataset": dataset,
@@ -184,11 +182,32 @@ def train_revision(
         "faults": {"delay_ms": delay_ms, "error_rate": error_rate},
         "sklearn_version": sklearn.__version__,
     }
+    return write_artifact(out, model, profile, meta)
+
+
+def make_model(seed: int = 0) -> Pipeline:
+    """The kind of model every revision is: standardised features, logistic regression."""
+    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, random_state=seed))
+
+
+def training_profile(
+    model: Pipeline, X_train: Any, feature_names: Sequence[str], classes: Sequence[str]
+) -> ReferenceProfile:
+    """The reference profile of a fitted model: deciles of its training rows and of its
+    prediction scores on them (what the monitor compares live traffic with)."""
+    train_scores = model.predict_proba(np.asarray(X_train, dtype=float)).max(axis=1)
+    return ReferenceProfile.from_training_data(X_train, feature_names, train_scores, classes)
+
+
+def write_artifact(
+    out: str | Path, model: Pipeline, profile: ReferenceProfile, meta: Mapping[str, Any]
+) -> Path:
+    """Write the artifact directory ``out``: model.joblib, profile.json and meta.json."""
     path = Path(out)
     path.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, path / MODEL_FILE)
     (path / PROFILE_FILE).write_text(profile.to_json() + "\n")
-    (path / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    (path / META_FILE).write_text(json.dumps(dict(meta), indent=2) + "\n")
     return path
 
 
