@@ -287,7 +287,10 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
         agreed = {o: _metric(chain.shadow, "kanaria_model_agreement_total", outcome=o) for o in ("agree", "disagree")}
         requests = _metric(chain.shadow, "kanaria_model_requests_total")
         dropped = _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown")
-        stats = LoadGenerator(mirror.url, DATASET, rate=500, total=200, feedback_delay_s=0.2, seed=4).run()
+        # Labels come a second after their predictions here: the mirror copies each request
+        # asynchronously, and on a loaded machine a label sent 0.2 s later could overtake the
+        # copy of its own prediction and be dropped as unknown.
+        stats = LoadGenerator(mirror.url, DATASET, rate=500, total=200, feedback_delay_s=1.0, seed=4).run()
         assert stats.by_revision == {"stable": 200} and stats.feedback_accepted == 200
 
         def labels_match_mirrored() -> bool:
