@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kanaria.monitor.profile import decile_edges
 from kanaria.sandbox.train import (
     artifact_path,
     flip_region_labels,
@@ -83,3 +84,45 @@ def test_train_cli(tmp_path: Path) -> None:
     assert json.loads(out.stdout)["test_accuracy"] > 0.85
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert meta["version"] == "v9" and meta["faults"] == {"delay_ms": 20.0, "error_rate": 0.1}
+
+
+def test_train_profile_carries_the_validation_distribution_and_held_out_accuracy(tmp_path: Path) -> None:
+    """Bins at the training deciles; counts, scores and accuracy of the held-out (validation)
+    rows: the distribution and accuracy the revision was validated on."""
+    path = train_revision("breast_cancer", "v1", tmp_path / "v1", label_noise=0.1)
+    artifact = load_artifact(str(path))
+    profile, split = artifact.profile, load_split("breast_cancer")
+    assert profile.rows == len(split.X_test)
+    assert profile.feature_counts is not None and profile.score_counts is not None
+    for j, (edges, counts) in enumerate(zip(profile.feature_edges, profile.feature_counts, strict=True)):
+        column = split.X_test[:, j]
+        assert list(np.cumsum(counts)) == [*(int((column <= e).sum()) for e in edges), len(column)]
+        assert edges == decile_edges(split.X_train[:, j])
+    # Scores: the model's probability of its predicted class on the held-out rows.
+    _, scores = artifact.predict(split.X_test)
+    scores_arr = np.asarray(scores)
+    assert list(np.cumsum(profile.score_counts)) == [
+        *(int((scores_arr <= e).sum()) for e in profile.score_edges), len(scores),
+    ]
+    # Accuracy: on the held-out split, with the clean labels, as meta.json has it.
+    assert profile.accuracy == pytest.approx(_held_out_accuracy(str(path)))
+    assert profile.accuracy == artifact.meta["test_accuracy"]
+    assert profile.accuracy_samples == len(split.y_test) == artifact.meta["n_test"]
+    saved = json.loads((path / "profile.json").read_text())
+    assert {"score_counts", "rows", "accuracy", "accuracy_samples"} <= saved.keys()
+    assert all("counts" in feature for feature in saved["features"])
+
+
+def test_train_cli_trains_on_rescaled_rows(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "kanaria.sandbox.train", "--dataset", "breast_cancer", "--version", "v2",
+         "--out", str(tmp_path / "b"), "--rescale-factor", "2", "--rescale-features", "mean area,0"],
+        env={"PYTHONPATH": str(OPERATOR_DIR), "PATH": "/usr/bin:/bin"},
+        capture_output=True, text=True, check=True, timeout=60,
+    )  # fmt: skip
+    assert json.loads(out.stdout)["test_accuracy"] > 0.93
+    meta = json.loads((tmp_path / "b" / "meta.json").read_text())
+    assert meta["rescale"] == {"features": ["mean radius", "mean area"], "factor": 2.0}
+    profile = load_artifact(str(tmp_path / "b")).profile
+    # Trained, and profiled, on the rescaled rows: the edges are twice the training deciles.
+    assert profile.feature_edges[3][0] == pytest.approx(2 * np.quantile(load_split("breast_cancer").X_train[:, 3], 0.1))

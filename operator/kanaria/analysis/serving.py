@@ -252,8 +252,8 @@ def _drift(p: MetricProvider, model: str, revision: str, window: float, alpha: f
     }
     sel = _selector(model, revision)
     reference = {
-        **_by_label(p.query(f"sum by (feature, le) (kanaria_model_reference_feature{{{sel}}})"), "feature"),
-        **_by_label(p.query(f"sum by (le) (kanaria_model_reference_prediction{{{sel}}})"), ""),
+        **_by_label(p.query(f"max by (feature, le) (kanaria_model_reference_feature{{{sel}}})"), "feature"),
+        **_by_label(p.query(f"max by (le) (kanaria_model_reference_prediction{{{sel}}})"), ""),
     }
     if not reference:
         return None  # the model ships no reference profile counts: nothing to compare with

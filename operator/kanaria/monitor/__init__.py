@@ -7,8 +7,12 @@ operator's query templates):
 - ``kanaria_model_request_duration_seconds`` histogram (:data:`LATENCY_BUCKETS`)
 - ``kanaria_model_feature{feature}`` histogram per input feature on the reference profile's
   fixed bins (training deciles + ``+Inf``)
-- ``kanaria_model_prediction`` histogram of the predicted class's probability, on the
-  profile's score bins, and ``kanaria_model_predictions_total{class}``
+- ``kanaria_model_prediction`` histogram of the score, the probability the model gives the
+  class it predicts (its highest), on the profile's score bins, and
+  ``kanaria_model_predictions_total{class}``. ``_sum / _count`` over a window is the mean
+  confidence: for calibrated predictions the expected accuracy, an estimate before any label
+  arrives (only while the inputs look like the training data: under a covariate shift the
+  model can be confidently wrong, and the accuracy falls well below the mean confidence)
 - ``kanaria_model_labels_total{outcome="correct"|"incorrect"}`` from delayed ground truth,
   credited to the revision that served the prediction, counted when the label arrives
 - ``kanaria_model_matured_total{horizon, outcome="correct"|"incorrect"|"unlabelled"}``: each
@@ -24,6 +28,14 @@ operator's query templates):
   agreement with the stable revision; trivially "agree" on the serving revision)
 - ``kanaria_model_feedback_dropped_total{reason="expired"|"evicted"|"replaced"|"shutdown"|"unknown"}``
 - ``kanaria_model_info{version}`` = 1
+- the reference the revision was trained and validated on, from its profile (gauges, each
+  only when the profile has it; see :class:`ReferenceProfile`):
+  ``kanaria_model_reference_feature{feature, le}`` the number of reference rows whose feature
+  value is at most ``le``, cumulative like a histogram's buckets, on the same ``le`` strings
+  as ``kanaria_model_feature_bucket`` (``"+Inf"`` included);
+  ``kanaria_model_reference_prediction{le}`` the same for the model's scores on those rows;
+  ``kanaria_model_reference_accuracy`` the offline accuracy on held-out rows and
+  ``kanaria_model_reference_accuracy_samples`` how many rows it was measured on
 """
 
 from __future__ import annotations
@@ -39,7 +51,7 @@ from kanaria.monitor.monitor import (
     parse_horizons,
 )
 from kanaria.monitor.pending import DropReason, Outcome, PendingPrediction, PendingStore
-from kanaria.monitor.profile import ReferenceProfile, decile_edges
+from kanaria.monitor.profile import ReferenceProfile, bin_counts, decile_edges
 
 __all__ = [
     "DEFAULT_MATURITY_HORIZONS",
@@ -54,6 +66,7 @@ __all__ = [
     "PendingPrediction",
     "PendingStore",
     "ReferenceProfile",
+    "bin_counts",
     "decile_edges",
     "horizons_from_env",
     "parse_horizons",

@@ -16,7 +16,23 @@ from dataclasses import dataclass, field
 from prometheus_client.core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["FixedBinCollector", "FixedBinHistogram"]
+__all__ = ["FixedBinCollector", "FixedBinHistogram", "cumulative_buckets"]
+
+
+def cumulative_buckets(edges: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
+    """``(le, cumulative count)`` pairs ending with ``+Inf``, as exposition wants them.
+
+    ``counts`` has one entry per bin: ``len(edges) + 1``, the last being the overflow above
+    the last edge. The ``le`` strings are the ones every fixed-bin series of the monitor uses.
+    """
+    if len(counts) != len(edges) + 1:
+        raise ValueError(f"{len(edges)} edges need {len(edges) + 1} bin counts, not {len(counts)}")
+    running = 0
+    buckets: list[tuple[str, float]] = []
+    for edge, count in zip((*edges, math.inf), counts, strict=True):
+        running += count
+        buckets.append(("+Inf" if math.isinf(edge) else repr(edge), float(running)))
+    return buckets
 
 
 @dataclass
@@ -43,12 +59,7 @@ class FixedBinHistogram:
 
     def cumulative(self) -> list[tuple[str, float]]:
         """``(le, cumulative count)`` pairs ending with ``+Inf``, as exposition wants them."""
-        running = 0
-        buckets: list[tuple[str, float]] = []
-        for edge, count in zip((*self.edges, math.inf), self.counts, strict=True):
-            running += count
-            buckets.append(("+Inf" if math.isinf(edge) else repr(edge), float(running)))
-        return buckets
+        return cumulative_buckets(self.edges, self.counts)
 
 
 class FixedBinCollector(Collector):

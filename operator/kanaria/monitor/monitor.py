@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from kanaria.monitor.histogram import FixedBinCollector
+from kanaria.monitor.histogram import FixedBinCollector, cumulative_buckets
 from kanaria.monitor.pending import DropReason, Outcome, PendingPrediction, PendingStore
 from kanaria.monitor.profile import ReferenceProfile
 
@@ -190,6 +190,7 @@ class ModelMonitor:
         self._scores.add_series(self._labels, profile.score_edges)
         reg.register(self._features)
         reg.register(self._scores)
+        reg.register(_Reference(profile, self._labels))
 
         # Create every series up front so rates and increases start from an explicit zero.
         self._requests.labels(*self._labels)
@@ -221,7 +222,9 @@ class ModelMonitor:
 
         ``features`` (in profile order) are binned even for a failed request: they describe
         the input. A successful request with a ``predicted_class`` is counted as a prediction
-        and, with a ``request_id``, waits for its label.
+        and, with a ``request_id``, waits for its label. ``score`` is the probability the
+        model gives ``predicted_class``: then ``kanaria_model_prediction``'s ``_sum / _count``
+        is the mean confidence, for calibrated predictions the expected accuracy.
         """
         values: list[float] | None = None
         if features is not None:
@@ -327,3 +330,62 @@ class _Maturity(Collector):
         self._store.sweep()
         yield from self._matured.collect()
         yield self._pending(self._store.unmatured)
+
+
+class _Reference(Collector):
+    """The profile's reference counts and accuracy as gauges; only the parts it has.
+
+    The counts are cumulative per ``le``, on the same ``le`` strings as the live
+    ``kanaria_model_feature`` and ``kanaria_model_prediction`` buckets.
+    """
+
+    def __init__(self, profile: ReferenceProfile, labels: tuple[str, str]) -> None:
+        self._profile = profile
+        self._labels = list(labels)
+
+    def _families(self) -> list[Metric]:
+        profile, labels = self._profile, self._labels
+        families: list[Metric] = []
+        if profile.feature_counts is not None:
+            features = GaugeMetricFamily(
+                "kanaria_model_reference_feature",
+                "Reference rows (training data) per feature at or below le, cumulative.",
+                labels=(*_BASE, "feature", "le"),
+            )
+            for name, edges, counts in zip(
+                profile.feature_names, profile.feature_edges, profile.feature_counts, strict=True
+            ):
+                for le, value in cumulative_buckets(edges, counts):
+                    features.add_metric([*labels, name, le], value)
+            families.append(features)
+        if profile.score_counts is not None:
+            scores = GaugeMetricFamily(
+                "kanaria_model_reference_prediction",
+                "Reference prediction scores (probability of the predicted class) at or below "
+                "le, cumulative.",
+                labels=(*_BASE, "le"),
+            )
+            for le, value in cumulative_buckets(profile.score_edges, profile.score_counts):
+                scores.add_metric([*labels, le], value)
+            families.append(scores)
+        if profile.accuracy is not None and profile.accuracy_samples is not None:
+            accuracy = GaugeMetricFamily(
+                "kanaria_model_reference_accuracy",
+                "Offline accuracy of this revision on held-out rows.",
+                labels=_BASE,
+            )
+            accuracy.add_metric(labels, profile.accuracy)
+            samples = GaugeMetricFamily(
+                "kanaria_model_reference_accuracy_samples",
+                "Held-out rows the offline accuracy was measured on.",
+                labels=_BASE,
+            )
+            samples.add_metric(labels, profile.accuracy_samples)
+            families += [accuracy, samples]
+        return families
+
+    def describe(self) -> list[Metric]:
+        return self._families()
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._families()

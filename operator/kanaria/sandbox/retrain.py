@@ -213,7 +213,8 @@ def retrain(
     )
     version = _new_version(request, current_version, started)
     out = _destination(request, version)
-    profile = training_profile(model, X_train, current.profile.feature_names, current.profile.classes)
+    profile = training_profile(model, X_train, current.profile.feature_names, current.profile.classes,
+                               held_out=(X_hold, y_hold))
     meta: dict[str, Any] = {
         **{k: current.meta[k] for k in ("dataset", "split_seed", "test_size") if k in current.meta},
         "version": version,
