@@ -16,7 +16,8 @@ JOB = {"spec": {"containers": [{"name": "train", "image": "trainer:1", "command"
 
 
 def spec(**extra: Any) -> Any:
-    return make_spec(retraining={"template": JOB, "cooldown": "10m", **extra.pop("retraining", {})}, **extra)
+    return make_spec(retraining={"template": JOB, "cooldown": "10m", "dataWindow": "5m",
+                                 **extra.pop("retraining", {})}, **extra)
 
 
 def drifting(since: str = "2026-01-01T11:50:00.000Z") -> ModelDeploymentStatus:
@@ -43,11 +44,18 @@ def test_drift_starts_one_retraining_job_with_the_evidence() -> None:
     env = dict(job.env)
     assert env["KANARIA_MODEL_VERSION"] == "v1" and env["KANARIA_MODEL_URI"] == "file:///models/v1"
     assert env["KANARIA_TRIGGER"].startswith("drift since") and "mean radius" in env["KANARIA_EVIDENCE"]
-    assert float(env["KANARIA_DATA_UNTIL"]) - float(env["KANARIA_DATA_SINCE"]) == 3600
+    assert float(env["KANARIA_DATA_UNTIL"]) - float(env["KANARIA_DATA_SINCE"]) == 600  # since the finding began
     assert d.status.jobs[-1].state == "Running" and d.status.last_retrain_at is not None
     # Still drifting next cycle: the running Job is followed, no second one.
     again = decide(spec(), d.status, seen(jobs={job.name: JobState("Running")}), T0 + timedelta(seconds=30))
     assert again.jobs == [] and "RetrainingStarted" not in reasons(again)
+
+
+def test_retraining_waits_for_a_data_window_of_the_new_regime() -> None:
+    early = decide(spec(), drifting(since="2026-01-01T11:58:00.000Z"), seen(), T0)
+    assert early.jobs == [] and "retraining starts once 5m of data" in early.status.message
+    assert early.requeue_after <= 180
+    assert len(decide(spec(), early.status, seen(), T0 + timedelta(minutes=3)).jobs) == 1
 
 
 def test_a_candidate_is_recorded_and_adopted_by_a_person_or_automatically() -> None:
@@ -89,6 +97,8 @@ def test_failed_hanging_or_garbage_jobs_adopt_nothing_and_say_why() -> None:
         assert done.adopt is None and done.status.candidate is None
         assert done.status.jobs[-1].state == "Failed" and said in done.status.jobs[-1].reason
         assert done.status.stable_revision == "r1"
+        cond = next(c for c in done.status.conditions if c.type == "Retraining")
+        assert cond.reason == "RetrainingFailed" and said in cond.message and "unchanged" in cond.message
 
 
 def test_a_new_alarm_after_the_cooldown_starts_a_new_job_and_none_within_it() -> None:

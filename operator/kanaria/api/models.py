@@ -612,7 +612,9 @@ class Retraining(JobSpec):
     cooldown: Duration = Field(default="1h", pattern=DURATION_PATTERN)
     """After a Job starts, no other starts for this long (one incident, one Job)."""
     data_window: Duration = Field(default="1h", pattern=DURATION_PATTERN)
-    """How far back the Job's data window reaches (KANARIA_DATA_SINCE)."""
+    """The Job's data (KANARIA_DATA_SINCE..KANARIA_DATA_UNTIL): after a finding, the data since
+    the finding began, and the Job starts once this much of it is in (the new regime, not the
+    old); on a schedule or a person's request, this long back from now."""
     adopt: Literal["auto", "manual"] = "manual"
     """auto: Kanaria writes the candidate into spec.model (its own field manager) and the
     rollout begins; manual: a person adopts it (kubectl kanaria adopt) or writes it into the

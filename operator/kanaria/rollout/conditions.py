@@ -48,6 +48,7 @@ def conditions_for(
         ),
         _degraded(status, obs, metrics_down),
         _drifting(status),
+        _retraining(status),
         _cond("InvalidSpec", False, "SpecValid", ""),
     ]
     return merge_conditions(previous, wanted, status.observed_generation, now)
@@ -68,6 +69,19 @@ def _degraded(
                   "errors": "ErrorRegression"}[found[0].kind]
         return _cond("Degraded", True, reason, "; ".join(f"{f.kind}: {f.detail}" for f in found))
     return _cond("Degraded", False, "Healthy", "")
+
+
+def _retraining(status: ModelDeploymentStatus) -> tuple[str, str, str, str]:
+    """The last retraining Job: running, failed (and why) or what it produced."""
+    last = next((j for j in reversed(status.jobs) if j.purpose == "retrain"), None)
+    if last is None:
+        return _cond("Retraining", False, "NoJob", "")
+    if last.state == "Running":
+        return _cond("Retraining", True, "JobRunning", f"Job {last.name} started for {last.trigger}")
+    if last.state == "Failed":
+        return _cond("Retraining", False, "RetrainingFailed",
+                     f"Job {last.name} failed: {last.reason}; the serving revision is unchanged")
+    return _cond("Retraining", False, "CandidateReady", f"Job {last.name}: {last.reason}")
 
 
 def _drifting(status: ModelDeploymentStatus) -> tuple[str, str, str, str]:

@@ -65,7 +65,9 @@ def _start(c: Cycle, purpose: str, subject: str, trigger: str, env: dict[str, st
 
 
 def follow_jobs(c: Cycle) -> None:
-    """Take in the Jobs that ended since the last cycle."""
+    """Take in the Jobs that ended since the last cycle; look again soon while one runs."""
+    if any(j.state == "Running" for j in c.st.jobs):
+        c.requeue(2.0)
     for run in list(c.st.jobs):
         if run.state != "Running":
             continue
@@ -166,9 +168,17 @@ def retrain_if_needed(c: Cycle) -> None:
             continue
         for found in alarms(st, (kind,)):
             key = f"{kind} since {found.since}"
-            if key not in tried:
-                retrain(c, key, found.detail)
+            began = parse_time(found.since)
+            if key in tried or began is None:
+                continue
+            waited = (c.now - began).total_seconds()
+            window = parse_duration(r.data_window)
+            if waited < window:  # collect dataWindow of the new regime first
+                c.requeue(window - waited)
+                st.message = f"{kind}: retraining starts once {r.data_window} of data since the finding is in"
                 return
+            retrain(c, key, found.detail, since=began.timestamp())
+            return
     if "schedule" in r.triggers and r.every is not None:
         mon = st.monitoring
         since = last or (parse_time(mon.started_at) if mon is not None else None)
@@ -176,8 +186,9 @@ def retrain_if_needed(c: Cycle) -> None:
             retrain(c, f"schedule (every {r.every})", "")
 
 
-def retrain(c: Cycle, trigger: str, evidence: str) -> JobRun | None:
-    """Start a retraining Job now (a trigger fired, or a person asked)."""
+def retrain(c: Cycle, trigger: str, evidence: str, since: float | None = None) -> JobRun | None:
+    """Start a retraining Job now (a trigger fired, or a person asked). Its data window begins
+    at ``since`` (a finding's start), else dataWindow ago."""
     r, st = c.spec.retraining, c.st
     if r is None:
         c.event("ActionIgnored", "no spec.retraining: nothing to start", warning=True)
@@ -185,7 +196,7 @@ def retrain(c: Cycle, trigger: str, evidence: str) -> JobRun | None:
     if _running(c, "retrain") is not None:
         c.event("ActionIgnored", "a retraining Job is running already", warning=True)
         return None
-    since = c.now.timestamp() - parse_duration(r.data_window)
+    since = _data_since(c) if since is None else since
     mon = st.monitoring
     evidence_json = json.dumps({
         "trigger": trigger, "evidence": evidence[:1000],
@@ -234,12 +245,20 @@ def validation_gate(c: Cycle) -> bool:
         "KANARIA_STABLE_URI": c.obs.stable_uri or "",
         "KANARIA_STABLE_REVISION": st.stable_revision or "",
         "KANARIA_METRIC": v.metric,
+        "KANARIA_DATA_SINCE": f"{_data_since(c):.0f}",
+        "KANARIA_DATA_UNTIL": f"{c.now.timestamp():.0f}",
     }
     run = _start(c, "validate", rev, "", env)
     st.validation = ValidationResult(revision=rev, reason=f"Job {run.name} running")
     st.message = f"validating revision {rev} ({c.obs.version}) offline before any traffic"
     c.event("ValidationStarted", f"validation Job {run.name} started for revision {rev} ({c.obs.version})")
     return False
+
+
+def _data_since(c: Cycle) -> float:
+    """The start of the recent data a Job may use: retraining.dataWindow ago (1h without)."""
+    window = parse_duration(c.spec.retraining.data_window) if c.spec.retraining is not None else 3600.0
+    return c.now.timestamp() - window
 
 
 def _validation_ended(c: Cycle, run: JobRun, ok: bool, message: str, reason: str) -> None:

@@ -1,4 +1,6 @@
-"""``make demo``: a model rolled out and promoted, then a worse one rolled back, live.
+"""``make demo``: a model rolled out and promoted, then a worse one rolled back, then the
+loop between rollouts: the inputs drift, the serving model is flagged, a retraining Job makes
+a candidate, it is validated offline, canaried and promoted, and accuracy recovers — live.
 
 Everything is real and local: the test bed's control plane, Prometheus, HAProxy, model-server
 processes serving scikit-learn models trained here on a bundled data set, a load generator
@@ -21,6 +23,7 @@ from kanaria.sandbox.report import write_demo_report
 from kanaria.sandbox.scenario import manifest, revision_of, train_models, wait_status
 from kanaria.sandbox.stack import LocalStack
 from kanaria.sandbox.timeline import TimelineRecorder
+from kanaria.sandbox.train import Rescale
 
 __all__ = ["main", "run_demo"]
 
@@ -117,6 +120,7 @@ def run_demo(out: Path, *, rate: float = 80.0) -> dict[str, Any]:
                 results["phases"].append({"version": version, "revision": rev, "expected": expect,
                                           "outcome": outcome.get("outcome"), "reason": outcome.get("reason"),
                                           "seconds": round(took, 1)})
+            results["phases"].append(_act_three(stack, load, body, progress))
         load.stop()
         results["load"] = json.loads(load.stats().to_json())
         results["proxy_counts"] = stack.proxy.served_counts() if stack.proxy else {}
@@ -126,6 +130,80 @@ def run_demo(out: Path, *, rate: float = 80.0) -> dict[str, Any]:
     results["report"] = str(report)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     return results
+
+
+def lifecycle(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec with the loop between rollouts turned up for a demo: checks every 2 s on the
+    last 20 s, a baseline from 300 labels, the reference retraining Job (adopted automatically
+    once 30 s of data since the finding are in) and the reference validation Job."""
+    def job(module: str, **env: str) -> dict[str, Any]:
+        return {"spec": {"containers": [{"name": "job", "image": "kanaria/jobs:0.1.0", "command": ["python", "-m", module],
+                                         "env": [{"name": k, "value": v} for k, v in env.items()]}]}}
+
+    spec = json.loads(json.dumps(spec))
+    spec["spec"]["monitoring"] = {"interval": "2s", "window": "20s", "history": "60s", "minSamples": 300,
+                                  "baselineLabels": 300}
+    spec["spec"]["retraining"] = {"template": job("kanaria.sandbox.retrain", KANARIA_MIN_SAMPLES="300"),
+                                  "triggers": ["drift", "accuracy"], "dataWindow": "30s", "adopt": "auto",
+                                  "activeDeadline": "3m"}
+    spec["spec"]["validation"] = {"template": job("kanaria.sandbox.validate", KANARIA_MIN_SAMPLES="100"),
+                                  "margin": 0.02, "activeDeadline": "3m"}
+    return spec
+
+
+def _act_three(stack: LocalStack, load: LoadGenerator, body: Any, progress: Progress) -> dict[str, Any]:
+    """Drift in the live traffic; monitor → retrain → validate → canary → promoted."""
+    print("\n=== act 3: the serving model is watched between rollouts; then the inputs drift", flush=True)
+    current = stack.get(NAME)
+    served = current["status"]["stableRevision"]
+    spec = lifecycle(body(current["spec"]["model"]["version"]))
+    stack.apply(spec)  # the same model and template: the same revision, no rollout
+    t0 = time.monotonic()
+    baseline = wait_status(lambda: stack.get(NAME),
+                           lambda s: (s.get("monitoring") or {}).get("baselineAccuracy") is not None,
+                           timeout=120, what="the serving revision's baseline", on_tick=progress)
+    print(f"  baseline accuracy {baseline['monitoring']['baselineAccuracy']:.3f} from "
+          f"{baseline['monitoring']['earlyLabels']} labels in production; now the imaging calibration changes: "
+          "nine size features read 30% larger, labels unchanged", flush=True)
+    before = load.stats()
+    load.set_rescale(Rescale())
+    flagged = wait_status(lambda: stack.get(NAME),
+                          lambda s: any(c["type"] == "Drifting" and c["status"] == "True" for c in s.get("conditions") or []),
+                          timeout=120, what="Drifting", on_tick=progress)
+    drift = next(c for c in flagged["conditions"] if c["type"] == "Drifting")
+    print(f"  Drifting after {time.monotonic() - t0:.0f}s: {drift['message']}", flush=True)
+    final = wait_status(lambda: stack.get(NAME),
+                        lambda s: s.get("stableRevision") != served and s.get("phase") == "Stable",
+                        timeout=420, what="the retrained revision promoted", on_tick=_jobs_progress(progress))
+    new = final["stableRevision"]
+    wait_status(lambda: stack.get(NAME),
+                lambda s: load.stats().by_revision.get(new, 0) >= 400, timeout=60, what="drifted traffic on it")
+    after = load.stats()
+    old_right = (after.correct_by_revision.get(served, 0) - before.correct_by_revision.get(served, 0)) / max(
+        1, after.by_revision.get(served, 0) - before.by_revision.get(served, 0))
+    new_right = after.correct_by_revision.get(new, 0) / max(1, after.by_revision.get(new, 0))
+    took = time.monotonic() - t0
+    version = final.get("stableVersion")
+    reason = (f"drift flagged, retrained, validated ({final.get('validation', {}).get('reason', '')}), promoted; "
+              f"accuracy on drifted traffic {old_right:.3f} before, {new_right:.3f} after")
+    print(f"=== act 3: {version} promoted after {took:.0f}s: {reason}", flush=True)
+    return {"version": version, "revision": new, "expected": "promoted", "outcome": "promoted",
+            "reason": reason, "seconds": round(took, 1), "accuracy_before": round(old_right, 4),
+            "accuracy_after": round(new_right, 4)}
+
+
+def _jobs_progress(progress: Progress) -> Any:
+    seen: set[str] = set()
+
+    def tick(st: dict[str, Any]) -> None:
+        for j in st.get("jobs") or []:
+            key = f"{j['name']}:{j['state']}"
+            if key not in seen:
+                seen.add(key)
+                print(f"          {j['purpose']} Job {j['name']}: {j['state']} {j.get('reason', '')}", flush=True)
+        progress(st)
+
+    return tick
 
 
 def _settled(status: dict[str, Any], rev: str) -> bool:

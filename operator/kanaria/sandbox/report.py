@@ -13,43 +13,67 @@ from kanaria.sandbox.timeline import Point
 __all__ = ["write_demo_report", "plot_timeline"]
 
 
+UNITS = {"accuracy": "accuracy (share correct)", "latency": "P(new request slower)", "errorRate": "error rate",
+         "drift": "share of features drifted", "agreement": "agreement", "custom": "value"}
+
+
 def plot_timeline(points: Sequence[Point], path: Path, title: str = "rollout timeline") -> Path:
+    """Traffic on top; below it one panel per metric, each in its own unit (the new revision
+    against its baseline); and, when the serving revision was monitored, a panel with its
+    recent accuracy, its baseline and the estimate from confidences, drift alarms shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_w, ax_m) = plt.subplots(2, 1, figsize=(11, 6.5), sharex=True, height_ratios=[1, 1.2])
-    t = [p.t for p in points]
-    ax_w.step(t, [p.canary_weight for p in points], where="post", label="canary weight (status)", color="tab:orange")
-    routed = [(p.t, p.route.get(p.canary, 0) if p.route and p.canary else None) for p in points]
-    ax_w.plot([a for a, b in routed if b is not None], [b for a, b in routed if b is not None], ".",
-              color="tab:blue", markersize=3, label="canary weight (HTTPRoute)")
-    ax_w.set_ylabel("% of traffic")
-    ax_w.set_ylim(-5, 105)
-    ax_w.legend(loc="upper left", fontsize=8)
-    series: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    series: dict[str, tuple[str, list[float], list[float], list[float]]] = {}
     for p in points:
         for a in p.analysis:
-            if a.get("value") is None:
+            if a.get("value") is None or a.get("metric") == "sample-ratio":
                 continue
-            ts, vs, bs = series.setdefault(a["metric"], ([], [], []))
+            _, ts, vs, bs = series.setdefault(a["metric"], (a.get("kind", ""), [], [], []))
             ts.append(p.t)
             vs.append(float(a["value"]))
             bs.append(float(a["baseline"]) if a.get("baseline") is not None else float("nan"))
-    for name, (ts, vs, bs) in series.items():
-        line = ax_m.plot(ts, vs, label=f"{name} (new)")[0]
-        ax_m.plot(ts, bs, "--", color=line.get_color(), alpha=0.6, label=f"{name} (baseline)")
-    ax_m.set_ylabel("metric value")
-    ax_m.set_xlabel("seconds")
-    if series:
-        ax_m.legend(loc="lower left", fontsize=8, ncol=3)
+    monitored = [p for p in points if p.monitoring.get("recentAccuracy") is not None]
+    rows = 1 + len(series) + (1 if monitored else 0)
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 2.2 + 1.9 * rows), sharex=True, squeeze=False)
+    ax_w = axes[0][0]
+    t = [p.t for p in points]
+    ax_w.step(t, [p.canary_weight for p in points], where="post", label="new revision (status)", color="tab:orange")
+    routed = [(p.t, p.route.get(p.canary, 0) if p.route and p.canary else None) for p in points]
+    ax_w.plot([a for a, b in routed if b is not None], [b for a, b in routed if b is not None], ".",
+              color="tab:blue", markersize=3, label="new revision (HTTPRoute)")
+    ax_w.set_ylabel("% of traffic")
+    ax_w.set_ylim(-5, 105)
+    ax_w.legend(loc="upper left", fontsize=8)
+    for i, (name, (kind, ts, vs, bs)) in enumerate(series.items(), start=1):
+        ax = axes[i][0]
+        line = ax.plot(ts, vs, ".", markersize=3, label=f"{name}: new revision")[0]
+        ax.plot(ts, bs, ".", markersize=3, color=line.get_color(), alpha=0.35, label=f"{name}: baseline")
+        ax.set_ylabel(UNITS.get(kind, "value"), fontsize=8)
+        ax.legend(loc="lower left", fontsize=7, ncol=2)
+    if monitored:
+        ax = axes[-1][0]
+        mt = [p.t for p in monitored]
+        ax.plot(mt, [p.monitoring["recentAccuracy"] for p in monitored], label="serving: recent accuracy")
+        ax.plot(mt, [p.monitoring.get("baselineAccuracy") or float("nan") for p in monitored], "--",
+                label="serving: early-life baseline")
+        ax.plot(mt, [p.monitoring.get("estimatedAccuracy") or float("nan") for p in monitored], ":",
+                label="serving: estimate from confidences")
+        drifting = [p.t for p in monitored if any(f.get("kind") == "drift" and f.get("alarm")
+                                                  for f in p.monitoring.get("findings") or [])]
+        for x in drifting:
+            ax.axvspan(x - 0.25, x + 0.25, color="tab:red", alpha=0.08, linewidth=0)
+        ax.set_ylabel("serving accuracy", fontsize=8)
+        ax.legend(loc="lower left", fontsize=7, ncol=3)
+    axes[-1][0].set_xlabel("seconds")
     previous = None
     for p in points:
-        if p.phase != previous and p.phase in ("Progressing", "Watching", "Stable", "RolledBack", "Paused"):
+        if p.phase != previous and p.phase in ("Validating", "Progressing", "Watching", "Stable", "RolledBack", "Paused"):
             color = {"RolledBack": "tab:red", "Watching": "tab:green", "Stable": "tab:gray"}.get(p.phase, "tab:purple")
-            for ax in (ax_w, ax_m):
-                ax.axvline(p.t, color=color, alpha=0.35, linewidth=1)
+            for row in axes:
+                row[0].axvline(p.t, color=color, alpha=0.35, linewidth=1)
             ax_w.annotate(p.phase, (p.t, 100), fontsize=7, rotation=90, va="top", color=color)
         previous = p.phase
     fig.suptitle(title)

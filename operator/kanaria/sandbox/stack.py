@@ -184,6 +184,14 @@ class LocalStack:
     def apply(self, manifest: dict[str, Any]) -> str:
         return self.cluster.apply_yaml(yaml.safe_dump(manifest))
 
+    def patch(self, name: str, body: dict[str, Any]) -> None:
+        """A merge patch of a ModelDeployment (for example a kanaria.io/action annotation)."""
+        assert self.api is not None
+        client.CustomObjectsApi(self.api).patch_namespaced_custom_object(
+            "kanaria.io", "v1alpha1", self.namespace, "modeldeployments", name, body,
+            _content_type="application/merge-patch+json",
+        )
+
     def get(self, name: str) -> dict[str, Any]:
         assert self.api is not None
         obj = cast(dict[str, Any], client.CustomObjectsApi(self.api).get_namespaced_custom_object(

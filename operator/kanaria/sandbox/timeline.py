@@ -37,6 +37,8 @@ class Point:
     analysis: list[dict[str, Any]] = field(default_factory=list)
     message: str = ""
     extra: dict[str, float] = field(default_factory=dict)
+    monitoring: dict[str, Any] = field(default_factory=dict)
+    """status.monitoring: the serving revision's accuracy, estimate and findings."""
 
 
 class TimelineRecorder:
@@ -107,6 +109,7 @@ class TimelineRecorder:
             analysis=list(st.get("analysis") or []),
             message=st.get("message", ""),
             extra=extra,
+            monitoring=dict(st.get("monitoring") or {}),
         )
         with self._lock:
             last = self.points[-1] if self.points else None
