@@ -189,3 +189,16 @@ def test_simulated_monitors_keep_their_false_alarm_budget_and_find_a_decay() -> 
     assert sum(r.false_alarms for r in still) <= 2
     shifted = [drift_monitor(rng, request_rate=20.0, budget=30 * DAY, days=0, shifted_share=0.8) for _ in range(5)]
     assert sum(r.detection_seconds is not None for r in shifted) >= 3
+
+
+def test_the_serving_revision_is_watched_after_a_rollback_too() -> None:
+    """The spec still names a rolled-back revision; the stable one serves everything and is
+    monitored as ever."""
+    from kanaria.api.models import HistoryEntry
+
+    st = ModelDeploymentStatus(phase="RolledBack", stable_revision="r1", stable_version="v1", rejected_revision="r9",
+                               history=[HistoryEntry(revision="r9", model_version="v9", outcome="rolledBack")])
+    rejected = Observations(revision="r9", version="v9", generation=1, workloads=ready("r1"), weights={"r1": 100})
+    d = decide(spec(), st, rejected, T0)
+    assert d.status.phase == "RolledBack" and d.status.monitoring is not None
+    assert monitoring_due(spec(), d.status, T0 + timedelta(seconds=11)) == pytest.approx(11)

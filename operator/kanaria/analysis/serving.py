@@ -68,9 +68,10 @@ def cusum_step(statistic: float, correct: int, labelled: int, p0: float, drop: f
 def conservative_baseline(correct: int, labelled: int) -> float:
     """The baseline the decay detector compares with: the early-life accuracy less one standard
     error. A baseline estimated a little too high would read as a decay that never ends (with
-    1,000 early labels, ten labels a second alarmed 27 times per budget in simulation); one
-    standard error lower keeps the false alarms within the budget at 5,000 early labels and
-    costs a little detection delay (``make bench-monitor``)."""
+    1,000 early labels and no margin, ten labels a second alarmed 11 times per budget:
+    ``make bench-monitor BENCH_ARGS="--baseline-labels 1000 --plain-baseline"``); one standard
+    error lower keeps the false alarms within the budget at 5,000 early labels and costs a
+    little detection delay (``make bench-monitor``)."""
     if labelled <= 0 or not 0 <= correct <= labelled:
         raise ValueError(f"need 0 ≤ correct ≤ labelled and labelled > 0 (got {correct}, {labelled})")
     p = correct / labelled

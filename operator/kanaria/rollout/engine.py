@@ -79,6 +79,7 @@ def _next_move(c: Cycle) -> None:
             retrain_if_needed(c)
     elif rev == st.rejected_revision:
         steady(c)
+        retrain_if_needed(c)
     else:
         if st.watch_until is not None:
             finish_watch(c)  # a newer revision arrived before the watch window ended

@@ -39,7 +39,7 @@ def monitoring_due(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now
     """Seconds since the last check when the serving revision is due for one (the period the
     check covers), None when not due. The first check of a revision comes one interval after
     monitoring of it began."""
-    if not monitoring_on(spec) or status.phase != "Stable" or status.stable_revision is None:
+    if not monitoring_on(spec) or status.phase not in ("Stable", "RolledBack") or status.stable_revision is None:
         return None
     mon = status.monitoring
     if mon is None or mon.revision != status.stable_revision:

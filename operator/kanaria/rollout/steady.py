@@ -37,6 +37,8 @@ def steady(c: Cycle) -> None:
         st.prior_revision = st.prior_version = None
     c.d.weights = {stable: 100}
     if rolled_back(st, c.obs.revision):
+        if c.ready(stable):
+            watch_serving(c)  # the stable revision serves everything: it is watched as ever
         return
     if c.ready(stable):
         if st.phase != "Stable":

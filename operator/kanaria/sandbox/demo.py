@@ -135,7 +135,7 @@ def run_demo(out: Path, *, rate: float = 80.0) -> dict[str, Any]:
 def lifecycle(spec: dict[str, Any]) -> dict[str, Any]:
     """The spec with the loop between rollouts turned up for a demo: checks every 2 s on the
     last 20 s, a baseline from 300 labels, the reference retraining Job (adopted automatically
-    once 30 s of data since the finding are in) and the reference validation Job."""
+    once 20 s of data since the finding are in) and the reference validation Job."""
     def job(module: str, **env: str) -> dict[str, Any]:
         return {"spec": {"containers": [{"name": "job", "image": "kanaria/jobs:0.1.0", "command": ["python", "-m", module],
                                          "env": [{"name": k, "value": v} for k, v in env.items()]}]}}
@@ -144,7 +144,7 @@ def lifecycle(spec: dict[str, Any]) -> dict[str, Any]:
     spec["spec"]["monitoring"] = {"interval": "2s", "window": "20s", "history": "60s", "minSamples": 300,
                                   "baselineLabels": 300}
     spec["spec"]["retraining"] = {"template": job("kanaria.sandbox.retrain", KANARIA_MIN_SAMPLES="300"),
-                                  "triggers": ["drift", "accuracy"], "dataWindow": "30s", "adopt": "auto",
+                                  "triggers": ["drift", "accuracy"], "dataWindow": "20s", "adopt": "auto",
                                   "activeDeadline": "3m"}
     spec["spec"]["validation"] = {"template": job("kanaria.sandbox.validate", KANARIA_MIN_SAMPLES="100"),
                                   "margin": 0.02, "activeDeadline": "3m"}
@@ -156,8 +156,8 @@ def _act_three(stack: LocalStack, load: LoadGenerator, body: Any, progress: Prog
     print("\n=== act 3: the serving model is watched between rollouts; then the inputs drift", flush=True)
     current = stack.get(NAME)
     served = current["status"]["stableRevision"]
-    spec = lifecycle(body(current["spec"]["model"]["version"]))
-    stack.apply(spec)  # the same model and template: the same revision, no rollout
+    spec = lifecycle(body(current["status"]["stableVersion"]))
+    stack.apply(spec)  # back to the serving model (v3 was rolled back): the same revision, no rollout
     t0 = time.monotonic()
     baseline = wait_status(lambda: stack.get(NAME),
                            lambda s: (s.get("monitoring") or {}).get("baselineAccuracy") is not None,
@@ -173,7 +173,7 @@ def _act_three(stack: LocalStack, load: LoadGenerator, body: Any, progress: Prog
     drift = next(c for c in flagged["conditions"] if c["type"] == "Drifting")
     print(f"  Drifting after {time.monotonic() - t0:.0f}s: {drift['message']}", flush=True)
     final = wait_status(lambda: stack.get(NAME),
-                        lambda s: s.get("stableRevision") != served and s.get("phase") == "Stable",
+                        lambda s: s.get("stableRevision") != served and s.get("phase") in ("Watching", "Stable"),
                         timeout=420, what="the retrained revision promoted", on_tick=_jobs_progress(progress))
     new = final["stableRevision"]
     wait_status(lambda: stack.get(NAME),

@@ -35,7 +35,8 @@ def plot_timeline(points: Sequence[Point], path: Path, title: str = "rollout tim
             ts.append(p.t)
             vs.append(float(a["value"]))
             bs.append(float(a["baseline"]) if a.get("baseline") is not None else float("nan"))
-    monitored = [p for p in points if p.monitoring.get("recentAccuracy") is not None]
+    monitored = [p for p in points if p.monitoring.get("recentAccuracy") is not None and p.canary is None
+                 and p.monitoring.get("revision") == p.stable]  # between rollouts only
     rows = 1 + len(series) + (1 if monitored else 0)
     fig, axes = plt.subplots(rows, 1, figsize=(11, 2.2 + 1.9 * rows), sharex=True, squeeze=False)
     ax_w = axes[0][0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,10 +21,19 @@ def train_models(root: Path, specs: dict[str, dict[str, Any]]) -> dict[str, str]
     uris = {}
     for version, kwargs in specs.items():
         out = root / version
-        if not (out / "meta.json").exists():
+        if not (out / "meta.json").exists() or not _profile_has_reference(out):
             train_revision(kwargs.pop("dataset", DATASET), version, out, **kwargs)
         uris[version] = out.resolve().as_uri()
     return uris
+
+
+def _profile_has_reference(artifact: Path) -> bool:
+    """An artifact trained before profiles carried reference counts is trained again (without
+    them the monitor has nothing to compare drift with)."""
+    try:
+        return "score_counts" in json.loads((artifact / "profile.json").read_text())
+    except (OSError, ValueError):
+        return False
 
 
 def manifest(

@@ -134,4 +134,5 @@ class TimelineRecorder:
 
 def _differs(a: Point, b: Point) -> bool:
     keys = ("phase", "step", "canary_weight", "stable", "canary", "route", "message")
-    return any(getattr(a, k) != getattr(b, k) for k in keys) or a.analysis != b.analysis or a.extra != b.extra
+    return (any(getattr(a, k) != getattr(b, k) for k in keys) or a.analysis != b.analysis or a.extra != b.extra
+            or a.monitoring != b.monitoring)
