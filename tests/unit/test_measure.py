@@ -250,3 +250,39 @@ def test_a_custom_metric_opts_into_cohorts_with_maturity() -> None:
     ]
     early = measure([metric], AnalysisPlan(("m",), Arm("canary1", 200), Arm("stable1", 200)), provider, TARGET)["m"]
     assert early.outcome.value == "inconclusive" and "mature 300s after" in early.reason
+
+
+def _buckets(counts: list[float], bounds: tuple[str, ...] = ("0.05", "0.1", "0.25", "0.5", "+Inf")) -> QueryResult:
+    return QueryResult("q", tuple(Sample({"le": le}, c) for le, c in zip(bounds, counts, strict=True)))
+
+
+@pytest.mark.parametrize("kind", ["timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime"])
+def test_llm_latency_kinds_read_vllms_histograms_by_revision(kind: str) -> None:
+    """No PromQL to write: each kind reads vLLM's own histogram of the revision, judged like latency."""
+    from kanaria.analysis.measure import VLLM_HISTOGRAMS
+
+    name = VLLM_HISTOGRAMS[kind]
+    slow = _buckets([50, 200, 700, 950, 1000])
+    fast = _buckets([400, 800, 950, 990, 1000])
+    provider = TableProvider({f'{name}_bucket{{revision="canary1"}}': slow, f'{name}_bucket{{revision="stable1"}}': fast})
+    v = measure([Metric(name="m", kind=kind)], PLAN, provider, TARGET)["m"]
+    assert v.outcome.value == "fail" and v.reason.startswith(f"{kind}: ") and v.samples == 1000
+    assert any(name + "_bucket" in q for q in provider.queries)
+    same = TableProvider({f'{name}_bucket{{revision="canary1"}}': fast, f'{name}_bucket{{revision="stable1"}}': fast})
+    assert measure([Metric(name="m", kind=kind)], PLAN, same, TARGET)["m"].outcome.value == "pass"
+    missing = measure([Metric(name="m", kind=kind)], PLAN, TableProvider(), TARGET)["m"]
+    assert missing.outcome.value == "inconclusive" and "revision label" in missing.reason
+
+
+def test_abort_rate_reads_vllms_finished_requests() -> None:
+    def n(value: float) -> QueryResult:
+        return QueryResult("q", (Sample({}, value),))
+
+    answers = {
+        'vllm:request_success_total{revision="canary1",finished_reason="abort"}': n(60),
+        'vllm:request_success_total{revision="canary1"}': n(2000),
+        'vllm:request_success_total{revision="stable1",finished_reason="abort"}': n(20),
+        'vllm:request_success_total{revision="stable1"}': n(2000),
+    }
+    v = measure([Metric(name="m", kind="abortRate")], PLAN, TableProvider(answers), TARGET)["m"]
+    assert v.outcome.value == "fail" and "abort rate" in v.reason and v.samples == 2000

@@ -38,6 +38,11 @@ DEFAULT_MIN_SAMPLES = {
     "accuracy": 500,
     "errorRate": 1000,
     "latency": 200,
+    "timeToFirstToken": 200,
+    "timePerOutputToken": 200,
+    "requestLatency": 200,
+    "queueTime": 200,
+    "abortRate": 1000,
     "drift": 1000,
     "agreement": 200,
     "custom": 1,
@@ -114,7 +119,7 @@ def _paced(m: Metric, plan: AnalysisPlan, verdict: Verdict) -> Verdict:
             verdict, min_samples=min_samples, margin=m.margin if m.margin is not None else 0.02,
             alpha=m.alpha or 0.05,
         )
-    elif m.kind == "latency":
+    elif m.kind == "latency" or m.kind in VLLM_HISTOGRAMS:
         needed = pacing.latency_requests_needed(
             verdict, min_samples=min_samples, max_auc=m.max_auc or 0.56, alpha=m.alpha or 0.01
         )
@@ -404,7 +409,62 @@ def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verd
     )
 
 
+VLLM_HISTOGRAMS = {
+    "timeToFirstToken": "vllm:time_to_first_token_seconds",
+    "timePerOutputToken": "vllm:time_per_output_token_seconds",
+    "requestLatency": "vllm:e2e_request_latency_seconds",
+    "queueTime": "vllm:request_queue_time_seconds",
+}
+"""vLLM's histogram for each LLM latency kind. The series need a ``revision`` label: vLLM does
+not know its revision, so the scrape adds it from the pod label kanaria.io/revision
+(docs/llm.md has the PodMonitor)."""
+VLLM_FINISHED = "vllm:request_success_total"
+"""vLLM's finished requests by ``finished_reason`` (stop, length, abort)."""
+
+
+def _llm_latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    name = VLLM_HISTOGRAMS[m.kind]
+    arms = []
+    for arm in (plan.baseline, plan.candidate):
+        bounds, cumulative = _cumulative(p, buckets_increase(name, {"revision": arm.revision}, arm.window, arm.offset))
+        if not bounds:
+            raise _NoData(f"no {name} samples yet for revision {arm.revision} (is the revision label relabelled?)")
+        arms.append((bounds, cumulative))
+    (b_bounds, b_cum), (c_bounds, c_cum) = arms
+    if b_bounds != c_bounds:
+        raise _NoData(f"the two revisions export different {name} buckets; cannot compare")
+    verdict = latency.judge_latency(
+        b_bounds, b_cum, c_cum,
+        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES[m.kind],
+        max_auc=m.max_auc or 0.56,
+        alpha=m.alpha or 0.01,
+        objective_seconds=m.objective_seconds,
+        max_exceedance=(m.max_exceedance or DEFAULT_MAX_EXCEEDANCE) if m.objective_seconds else None,
+    )
+    return replace(verdict, reason=f"{m.kind}: {verdict.reason}")
+
+
+def _abort_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    counts = []
+    for arm in (plan.baseline, plan.candidate):
+        labels = {"revision": arm.revision}
+        aborted = _count(p, counter_increase(VLLM_FINISHED, {**labels, "finished_reason": "abort"}, arm.window, arm.offset))
+        finished = _count(p, counter_increase(VLLM_FINISHED, labels, arm.window, arm.offset))
+        counts.append((min(aborted, finished), finished))
+    (ab, nb), (ac, nc) = counts
+    verdict = proportions.judge_error_rate(
+        ab, nb, ac, nc,
+        max_error_rate=m.max_error_rate,
+        relative_tolerance=(m.max_error_ratio or DEFAULT_MAX_ERROR_RATIO) - 1.0,
+        min_requests=m.min_samples or DEFAULT_MIN_SAMPLES["abortRate"],
+        alpha=m.alpha or 0.05,
+    )
+    return replace(verdict, reason=verdict.reason.replace("error rate", "abort rate", 1))
+
+
 _JUDGES: dict[str, Callable[[Metric, AnalysisPlan, MetricProvider, Target], Verdict]] = {
+    **{kind: _llm_latency for kind in VLLM_HISTOGRAMS},
+    "abortRate": _abort_rate,
     "accuracy": _accuracy,
     "errorRate": _error_rate,
     "latency": _latency,

@@ -405,7 +405,12 @@ class PrometheusSource(_Base):
     """Timeout of one query."""
 
 
-MetricKind = Literal["accuracy", "latency", "errorRate", "drift", "agreement", "custom"]
+MetricKind = Literal[
+    "accuracy", "latency", "errorRate", "drift", "agreement", "custom",
+    "timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime", "abortRate",
+]
+LLM_LATENCY_KINDS = ("timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime")
+"""LLM serving kinds read from the inference server's own histograms and judged like latency."""
 
 
 DEFAULT_MATURITY_SECONDS: dict[str, float] = {"accuracy": 300.0}
@@ -437,7 +442,10 @@ class Metric(_Base):
     kind: MetricKind
     """accuracy (delayed ground-truth labels), latency (histogram), errorRate, drift (feature and
     prediction histograms), agreement (how often the new revision's prediction matches the one
-    served; for shadows) or custom (your PromQL with a condition)."""
+    served; for shadows) or custom (your PromQL with a condition). For large language models,
+    from the inference server's own metrics (vLLM's names; no PromQL to write):
+    timeToFirstToken, timePerOutputToken, requestLatency and queueTime (histograms, judged like
+    latency) and abortRate (requests that ended aborted, judged like errorRate)."""
     critical: bool = False
     """A failure of a critical metric rolls back at once, whatever failureLimit says."""
     min_samples: int | None = Field(default=None, ge=1, le=10_000_000)
