@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import socket
 import ssl
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -227,6 +230,97 @@ def run(
             f"stderr:\n{result.stderr.strip()}\nstdout:\n{result.stdout.strip()[-2000:]}"
         )
     return result.stdout
+
+
+class ServerProcess:
+    """A Python server of the sandbox run as ``python -m MODULE`` in its own process group.
+
+    Subclasses name the ``module`` (which must print ``listening on http://HOST:PORT`` as its
+    first line on stdout) and ``what`` it is, for error messages. ``env`` is added to the
+    current environment, ``enable_faults`` passes ``--enable-faults`` (the sandbox's switch for
+    fault injection) and ``args`` are further command-line flags. The port is chosen by the
+    child (``--port 0``) and read from its first line of output; its stderr goes to
+    ``log_path`` (a temporary file unless given).
+    """
+
+    module: str
+    what: str
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        startup_timeout: float = 30.0,
+        python: str = sys.executable,
+        log_path: str | Path | None = None,
+        enable_faults: bool = False,
+        args: Sequence[str] = (),
+    ) -> None:
+        if log_path is None:
+            prefix = f"kanaria-{self.module.rsplit('.', 1)[-1]}-"
+            handle, name = tempfile.mkstemp(prefix=prefix, suffix=".log")
+            os.close(handle)
+            log_path = name
+        self.log_path = Path(log_path)
+        child_env = {**os.environ, **env}
+        package_root = str(Path(__file__).resolve().parents[2])
+        child_env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, child_env.get("PYTHONPATH", "")) if p
+        )
+        # PR_SET_PDEATHSIG fires when the *thread* that started the child exits, not the
+        # process: a server started from a pool thread would be SIGKILLed when that thread
+        # ends. So ask for it only from the main thread.
+        on_main_thread = threading.current_thread() is threading.main_thread()
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [
+                    python, "-m", self.module, "--host", host, "--port", str(port),
+                    *(["--enable-faults"] if enable_faults else []), *args,
+                ],  # fmt: skip
+                env=child_env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                start_new_session=True,
+                preexec_fn=die_with_parent if on_main_thread else None,  # noqa: PLW1509 - nothing else runs in the child
+            )
+        self.url = self._await_listening(startup_timeout)
+        self.port = int(self.url.rsplit(":", 1)[1])
+        self.host = host
+
+    def _await_listening(self, timeout: float) -> str:
+        result: list[str] = []
+        stdout = self.process.stdout
+        assert stdout is not None
+        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
+        reader.start()
+        reader.join(timeout)
+        match = re.match(r"listening on (http://\S+)", result[0]) if result else None
+        if match is None:
+            self.stop()
+            err = self.log_path.read_text(errors="replace")
+            raise RuntimeError(f"{self.what} did not start: {err.strip()[-2000:]}")
+        return match.group(1)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGTERM)
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout)
+            except ProcessLookupError:
+                pass
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
 
 
 class Running:

@@ -57,11 +57,8 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -69,13 +66,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kanaria.monitor import ModelMonitor, horizons_from_env
-from kanaria.sandbox._proc import die_with_parent
+from kanaria.sandbox._proc import ServerProcess
 from kanaria.sandbox.samples import SAMPLE_DIR_ENV, SampleRecorder, sample_file
 from kanaria.sandbox.train import Artifact, load_artifact
 
@@ -482,7 +478,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(HTTPStatus.BAD_REQUEST, {"error": str(exc), "revision": app.revision})
 
 
-class ModelServerProcess:
+class ModelServerProcess(ServerProcess):
     """Run ``python -m kanaria.sandbox.modelserver`` as a child in its own process group.
 
     ``env`` is added to the current environment (set ``KANARIA_MODEL_URI`` and friends there).
@@ -491,79 +487,8 @@ class ModelServerProcess:
     its stderr goes to ``log_path`` (a temporary file unless given).
     """
 
-    def __init__(
-        self,
-        env: Mapping[str, str],
-        host: str = "127.0.0.1",
-        port: int = 0,
-        startup_timeout: float = 30.0,
-        python: str = sys.executable,
-        log_path: str | Path | None = None,
-        enable_faults: bool = False,
-    ) -> None:
-        if log_path is None:
-            handle, name = tempfile.mkstemp(prefix="kanaria-modelserver-", suffix=".log")
-            os.close(handle)
-            log_path = name
-        self.log_path = Path(log_path)
-        child_env = {**os.environ, **env}
-        package_root = str(Path(__file__).resolve().parents[2])
-        child_env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, child_env.get("PYTHONPATH", "")) if p
-        )
-        # PR_SET_PDEATHSIG fires when the *thread* that started the child exits, not the
-        # process: a server started from a pool thread would be SIGKILLed when that thread
-        # ends. So ask for it only from the main thread.
-        on_main_thread = threading.current_thread() is threading.main_thread()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    python, "-m", "kanaria.sandbox.modelserver", "--host", host, "--port", str(port),
-                    *(["--enable-faults"] if enable_faults else []),
-                ],  # fmt: skip
-                env=child_env,
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                start_new_session=True,
-                preexec_fn=die_with_parent if on_main_thread else None,  # noqa: PLW1509 - nothing else runs in the child
-            )
-        self.url = self._await_listening(startup_timeout)
-        self.port = int(self.url.rsplit(":", 1)[1])
-        self.host = host
-
-    def _await_listening(self, timeout: float) -> str:
-        result: list[str] = []
-        stdout = self.process.stdout
-        assert stdout is not None
-        reader = threading.Thread(target=lambda: result.append(stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout)
-        match = re.match(r"listening on (http://\S+)", result[0]) if result else None
-        if match is None:
-            self.stop()
-            err = self.log_path.read_text(errors="replace")
-            raise RuntimeError(f"model server did not start: {err.strip()[-2000:]}")
-        return match.group(1)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGTERM)
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait(timeout)
-            except ProcessLookupError:
-                pass
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-
-    def __enter__(self) -> ModelServerProcess:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.stop()
+    module = "kanaria.sandbox.modelserver"
+    what = "model server"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

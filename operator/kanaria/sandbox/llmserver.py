@@ -1,0 +1,978 @@
+"""Reference LLM server: a small n-gram language model behind an OpenAI-compatible API,
+streaming real tokens and exporting vLLM's metrics.
+
+The model (:mod:`kanaria.sandbox.ngram`) is trained at start-up on the standard library's
+docstrings: nothing is downloaded. Tokens are really sampled one by one; a configurable delay
+per request (prefill) and per token (decode) stands in for GPU time, so latencies look like an
+LLM's. A scheduler runs at most ``max_running`` requests at once and queues the rest in
+arrival order, so time in the queue is real.
+
+Endpoints:
+
+- ``POST /v1/completions`` (``prompt``: a string) and ``POST /v1/chat/completions``
+  (``messages``), with ``model`` (the served name, or absent), ``max_tokens`` (chat also
+  ``max_completion_tokens``; default 16 for completions, the rest of the context for chat),
+  ``temperature`` (0..2, default 1; 0 is greedy), ``seed`` (same prompt and seed, same answer),
+  ``n`` (1 only) and ``stream``. Streaming answers are Server-Sent Events (``data: {...}``
+  chunks, then ``data: [DONE]``); with ``stream_options: {"include_usage": true}`` a last chunk
+  with empty ``choices`` carries ``usage``. Non-streaming answers carry ``usage``
+  (``prompt_tokens``, ``completion_tokens``, ``total_tokens``). ``finish_reason`` is ``stop``
+  (the model ended its text), ``length`` (``max_tokens`` reached) or ``abort``.
+- ``POST /feedback`` -- ``{"request_id": ..., "thumbs": "up"|"down"}``: counted in
+  ``kanaria_llm_feedback_total`` for this revision when the request id is one this server
+  answered and not yet rated (kept ``KANARIA_FEEDBACK_TTL_SECONDS``, at most
+  ``KANARIA_FEEDBACK_MAX_PENDING``), else as ``dropped``. Answers ``{"accepted": bool}``.
+  The response's ``id`` (``chatcmpl-<request id>``) is accepted as the request id too.
+- ``GET /v1/models``, ``GET /health`` (also ``/healthz``, ``/readyz``), ``GET /metrics``
+  (:mod:`kanaria.sandbox.llmmetrics`: vLLM's names, types, labels and buckets, plus
+  ``revision``), ``GET|POST /admin/faults`` (fault injection on only; below).
+
+Every response carries ``X-Kanaria-Revision`` (the serving revision) and ``X-Request-Id``: the
+client's ``X-Request-Id`` header, else one the server makes; the proxy adds
+``X-Kanaria-Server`` (see :mod:`kanaria.sandbox.proxy`), which routes feedback back to the
+server that answered. A request waits for a running slot; more than ``max_waiting`` waiting
+requests get 503. A client that goes away mid-stream aborts its request
+(``finished_reason="abort"``).
+
+Configuration: ``KANARIA_MODEL_NAME`` (served model name, default ``kanaria-ngram``),
+``KANARIA_REVISION``, ``KANARIA_MODEL_VERSION``, ``KANARIA_LLM_ORDER`` (2..4, default 3),
+``KANARIA_LLM_SEED`` (0), ``KANARIA_LLM_MAX_RUNNING`` (4), ``KANARIA_LLM_MAX_WAITING`` (256),
+``KANARIA_LLM_MAX_MODEL_LEN`` (2048), ``KANARIA_LLM_FIRST_TOKEN_MS`` (30: prefill, from being
+scheduled to the first token), ``KANARIA_LLM_PROMPT_TOKEN_MS`` (0.05 more per prompt token),
+``KANARIA_LLM_TOKEN_MS`` (8 per further token), ``KANARIA_LLM_JITTER`` (0.1: each delay is
+scaled by a uniform factor within 1 ± jitter), ``KANARIA_FEEDBACK_MAX_PENDING`` (100000),
+``KANARIA_FEEDBACK_TTL_SECONDS`` (3600). Command-line flags override the environment.
+
+Fault injection (a test tool) is off unless the server is started with ``--enable-faults``:
+``/admin/faults`` reads or changes ``{"first_token_ms", "token_ms", "abort_rate", "bad_rate"}``,
+and ``KANARIA_FAULT_FIRST_TOKEN_MS``, ``KANARIA_FAULT_TOKEN_MS``, ``KANARIA_FAULT_ABORT_RATE``,
+``KANARIA_FAULT_BAD_RATE`` and ``KANARIA_FAULT_SEED`` set them at start: extra milliseconds
+before the first token and per further token; a share of requests that end early with
+``finished_reason="abort"`` (after at least one token); and a share of deliberately worse
+answers (word salad drawn by token frequency, context ignored). With fault injection on, every
+completion response says ``X-Kanaria-Quality: good`` or ``bad``: the ground truth the sandbox's
+load generator (:mod:`kanaria.sandbox.llmload`) turns into thumbs down, as unhappy users would.
+Without ``--enable-faults``, ``/admin/faults`` answers 404 and a server given any
+``KANARIA_FAULT_*`` refuses to start.
+
+    python -m kanaria.sandbox.llmserver [--host H] [--port P] [--enable-faults]
+        [--max-running N] [--first-token-ms MS] [--token-ms MS] [--seed N] [--order N]
+
+``--host`` defaults to ``KANARIA_HOST``, else ``0.0.0.0`` inside a Kubernetes pod and
+``127.0.0.1`` elsewhere; ``--port`` to ``KANARIA_PORT``, else 8080. With ``--port 0`` a free
+port is taken; the first line on stdout is always ``listening on http://HOST:PORT``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import random
+import re
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Generator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from kanaria.sandbox._proc import ServerProcess
+from kanaria.sandbox.llmmetrics import LLMMetrics
+from kanaria.sandbox.ngram import EOS, NgramModel, count_prompt_tokens, piece, tokenize
+
+__all__ = [
+    "QUALITY_HEADER",
+    "LLMConfig",
+    "LLMFaults",
+    "LLMServer",
+    "LLMServerProcess",
+    "Scheduler",
+    "main",
+]
+
+FAULTS_PATH = "/admin/faults"
+FAULTS_OFF = (
+    "fault injection is off: /admin/faults exists only on an LLM server the sandbox starts "
+    "with --enable-faults"
+)
+REVISION_HEADER = "X-Kanaria-Revision"
+REQUEST_ID_HEADER = "X-Request-Id"
+QUALITY_HEADER = "X-Kanaria-Quality"
+_MAX_BODY = 4 * 1024 * 1024
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_ID_PREFIXES = ("chatcmpl-", "cmpl-")
+
+
+# -- configuration ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """What the server serves and how fast; see the module doc for the environment."""
+
+    model_name: str = "kanaria-ngram"
+    revision: str = "local"
+    version: str = ""
+    order: int = 3
+    seed: int = 0
+    max_running: int = 4
+    max_waiting: int = 256
+    max_model_len: int = 2048
+    first_token_ms: float = 30.0
+    prompt_token_ms: float = 0.05
+    token_ms: float = 8.0
+    jitter: float = 0.1
+    feedback_max_pending: int = 100_000
+    feedback_ttl_seconds: float = 3600.0
+    faults_enabled: bool = False
+    """Whether the fault switches (below, ``/admin/faults``) may be used at all."""
+    fault_first_token_ms: float | None = None
+    fault_token_ms: float | None = None
+    fault_abort_rate: float | None = None
+    fault_bad_rate: float | None = None
+    fault_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.order <= 4:
+            raise ValueError(f"the n-gram order must lie within 2..4, not {self.order}")
+        if self.max_running < 1 or self.max_waiting < 0:
+            raise ValueError("max_running must be at least 1 and max_waiting not negative")
+        if self.max_model_len < 2:
+            raise ValueError("max_model_len must be at least 2")
+        delays = (self.first_token_ms, self.prompt_token_ms, self.token_ms)
+        if any(not 0 <= d <= 60_000 for d in delays):
+            raise ValueError("delays must lie within [0, 60000] ms")
+        if not 0 <= self.jitter < 1:
+            raise ValueError("jitter must lie within [0, 1)")
+
+    def requested_faults(self) -> list[str]:
+        """The fault settings asked for, by name (empty when none is)."""
+        return [
+            name
+            for name, value in (
+                ("KANARIA_FAULT_FIRST_TOKEN_MS", self.fault_first_token_ms),
+                ("KANARIA_FAULT_TOKEN_MS", self.fault_token_ms),
+                ("KANARIA_FAULT_ABORT_RATE", self.fault_abort_rate),
+                ("KANARIA_FAULT_BAD_RATE", self.fault_bad_rate),
+                ("KANARIA_FAULT_SEED", self.fault_seed),
+            )
+            if value is not None
+        ]
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, faults_enabled: bool = False) -> LLMConfig:
+        def raw(key: str) -> str:
+            return env.get(key, "").strip()
+
+        def number(key: str) -> float | None:
+            value = raw(key)
+            try:
+                return float(value) if value else None
+            except ValueError as exc:
+                raise ValueError(f"{key} must be a number, not {value!r}") from exc
+
+        def integer(key: str) -> int | None:
+            value = raw(key)
+            try:
+                return int(value) if value else None
+            except ValueError as exc:
+                raise ValueError(f"{key} must be a whole number, not {value!r}") from exc
+
+        given: dict[str, Any] = {
+            "model_name": raw("KANARIA_MODEL_NAME") or None,
+            "revision": raw("KANARIA_REVISION") or None,
+            "version": raw("KANARIA_MODEL_VERSION") or None,
+            "order": integer("KANARIA_LLM_ORDER"),
+            "seed": integer("KANARIA_LLM_SEED"),
+            "max_running": integer("KANARIA_LLM_MAX_RUNNING"),
+            "max_waiting": integer("KANARIA_LLM_MAX_WAITING"),
+            "max_model_len": integer("KANARIA_LLM_MAX_MODEL_LEN"),
+            "first_token_ms": number("KANARIA_LLM_FIRST_TOKEN_MS"),
+            "prompt_token_ms": number("KANARIA_LLM_PROMPT_TOKEN_MS"),
+            "token_ms": number("KANARIA_LLM_TOKEN_MS"),
+            "jitter": number("KANARIA_LLM_JITTER"),
+            "feedback_max_pending": integer("KANARIA_FEEDBACK_MAX_PENDING"),
+            "feedback_ttl_seconds": number("KANARIA_FEEDBACK_TTL_SECONDS"),
+        }
+        return cls(
+            **{k: v for k, v in given.items() if v is not None},
+            faults_enabled=faults_enabled,
+            fault_first_token_ms=number("KANARIA_FAULT_FIRST_TOKEN_MS"),
+            fault_token_ms=number("KANARIA_FAULT_TOKEN_MS"),
+            fault_abort_rate=number("KANARIA_FAULT_ABORT_RATE"),
+            fault_bad_rate=number("KANARIA_FAULT_BAD_RATE"),
+            fault_seed=integer("KANARIA_FAULT_SEED"),
+        )
+
+
+@dataclass(frozen=True)
+class FaultDraw:
+    """What the faults do to one request."""
+
+    first_token_s: float = 0.0
+    token_s: float = 0.0
+    abort: bool = False
+    bad: bool = False
+
+
+class LLMFaults:
+    """Extra latency, an abort rate and a bad-answer rate, changeable at run time. Thread-safe."""
+
+    _LIMITS: Mapping[str, tuple[float, float]] = {
+        "first_token_ms": (0.0, 60_000.0),
+        "token_ms": (0.0, 10_000.0),
+        "abort_rate": (0.0, 1.0),
+        "bad_rate": (0.0, 1.0),
+    }
+
+    def __init__(self, seed: int | None = None, **values: float | None) -> None:
+        self._lock = threading.Lock()
+        self._rng = random.Random(seed)
+        self._values = dict.fromkeys(self._LIMITS, 0.0)
+        self.update(**values)
+
+    def update(self, **values: float | None) -> dict[str, float]:
+        """Change the named settings (None leaves one as it is); returns them all."""
+        unknown = sorted(set(values) - set(self._LIMITS))
+        if unknown:
+            raise ValueError(f"unknown fault settings {unknown}; known: {sorted(self._LIMITS)}")
+        checked: dict[str, float] = {}
+        for name, value in values.items():
+            if value is None:
+                continue
+            low, high = self._LIMITS[name]
+            number = float(value)
+            if not low <= number <= high:
+                raise ValueError(f"{name} must lie within [{low:g}, {high:g}], not {value!r}")
+            checked[name] = number
+        with self._lock:
+            self._values.update(checked)
+            return dict(self._values)
+
+    def as_dict(self) -> dict[str, float]:
+        with self._lock:
+            return dict(self._values)
+
+    def draw(self) -> FaultDraw:
+        with self._lock:
+            v = self._values
+            return FaultDraw(
+                first_token_s=v["first_token_ms"] / 1000.0,
+                token_s=v["token_ms"] / 1000.0,
+                abort=self._rng.random() < v["abort_rate"],
+                bad=self._rng.random() < v["bad_rate"],
+            )
+
+
+# -- scheduling -------------------------------------------------------------------------------
+
+
+class QueueFull(Exception):
+    """More requests wait than the server queues."""
+
+
+@dataclass(eq=False)
+class _Ticket:
+    admitted: bool = False
+    cancelled: bool = False
+
+
+class Scheduler:
+    """At most ``max_running`` requests run; the others wait, first come first served.
+
+    ``on_change(running, waiting)`` is called (under the scheduler's lock) whenever either
+    number changes.
+    """
+
+    def __init__(self, max_running: int, max_waiting: int, on_change: Any = None) -> None:
+        self.max_running = max_running
+        self.max_waiting = max_waiting
+        self._on_change = on_change
+        self._cond = threading.Condition()
+        self._queue: deque[_Ticket] = deque()
+        self._running = 0
+
+    def _changed(self) -> None:
+        if self._on_change is not None:
+            self._on_change(self._running, len(self._queue))
+
+    def enqueue(self) -> _Ticket:
+        """Join the queue (raises :class:`QueueFull` when it is full)."""
+        with self._cond:
+            if len(self._queue) >= self.max_waiting and self._running >= self.max_running:
+                raise QueueFull(f"{len(self._queue)} requests are waiting already")
+            ticket = _Ticket()
+            self._queue.append(ticket)
+            self._admit()
+            self._changed()
+            return ticket
+
+    def _admit(self) -> None:
+        while self._queue and self._running < self.max_running:
+            ticket = self._queue.popleft()
+            ticket.admitted = True
+            self._running += 1
+        self._cond.notify_all()
+
+    def wait(self, ticket: _Ticket) -> None:
+        """Block until ``ticket`` may run."""
+        with self._cond:
+            while not ticket.admitted:
+                self._cond.wait()
+
+    def release(self, ticket: _Ticket) -> None:
+        """A running request is done, or a waiting one gives up; either way it leaves."""
+        with self._cond:
+            if ticket.cancelled:
+                return
+            ticket.cancelled = True
+            if ticket.admitted:
+                self._running -= 1
+            else:
+                self._queue.remove(ticket)
+            self._admit()
+            self._changed()
+
+    @property
+    def state(self) -> tuple[int, int]:
+        """(running, waiting) now."""
+        with self._cond:
+            return self._running, len(self._queue)
+
+
+class _FeedbackBook:
+    """Request ids this server answered, waiting for one rating each: at most ``max_size``,
+    each for ``ttl_seconds``. Thread-safe."""
+
+    def __init__(self, max_size: int, ttl_seconds: float) -> None:
+        self._max = max(1, max_size)
+        self._ttl = ttl_seconds
+        self._ids: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, request_id: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._ids.pop(request_id, None)
+            self._ids[request_id] = now
+            while len(self._ids) > self._max:
+                self._ids.popitem(last=False)
+
+    def take(self, request_id: str) -> bool:
+        """True (once) for an id answered within the time to live."""
+        now = time.monotonic()
+        with self._lock:
+            while self._ids:
+                oldest, at = next(iter(self._ids.items()))
+                if now - at < self._ttl:
+                    break
+                del self._ids[oldest]
+            return self._ids.pop(request_id, None) is not None
+
+
+# -- requests ---------------------------------------------------------------------------------
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST, kind: str = "BadRequestError"):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+
+
+@dataclass
+class _Job:
+    """One completion request, from admission to its finish."""
+
+    chat: bool
+    request_id: str
+    arrival: float
+    prompt_tokens: int
+    context: list[str]
+    previous: str | None
+    max_tokens: int
+    max_tokens_param: int | None
+    temperature: float
+    rng: random.Random
+    faults: FaultDraw
+    abort_at: int | None
+    stream: bool
+    include_usage: bool
+    ticket: _Ticket | None = None
+    completion_tokens: int = 0
+    finish_reason: str | None = None
+    text: list[str] = field(default_factory=list)
+
+    @property
+    def response_id(self) -> str:
+        return ("chatcmpl-" if self.chat else "cmpl-") + self.request_id
+
+    def usage(self) -> dict[str, int]:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.prompt_tokens + self.completion_tokens,
+        }
+
+
+def _message_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts: only text parts are understood
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return " ".join(str(p) for p in parts)
+    if content is None:
+        return ""
+    raise _BadRequest("a message's content must be a string or a list of text parts")
+
+
+class LLMServer:
+    """The model, its scheduler, its metrics and the HTTP server; ``start()`` serves in a
+    daemon thread."""
+
+    def __init__(
+        self,
+        config: LLMConfig,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        model: NgramModel | None = None,
+    ) -> None:
+        if not config.faults_enabled and (asked := config.requested_faults()):
+            raise ValueError(
+                f"fault injection is off but {', '.join(asked)} asks for faults; only the "
+                "sandbox turns it on (--enable-faults)"
+            )
+        self.config = config
+        self.model_name = config.model_name
+        self.revision = config.revision
+        self.model = model if model is not None else NgramModel.from_stdlib(config.order)
+        self.metrics = LLMMetrics(
+            config.model_name, config.revision, max_model_len=config.max_model_len, version=config.version
+        )
+        self.scheduler = Scheduler(config.max_running, config.max_waiting, self.metrics.scheduler)
+        self.faults = LLMFaults(
+            seed=config.fault_seed,
+            first_token_ms=config.fault_first_token_ms,
+            token_ms=config.fault_token_ms,
+            abort_rate=config.fault_abort_rate,
+            bad_rate=config.fault_bad_rate,
+        )
+        self.feedback_book = _FeedbackBook(config.feedback_max_pending, config.feedback_ttl_seconds)
+        self._rng_lock = threading.Lock()
+        self._seeds = random.Random(f"requests:{config.seed}")
+        self._jitter = random.Random(f"jitter:{config.seed}")
+        self.created = int(time.time())
+        self._httpd = _HTTPServer((host, port), _Handler, self)
+        self._thread: threading.Thread | None = None
+
+    @property
+    def host(self) -> str:
+        return str(self._httpd.server_address[0])
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def start(self) -> LLMServer:
+        self._thread = threading.Thread(target=self.serve_forever, name=f"llmserver-{self.revision}", daemon=True)
+        self._thread.start()
+        return self
+
+    def request_shutdown(self) -> None:
+        """Ask ``serve_forever`` to return (safe from a signal handler)."""
+        threading.Thread(target=self._httpd.shutdown, daemon=True).start()
+
+    def close(self) -> None:
+        self._httpd.server_close()
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.close()
+
+    def __enter__(self) -> LLMServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- parsing ------------------------------------------------------------------------------
+
+    def job(self, body: Mapping[str, Any], *, chat: bool, header_id: str | None, arrival: float) -> _Job:
+        """Check a completion request and make it a job (raises _BadRequest)."""
+        model = body.get("model")
+        if model is not None and model != self.model_name:
+            raise _BadRequest(f"The model `{model}` does not exist.", HTTPStatus.NOT_FOUND, "NotFoundError")
+        if body.get("n", 1) != 1:
+            raise _BadRequest("only n=1 is supported")
+        if chat:
+            messages = body.get("messages")
+            if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
+                raise _BadRequest('expected "messages": a non-empty list of {"role", "content"}')
+            lines = [f"{m.get('role', 'user')}: {_message_text(m.get('content'))}" for m in messages]
+            prompt_text = "\n".join([*lines, "assistant:"])
+            context = self.model.start_context([])
+            previous = None
+        else:
+            prompt = body.get("prompt")
+            if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
+                prompt = prompt[0]
+            if not isinstance(prompt, str):
+                raise _BadRequest('expected "prompt": a string')
+            prompt_text = prompt
+            prompt_model_tokens = tokenize(prompt)
+            context = self.model.start_context(prompt_model_tokens)
+            previous = prompt_model_tokens[-1] if prompt_model_tokens else None
+        prompt_tokens = count_prompt_tokens(prompt_text)
+        room = self.config.max_model_len - prompt_tokens
+        asked = body.get("max_completion_tokens") if chat else None
+        if asked is None:
+            asked = body.get("max_tokens")
+        if asked is not None and (isinstance(asked, bool) or not isinstance(asked, int) or asked < 1):
+            raise _BadRequest("max_tokens must be a positive whole number")
+        max_tokens = asked if asked is not None else (room if chat else 16)
+        if room < 1 or max_tokens > room:
+            raise _BadRequest(
+                f"This model's maximum context length is {self.config.max_model_len} tokens. "
+                f"However, you requested {prompt_tokens + max_tokens} tokens "
+                f"({prompt_tokens} in the messages, {max_tokens} in the completion)."
+            )
+        temperature = body.get("temperature", 1.0)
+        if temperature is None:
+            temperature = 1.0
+        if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
+            raise _BadRequest("temperature must be a number within [0, 2]")
+        seed = body.get("seed")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise _BadRequest("seed must be a whole number")
+        stream = bool(body.get("stream", False))
+        options = body.get("stream_options")
+        if options is not None and (not stream or not isinstance(options, dict)):
+            raise _BadRequest("stream_options is only allowed with stream: true, as an object")
+        include_usage = bool(options and options.get("include_usage"))
+        with self._rng_lock:
+            rng = random.Random(f"{self.config.seed}:{seed}") if seed is not None else random.Random(self._seeds.getrandbits(64))
+        faults = self.faults.draw() if self.config.faults_enabled else FaultDraw()
+        abort_at = rng.randint(1, max(1, max_tokens - 1)) if faults.abort else None
+        request_id = header_id if header_id and _REQUEST_ID.fullmatch(header_id) else uuid.uuid4().hex
+        return _Job(
+            chat=chat, request_id=request_id, arrival=arrival, prompt_tokens=prompt_tokens,
+            context=context, previous=previous, max_tokens=max_tokens, max_tokens_param=asked,
+            temperature=float(temperature), rng=rng, faults=faults, abort_at=abort_at,
+            stream=stream, include_usage=include_usage,
+        )  # fmt: skip
+
+    # -- generation ---------------------------------------------------------------------------
+
+    def admit(self, job: _Job) -> None:
+        """Queue the job for a running slot (raises _BadRequest 503 when the queue is full)
+        and remember its id for feedback."""
+        try:
+            job.ticket = self.scheduler.enqueue()
+        except QueueFull as exc:
+            raise _BadRequest(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableError") from exc
+        self.feedback_book.remember(job.request_id)
+
+    def _scaled(self, seconds: float) -> float:
+        if self.config.jitter == 0 or seconds == 0:
+            return seconds
+        with self._rng_lock:
+            factor = self._jitter.uniform(1 - self.config.jitter, 1 + self.config.jitter)
+        return seconds * factor
+
+    def generate(self, job: _Job) -> Generator[str, None, None]:
+        """The job's text, piece by piece, as each token is ready; metrics are recorded as it
+        goes, and the finish (reason, intervals) before the generator ends. Closing the
+        generator early aborts the request. The job must have been admitted."""
+        assert job.ticket is not None
+        config, metrics = self.config, self.metrics
+        scheduled = first = last = None
+        reason: str | None = None
+        try:
+            self.scheduler.wait(job.ticket)
+            scheduled = time.monotonic()
+            # Prefill: the prompt's context is in job.context; the delay stands in for the GPU.
+            due = scheduled + self._scaled(
+                (config.first_token_ms + config.prompt_token_ms * job.prompt_tokens) / 1000.0
+            ) + job.faults.first_token_s
+            context, previous = job.context, job.previous
+            while True:
+                if job.completion_tokens >= job.max_tokens:
+                    reason = "length"
+                    break
+                if job.faults.bad:
+                    token = self.model.unigram_token(job.rng)
+                else:
+                    token = self.model.next_token(context, job.rng, job.temperature)
+                if job.abort_at is not None and (token == EOS or job.completion_tokens >= job.abort_at):
+                    reason = "abort"
+                    break
+                if token == EOS:
+                    reason = "stop"
+                    break
+                wait = due - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+                now = time.monotonic()
+                if first is None:
+                    first = now
+                    metrics.first_token(now - job.arrival, job.prompt_tokens)
+                else:
+                    assert last is not None
+                    metrics.next_token(now - last)
+                last = now
+                job.completion_tokens += 1
+                if job.completion_tokens >= job.max_tokens and job.abort_at is not None:
+                    # The fault ends the request early, whatever the model would have done.
+                    reason = "abort"
+                text = piece(token, previous)
+                context.append(token)
+                previous = token
+                job.text.append(text)
+                due = now + self._scaled(config.token_ms / 1000.0) + job.faults.token_s
+                yield text
+                if reason is not None:
+                    break
+        finally:
+            job.finish_reason = reason or "abort"
+            finished = time.monotonic()
+            if scheduled is not None:
+                first_at = first if first is not None else finished
+                last_at = last if last is not None else first_at
+                metrics.finished(
+                    job.finish_reason,
+                    e2e_s=finished - job.arrival,
+                    queued_s=scheduled - job.arrival,
+                    prefill_s=first_at - scheduled,
+                    decode_s=last_at - first_at,
+                    inference_s=last_at - scheduled,
+                    prompt_tokens=job.prompt_tokens,
+                    generation_tokens=job.completion_tokens,
+                    max_tokens=job.max_tokens_param,
+                )
+            self.scheduler.release(job.ticket)
+
+    # -- feedback, faults, health -------------------------------------------------------------
+
+    def feedback(self, body: Mapping[str, Any], header_id: str | None) -> dict[str, Any]:
+        rid = body.get("request_id") or header_id
+        thumbs = body.get("thumbs")
+        if not rid or thumbs not in ("up", "down"):
+            raise _BadRequest('expected {"request_id": ..., "thumbs": "up" | "down"}')
+        rid = str(rid)
+        accepted = self.feedback_book.take(rid)
+        if not accepted and rid.startswith(_ID_PREFIXES):
+            accepted = self.feedback_book.take(rid.split("-", 1)[1])
+        self.metrics.feedback(str(thumbs) if accepted else "dropped")
+        return {"accepted": accepted, "request_id": rid, "revision": self.revision}
+
+    def set_faults(self, body: Mapping[str, Any]) -> dict[str, float]:
+        try:
+            return self.faults.update(**{k: v for k, v in body.items()})
+        except (TypeError, ValueError) as exc:
+            raise _BadRequest(str(exc)) from exc
+
+    def health(self) -> dict[str, Any]:
+        running, waiting = self.scheduler.state
+        return {
+            "status": "ok",
+            "model": self.model_name,
+            "revision": self.revision,
+            "version": self.config.version,
+            "running": running,
+            "waiting": waiting,
+        }
+
+    def models(self) -> dict[str, Any]:
+        return {
+            "object": "list",
+            "data": [
+                {
+                    "id": self.model_name,
+                    "object": "model",
+                    "created": self.created,
+                    "owned_by": "kanaria",
+                    "root": self.model_name,
+                    "max_model_len": self.config.max_model_len,
+                }
+            ],
+        }
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+class _HTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 128  # bursts of streaming clients connect at once
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: LLMServer):
+        self.app = app
+        super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client or proxy closing its connection is routine, not worth a traceback.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _HTTPServer
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # every streamed token goes out at once
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+        return  # quiet: request logs would drown the test output
+
+    def _headers(self, status: int, content_type: str, extra: Mapping[str, str]) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header(REVISION_HEADER, self.server.app.revision)
+        for name, value in extra.items():
+            self.send_header(name, value)
+
+    def _send(self, status: int, payload: bytes, content_type: str, extra: Mapping[str, str] | None = None) -> None:
+        self._headers(status, content_type, extra or {})
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def _json(self, status: int, body: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> None:
+        self._send(status, json.dumps(body).encode(), "application/json", extra)
+
+    def _error(self, exc: _BadRequest, extra: Mapping[str, str] | None = None) -> None:
+        body = {"error": {"message": str(exc), "type": exc.kind, "code": int(exc.status)}}
+        self._json(exc.status, body, extra)
+
+    def _body(self) -> dict[str, Any]:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length > _MAX_BODY:
+            raise _BadRequest("body too large")
+        raw = self.rfile.read(length) if length else b"{}"
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError as exc:
+            raise _BadRequest(f"invalid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise _BadRequest("expected a JSON object")
+        return body
+
+    def do_GET(self) -> None:
+        app = self.server.app
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            self._send(HTTPStatus.OK, app.metrics.exposition(), CONTENT_TYPE_LATEST)
+        elif path in ("/health", "/healthz", "/readyz"):
+            self._json(HTTPStatus.OK, app.health())
+        elif path == "/v1/models":
+            self._json(HTTPStatus.OK, app.models())
+        elif path == FAULTS_PATH and not app.config.faults_enabled:
+            self._error(_BadRequest(FAULTS_OFF, HTTPStatus.NOT_FOUND, "NotFoundError"))
+        elif path == FAULTS_PATH:
+            self._json(HTTPStatus.OK, app.faults.as_dict())
+        else:
+            self._error(_BadRequest(f"no route {path}", HTTPStatus.NOT_FOUND, "NotFoundError"))
+
+    def do_POST(self) -> None:
+        arrival = time.monotonic()
+        app = self.server.app
+        path = self.path.split("?", 1)[0]
+        header_id = self.headers.get(REQUEST_ID_HEADER)
+        try:
+            body = self._body()
+            if path in ("/v1/completions", "/v1/chat/completions"):
+                job = app.job(body, chat=path.endswith("/chat/completions"), header_id=header_id, arrival=arrival)
+                app.admit(job)
+                self._complete(job)
+            elif path == "/feedback":
+                self._json(HTTPStatus.OK, app.feedback(body, header_id))
+            elif path == FAULTS_PATH and not app.config.faults_enabled:
+                raise _BadRequest(FAULTS_OFF, HTTPStatus.NOT_FOUND, "NotFoundError")
+            elif path == FAULTS_PATH:
+                self._json(HTTPStatus.OK, app.set_faults(body))
+            else:
+                raise _BadRequest(f"no route {path}", HTTPStatus.NOT_FOUND, "NotFoundError")
+        except _BadRequest as exc:
+            self._error(exc)
+
+    # -- completions --------------------------------------------------------------------------
+
+    def _job_headers(self, job: _Job) -> dict[str, str]:
+        headers = {REQUEST_ID_HEADER: job.request_id}
+        if self.server.app.config.faults_enabled:
+            headers[QUALITY_HEADER] = "bad" if job.faults.bad else "good"
+        return headers
+
+    def _complete(self, job: _Job) -> None:
+        app = self.server.app
+        tokens = app.generate(job)
+        try:
+            if job.stream:
+                self._stream(job, tokens)
+            else:
+                for _ in tokens:
+                    pass
+                self._json(HTTPStatus.OK, self._final_body(job), self._job_headers(job))
+        finally:
+            tokens.close()  # aborts the request if the client went away
+            if job.ticket is not None:
+                app.scheduler.release(job.ticket)  # a no-op once the generator has run
+
+    def _final_body(self, job: _Job) -> dict[str, Any]:
+        app = self.server.app
+        text = "".join(job.text)
+        choice: dict[str, Any]
+        if job.chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": job.finish_reason}
+        else:
+            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": job.finish_reason}
+        return {
+            "id": job.response_id,
+            "object": "chat.completion" if job.chat else "text_completion",
+            "created": int(time.time()),
+            "model": app.model_name,
+            "choices": [choice],
+            "usage": job.usage(),
+        }
+
+    def _chunk(self, job: _Job, text: str | None, finish_reason: str | None, *, role: bool = False) -> dict[str, Any]:
+        choice: dict[str, Any]
+        if job.chat:
+            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
+            if text is not None:
+                delta["content"] = text
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+        chunk: dict[str, Any] = {
+            "id": job.response_id,
+            "object": "chat.completion.chunk" if job.chat else "text_completion",
+            "created": int(time.time()),
+            "model": self.server.app.model_name,
+            "choices": [choice],
+        }
+        if job.include_usage:
+            chunk["usage"] = None
+        return chunk
+
+    def _event(self, data: Mapping[str, Any] | str) -> None:
+        payload = data if isinstance(data, str) else json.dumps(data)
+        message = f"data: {payload}\n\n".encode()
+        self.wfile.write(b"%X\r\n%s\r\n" % (len(message), message))
+
+    def _stream(self, job: _Job, tokens: Iterator[str]) -> None:
+        self._headers(HTTPStatus.OK, "text/event-stream; charset=utf-8", self._job_headers(job))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            role = job.chat  # a chat stream's first chunk names the role, as the first token comes
+            for text in tokens:
+                if role:
+                    self._event(self._chunk(job, None, None, role=True))
+                    role = False
+                self._event(self._chunk(job, text, None))
+            if role:
+                self._event(self._chunk(job, None, None, role=True))
+            self._event(self._chunk(job, None if job.chat else "", job.finish_reason))
+            if job.include_usage:
+                self._event({
+                    "id": job.response_id,
+                    "object": "chat.completion.chunk" if job.chat else "text_completion",
+                    "created": int(time.time()),
+                    "model": self.server.app.model_name,
+                    "choices": [],
+                    "usage": job.usage(),
+                })  # fmt: skip
+            self._event("[DONE]")
+            self.wfile.write(b"0\r\n\r\n")
+        except (ConnectionError, OSError):
+            self.close_connection = True  # the client is gone; closing the generator aborts
+
+
+class LLMServerProcess(ServerProcess):
+    """Run ``python -m kanaria.sandbox.llmserver`` as a child in its own process group.
+
+    ``env`` is added to the current environment (``KANARIA_REVISION``, ``KANARIA_LLM_*``,
+    ``KANARIA_FAULT_*``), ``enable_faults`` passes ``--enable-faults``, ``args`` are further
+    command-line flags (``["--max-running", "2"]``); the port is read from the child's first
+    line of output and its stderr goes to ``log_path`` (see
+    :class:`~kanaria.sandbox._proc.ServerProcess`).
+    """
+
+    module = "kanaria.sandbox.llmserver"
+    what = "LLM server"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m kanaria.sandbox.llmserver")
+    in_pod = "KUBERNETES_SERVICE_HOST" in os.environ  # a Service must reach the pod
+    parser.add_argument(
+        "--host", default=os.environ.get("KANARIA_HOST") or ("0.0.0.0" if in_pod else "127.0.0.1")
+    )
+    parser.add_argument("--port", type=int, default=int(os.environ.get("KANARIA_PORT", "8080")))
+    parser.add_argument(
+        "--enable-faults",
+        action="store_true",
+        help="allow fault injection (KANARIA_FAULT_*, /admin/faults); for the sandbox's tests",
+    )
+    parser.add_argument("--max-running", type=int, help="requests run at once (KANARIA_LLM_MAX_RUNNING)")
+    parser.add_argument("--first-token-ms", type=float, help="prefill delay (KANARIA_LLM_FIRST_TOKEN_MS)")
+    parser.add_argument("--token-ms", type=float, help="delay per further token (KANARIA_LLM_TOKEN_MS)")
+    parser.add_argument("--seed", type=int, help="sampling seed (KANARIA_LLM_SEED)")
+    parser.add_argument("--order", type=int, help="n-gram order, 2..4 (KANARIA_LLM_ORDER)")
+    args = parser.parse_args(argv)
+    try:
+        config = LLMConfig.from_env(os.environ, faults_enabled=args.enable_faults)
+        flags = {
+            "max_running": args.max_running,
+            "first_token_ms": args.first_token_ms,
+            "token_ms": args.token_ms,
+            "seed": args.seed,
+            "order": args.order,
+        }
+        config = dataclasses.replace(config, **{k: v for k, v in flags.items() if v is not None})
+        server = LLMServer(config, host=args.host, port=args.port)
+    except ValueError as exc:
+        parser.error(str(exc))
+
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: server.request_shutdown())
+    model = server.model
+    print(
+        f"model {config.model_name} revision {config.revision}: order {model.order}, "
+        f"{model.documents} documents, {model.training_tokens} tokens, "
+        f"{len(model.vocabulary)} words",
+        file=sys.stderr,
+        flush=True,
+    )
+    print(f"listening on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
