@@ -454,7 +454,7 @@ def _abort_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> 
     (ab, nb), (ac, nc) = counts
     verdict = proportions.judge_error_rate(
         ab, nb, ac, nc,
-        max_error_rate=m.max_error_rate,
+        max_error_rate=m.max_error_rate if m.max_error_rate is not None else 0.01,
         relative_tolerance=(m.max_error_ratio or DEFAULT_MAX_ERROR_RATIO) - 1.0,
         min_requests=m.min_samples or DEFAULT_MIN_SAMPLES["abortRate"],
         alpha=m.alpha or 0.05,

@@ -3,7 +3,8 @@
 kwok makes pods look Running to the control plane, but nothing runs in them. In the sandbox the
 model servers must really serve, so this stand-in for a kubelet watches the Deployments Kanaria owns and, for
 every revision with replicas, starts one real model server process with the environment of
-the Deployment's pod template (KANARIA_MODEL_URI, KANARIA_REVISION, ...) and with fault
+the Deployment's pod template (KANARIA_MODEL_URI, KANARIA_REVISION, ...) — the reference
+LLM server instead when the template's image is ``kanaria/llmserver`` — and with fault
 injection on (KANARIA_FAULT_* in a pod template and /admin/faults are how the tests make a
 regression). It publishes the servers to Prometheus through a file_sd targets file and answers
 the proxy's question "where does Service NAME-REVISION live?".
@@ -26,6 +27,8 @@ from typing import Any
 
 from kubernetes import client
 
+from kanaria.sandbox._proc import ServerProcess
+from kanaria.sandbox.llmserver import LLMServerProcess
 from kanaria.sandbox.modelserver import ModelServerProcess
 from kanaria.sandbox.samples import SAMPLE_DIR_ENV
 from kanaria.workloads.objects import LABEL_DEPLOYMENT, LABEL_REVISION, MANAGED_BY
@@ -34,13 +37,17 @@ __all__ = ["LocalKubelet", "Served"]
 
 log = logging.getLogger("kanaria.sandbox.kubelet")
 
+LLM_IMAGE = "kanaria/llmserver"
+"""A pod template whose container image starts with this runs the reference LLM server
+(:mod:`kanaria.sandbox.llmserver`); every other one runs the reference model server."""
+
 
 @dataclass
 class Served:
     deployment: str
     revision: str
     service: str
-    process: ModelServerProcess
+    process: ServerProcess
     started: float = field(default_factory=time.monotonic)
     """When it was launched (monotonic): a list of Deployments taken before that cannot
     say it is unwanted."""
@@ -161,7 +168,9 @@ class LocalKubelet:
         self.sample_dir.mkdir(parents=True, exist_ok=True)
         env[SAMPLE_DIR_ENV] = str(self.sample_dir)
         log_path = self.workdir / f"{name}.log"
-        process = ModelServerProcess(env, log_path=log_path, enable_faults=True)
+        images = [c.image or "" for c in containers]
+        server = LLMServerProcess if any(i.startswith(LLM_IMAGE) for i in images) else ModelServerProcess
+        process = server(env, log_path=log_path, enable_faults=True)
         log.info("started %s at %s", name, process.url)
         return Served(labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""), name, process)
 
