@@ -301,7 +301,12 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
             return copies > 0 and counted == copies
 
         wait_for(labels_match_mirrored, 15, interval=0.05, message="every mirrored prediction's label to reach the shadow")
-        assert _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown") == dropped
+        # A label for a request the shadow never saw is dropped as unknown. Mirroring is best
+        # effort (nginx's mirror subrequest, like a mesh's): on a loaded machine a prediction's
+        # copy can be lost while its label's copy arrives. Allow that rarely, never often.
+        copies = _metric(chain.shadow, "kanaria_model_requests_total") - requests
+        extra = _metric(chain.shadow, "kanaria_model_feedback_dropped_total", reason="unknown") - dropped
+        assert extra <= max(1.0, 0.02 * copies), (extra, copies)
         assert _metric(chain.shadow, "kanaria_model_agreement_total", outcome="disagree") > agreed["disagree"]
 
 
