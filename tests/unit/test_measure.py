@@ -286,3 +286,22 @@ def test_abort_rate_reads_vllms_finished_requests() -> None:
     }
     v = measure([Metric(name="m", kind="abortRate")], PLAN, TableProvider(answers), TARGET)["m"]
     assert v.outcome.value == "fail" and "abort rate" in v.reason and v.samples == 2000
+
+
+def test_an_llm_split_reports_each_arms_share_of_output_tokens() -> None:
+    """The sample-ratio check of an LLM server counts vLLM's finished requests and shows the
+    output-token share beside the request share: a canary answering at greater length shows."""
+    def n(value: float) -> QueryResult:
+        return QueryResult("q", (Sample({}, value),))
+
+    answers = {
+        'vllm:request_success_total{revision="canary1"}': n(300),
+        'vllm:request_success_total{revision="stable1"}': n(700),
+        'vllm:generation_tokens_total{revision="canary1"}': n(30000),
+        'vllm:generation_tokens_total{revision="stable1"}': n(35000),
+    }
+    plan = AnalysisPlan(("m",), PLAN.candidate, PLAN.baseline, expected_split=(30, 70))
+    v = measure([Metric(name="m", kind="timeToFirstToken")], plan, TableProvider(answers), TARGET)["sample-ratio"]
+    assert v.outcome.value == "pass"
+    assert v.details["token_share"] == pytest.approx(30000 / 65000) and v.details["request_share"] == pytest.approx(0.3)
+    assert "output tokens: 46.2% on the new revision against 30.0% of the requests" in v.reason

@@ -88,7 +88,8 @@ def measure(
     """
     provider = Pinned(provider, time.time() if at is None else at)
     wanted = {m.name: m for m in metrics}
-    out_split = _split(plan, provider, target) if plan.expected_split is not None else None
+    llm = any(m.kind in VLLM_HISTOGRAMS or m.kind == "abortRate" for m in metrics)
+    out_split = _split(plan, provider, target, llm) if plan.expected_split is not None else None
     out: dict[str, Verdict] = {}
     for name in plan.metrics:
         metric = wanted.get(name)
@@ -128,17 +129,39 @@ def _paced(m: Metric, plan: AnalysisPlan, verdict: Verdict) -> Verdict:
     return pacing.with_pacing(verdict, needed, window)
 
 
-def _split(plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    """Sample-ratio mismatch: the requests each arm served against the configured weights."""
+def _split(plan: AnalysisPlan, p: MetricProvider, t: Target, llm: bool = False) -> Verdict:
+    """Sample-ratio mismatch: the requests each arm served against the configured weights. For
+    an LLM server (vLLM's metrics) the requests are its finished requests, and the verdict also
+    says each arm's share of the output tokens: a new revision that takes far more tokens than
+    its share of requests (longer answers, more cost) is visible, though it decides nothing."""
     assert plan.expected_split is not None
+    arms = (plan.candidate, plan.baseline)
     try:
-        counts = [
-            _count(p, counter_increase(METRIC_NAMES["requests"], _labels(t, arm), arm.window, arm.offset))
-            for arm in (plan.candidate, plan.baseline)
-        ]
+        if llm:
+            counts = [_count(p, counter_increase(VLLM_FINISHED, {"revision": a.revision}, a.window, a.offset))
+                      for a in arms]
+        else:
+            counts = [_count(p, counter_increase(METRIC_NAMES["requests"], _labels(t, a), a.window, a.offset))
+                      for a in arms]
     except _NoData as missing:
         return missing.verdict("chi2-srm")
-    return sample_ratio_mismatch(counts, list(plan.expected_split))
+    verdict = sample_ratio_mismatch(counts, list(plan.expected_split))
+    if not llm:
+        return verdict
+    try:
+        tokens = [_count(p, counter_increase(VLLM_TOKENS, {"revision": a.revision}, a.window, a.offset)) for a in arms]
+    except _NoData:
+        return verdict
+    if sum(tokens) <= 0 or sum(counts) <= 0:
+        return verdict
+    token_share, request_share = tokens[0] / sum(tokens), counts[0] / sum(counts)
+    return replace(
+        verdict,
+        reason=f"{verdict.reason}; output tokens: {token_share:.1%} on the new revision against "
+               f"{request_share:.1%} of the requests",
+        details={**verdict.details, "token_share": token_share, "request_share": request_share,
+                 "tokens": float(tokens[0]), "baseline_tokens": float(tokens[1])},
+    )
 
 
 class _NoData(Exception):
@@ -420,6 +443,8 @@ not know its revision, so the scrape adds it from the pod label kanaria.io/revis
 (docs/llm.md has the PodMonitor)."""
 VLLM_FINISHED = "vllm:request_success_total"
 """vLLM's finished requests by ``finished_reason`` (stop, length, abort)."""
+VLLM_TOKENS = "vllm:generation_tokens_total"
+"""vLLM's output tokens."""
 
 
 def _llm_latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
