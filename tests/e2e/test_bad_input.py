@@ -11,6 +11,7 @@ answer (rejected) or status.message (invalid) must contain. Cases too big to kee
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -393,3 +394,67 @@ def test_revision_hash_collision_is_refused(
     assert "exists for a different model" in st["message"]
     wait_for(lambda: len(_invalid_spec_events(k8s, namespace, "collide")) == 1, 30,
              message="one InvalidSpec Event")  # the Event follows the status write
+
+
+# --------------------------------------------------------------------------- nesting
+
+
+def _deep(depth: int) -> dict[str, Any]:
+    inner: Any = "bottom"
+    for _ in range(depth):
+        inner = {"x": inner}
+    return inner
+
+
+def test_a_template_nested_two_thousand_levels_deep_never_reaches_the_operator(
+    kanaria_crd: LocalCluster, k8s: client.ApiClient, corpus_ns: str, tmp_path: Path
+) -> None:
+    """The pod template is typed with Kubernetes' own PodTemplateSpec: a deep unknown field is
+    refused under strict validation and pruned otherwise, so what is stored is no deeper than
+    a real template."""
+    body = _base("deep-template", corpus_ns)
+    body["spec"]["template"] = {"spec": {"containers": [{"name": "m", "image": "i"}], "x": "bottom"}}
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(body).replace('"bottom"', '{"x": ' * 2000 + "1" + "}" * 2000))
+    with pytest.raises(RuntimeError) as err:
+        kanaria_crd.kubectl("create", "-f", str(path), "--validate=strict")
+    assert 'unknown field "spec.template.spec.x"' in str(err.value), err.value
+    kanaria_crd.kubectl("create", "-f", str(path), "--validate=false")
+    stored = get_md(k8s, corpus_ns, "deep-template")
+    assert stored["spec"]["template"]["spec"] == {"containers": [{"name": "m", "image": "i"}]}
+
+
+def test_a_deep_status_is_survived_marked_invalid_and_the_others_still_watched(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+    tmp_path: Path,
+) -> None:
+    """Status keeps unknown fields (a newer operator's), so a user allowed to write status can
+    store 3,000 levels there; JSON that deep stops Python's decoder. The operator's watch and
+    reads decode it anyway, cut it, mark the object Invalid and go on with every other object
+    (before, the watch died and the operator exited). Its next status write replaces the
+    status it could not use."""
+    case = next(c for c in INVALID if c.name == "step-unknown-metric")
+    op = start_operator()
+    poisoned = _in(case.body, namespace)
+    poisoned["metadata"]["name"] = "poisoned"
+    apply_md(cluster, poisoned)
+    wait_for(lambda: md_status(k8s, namespace, "poisoned").get("phase") == "Invalid", 60, message="first marked")
+    deep_text = json.dumps({"status": {"notes": "bottom"}}).replace('"bottom"', "[" * 3000 + "]" * 3000)
+    patch = tmp_path / "deep-status.json"
+    patch.write_text(deep_text)
+    cluster.kubectl("patch", "-n", namespace, "modeldeployment/poisoned", "--subresource=status", "--type=merge",
+                    "--patch-file", str(patch))
+    wait_for(lambda: "poisoned is nested deeper than 62 levels: marked invalid" in op.log_path.read_text(), 60,
+             message=lambda: f"the poisoned object read and marked for its depth: {op.log_tail()}")
+    # The operator's next status write replaces the status it could not use.
+    wait_for(lambda: md_status(k8s, namespace, "poisoned").get("phase") == "Invalid", 60,
+             message="the poisoned object readable and Invalid again")
+    later = _in(case.body, namespace)
+    later["metadata"]["name"] = "after-the-poison"
+    apply_md(cluster, later)
+    wait_for(lambda: md_status(k8s, namespace, "after-the-poison").get("phase") == "Invalid", 60,
+             message="an object created after the poison is still reconciled")
+    assert op.alive(), op.log_tail()

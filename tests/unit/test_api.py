@@ -36,6 +36,8 @@ def test_every_spec_field_has_a_description() -> None:
     def walk(node: dict[str, object], path: str) -> None:
         if "description" not in node:
             missing.append(path)
+        if path.endswith(".template"):
+            return  # a PodTemplateSpec, typed with Kubernetes' own schema and documented there
         props = node.get("properties") or {}
         assert isinstance(props, dict)
         for key, sub in props.items():
@@ -58,6 +60,41 @@ def test_crd_has_printer_columns_short_name_and_status() -> None:
         "Phase", "Stable", "Canary", "Weight", "Step", "Age"]
     text = yaml.safe_dump(crd)
     assert "$ref" not in text and "anyOf" not in text
+
+
+def test_every_pod_template_is_typed_with_the_pinned_kubernetes_schema() -> None:
+    """Typed, the API server prunes and validates a template like a Deployment's: nothing in
+    it can nest deeper than a real PodTemplateSpec (the watch must never see a 2,000-deep one)."""
+    spec_schema = crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    props = spec_schema["properties"]
+    templates = [props["template"], props["retraining"]["properties"]["template"],
+                 props["validation"]["properties"]["template"]]
+    deepest = 0
+    for template in templates:
+        assert template["properties"]["spec"]["required"] == ["containers"]
+        container = template["properties"]["spec"]["properties"]["containers"]["items"]
+        assert container["required"] == ["name"]
+        assert container["properties"]["ports"]["items"]["properties"]["containerPort"]["type"] == "integer"
+        stack = [(template, 1)]
+        while stack:
+            node, depth = stack.pop()
+            deepest = max(deepest, depth)
+            assert "x-kubernetes-preserve-unknown-fields" not in node
+            children = list((node.get("properties") or {}).values())
+            children += [node[k] for k in ("items", "additionalProperties") if isinstance(node.get(k), dict)]
+            stack += [(c, depth + 1) for c in children]
+    assert deepest < 30
+    text = yaml.safe_dump(spec_schema)
+    assert "x-kubernetes-int-or-string" in text
+
+
+def test_the_vendored_pod_template_schema_is_the_pinned_kubernetes_version() -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, str(ROOT / "hack" / "gen_podtemplate_schema.py"), "--check"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
 
 
 @pytest.mark.parametrize(

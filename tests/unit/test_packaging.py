@@ -32,6 +32,7 @@ DEVELOPMENT_ONLY = {"sandbox", "bench"}
 # Import name -> distribution the operator declares for it.
 DECLARED = {
     "kopf": "kopf",
+    "aiohttp": "aiohttp",
     "kubernetes": "kubernetes",
     "pydantic": "pydantic",
     "prometheus_api_client": "prometheus-api-client",

@@ -17,6 +17,12 @@ __all__ = ["OperatorMetrics"]
 PHASES: tuple[Phase, ...] = ("Pending", "Progressing", "Paused", "Watching", "Stable", "RolledBack", "Invalid")
 
 
+def _poisoned_count(outcome: str) -> Any:
+    from kanaria.controller.safejson import poisoned
+
+    return lambda: poisoned()[outcome]
+
+
 class OperatorMetrics:
     """Counters and gauges about rollouts; one registry per operator process."""
 
@@ -51,6 +57,14 @@ class OperatorMetrics:
             "Accuracy of the serving revision estimated from its confidences (an estimate, before labels)",
             labels, registry=r,
         )
+        self.poisoned = Gauge(
+            "kanaria_poisoned_documents",
+            "API responses nested too deep for the JSON decoder (decoded_deep), cut to the depth bound "
+            "(truncated) or not decodable at all (undecodable) since the operator started",
+            ["outcome"], registry=r,
+        )
+        for outcome in ("decoded_deep", "truncated", "undecodable"):
+            self.poisoned.labels(outcome).set_function(_poisoned_count(outcome))
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 

@@ -29,6 +29,7 @@ from kanaria.api.observed import AnalysisPlan, ServingReading
 from kanaria.api.revision import revision_hash, revision_name
 from kanaria.api.verdict import Verdict
 from kanaria.controller.events import post_event
+from kanaria.controller.safejson import TOO_DEEP_KEY
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
 from kanaria.rollout.conditions import invalid_spec_condition
 from kanaria.rollout.monitoring import monitoring_due, parse_time
@@ -97,6 +98,9 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     meta = obj["metadata"]
     status = _read_status(obj.get("status"))
     now = ctx.clock()
+    if TOO_DEEP_KEY in obj:  # cut when it was read (see safejson): never act on what is left
+        _write_invalid(ctx, obj, status, str(obj[TOO_DEEP_KEY]), now)
+        return 300.0
     try:
         spec = ModelDeploymentSpec.model_validate(obj.get("spec") or {})
     except ValidationError as exc:
