@@ -9,10 +9,11 @@ PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 .PHONY: help deps system-deps venv cluster-bin crds check-crds test test-unit test-e2e \
-        test-fast lint demo bench bench-stats bench-detection bench-monitor kind-up cluster-up clean
+        test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor kind-up cluster-up clean
 
 help:
 	@echo "make demo        the local stack: a rollout promoted, a bad one rolled back"
+	@echo "make demo-llm    an LLM rollout: healthy promoted, slower first token rolled back"
 	@echo "make test        every test (sets up everything first)"
 	@echo "make test-unit   fast tests: no cluster, no Prometheus"
 	@echo "make test-e2e    only the tests on the real stack"
@@ -60,6 +61,9 @@ lint: venv
 
 demo: deps
 	@$(PY) -m kanaria.sandbox.demo $(DEMO_ARGS)
+
+demo-llm: deps
+	@$(PY) -m kanaria.sandbox.demo_llm $(DEMO_ARGS)
 
 bench-stats: venv
 	@$(PY) hack/bench_stats.py $(BENCH_ARGS)

@@ -16,7 +16,7 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from kanaria.sandbox.loadgen import LoadGenerator
 from kanaria.sandbox.report import write_demo_report
@@ -30,10 +30,19 @@ __all__ = ["main", "run_demo"]
 NAME = "cancer-screen"  # the ModelDeployment: a breast-cancer classifier
 
 
+class _Served(Protocol):
+    @property
+    def by_revision(self) -> dict[str, int]: ...
+
+
+class _Load(Protocol):
+    def stats(self) -> _Served: ...
+
+
 class Progress:
     """Prints one line whenever the rollout's visible state changes."""
 
-    def __init__(self, stack: LocalStack, load: LoadGenerator, started: float) -> None:
+    def __init__(self, stack: LocalStack, load: _Load, started: float) -> None:
         self.stack, self.load, self.started = stack, load, started
         self.last = ""
 
