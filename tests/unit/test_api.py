@@ -191,3 +191,41 @@ def test_maturity_horizons_reach_the_model_pods() -> None:
 def test_maturity_is_validated(metric: dict[str, object], message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         _with_metrics(metric)
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"rollback": {"postPromotionWindow": "99999999999d"}}, "postPromotionWindow: 99999999999d is longer than 3650d"),
+        ({"analysis": {"prometheus": {"address": "http://p"}, "interval": "3651d"}}, "interval: 3651d is longer"),
+        ({"analysis": {"prometheus": {"address": "http://p"}, "interval": "1" * 13 + "s"}}, "should match pattern"),
+        ({"analysis": {"prometheus": {"address": "http://p"}, "metrics": [
+            {"name": "c", "kind": "custom", "query": "up", "condition": "< 1e999"}]}}, "should match pattern"),
+        ({"analysis": {"prometheus": {"address": "http://p"}, "metrics": [
+            {"name": "l", "kind": "latency", "objectiveSeconds": 1e308}]}}, "less than or equal to 86400"),
+        ({"template": {"spec": {"containers": [{"name": "m"}]}}}, "spec.containers[0] (m) needs an image"),
+        ({"template": {"metadata": {"labels": {"app.kubernetes.io/managed-by": "me"}}}}, "is Kanaria's own label"),
+        ({"template": {"spec": {"hostNetwork": True, "containers": [{"name": "m", "image": "i", "securityContext": {
+            "capabilities": {"add": ["SYS_ADMIN", "CHOWN"]}}}]}}},
+         "spec.hostNetwork is not allowed; spec.containers[0].securityContext.capabilities.add: SYS_ADMIN not allowed"),
+    ],
+)
+def test_bounds_and_the_baseline_pod_security_profile(patch: dict[str, object], message: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        ModelDeploymentSpec.model_validate(spec(**patch))
+    assert message in str(err.value)
+
+
+def test_a_ten_year_duration_and_a_baseline_template_are_accepted() -> None:
+    ok = spec(rollback={"postPromotionWindow": "3650d"}, template={"spec": {"containers": [{
+        "name": "m", "image": "i", "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]},
+                                                       "runAsNonRoot": True}}]}})
+    ModelDeploymentSpec.model_validate(ok)
+
+
+def test_the_pod_security_check_can_be_left_to_the_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    privileged = spec(template={"spec": {"containers": [{"name": "m", "image": "i", "securityContext": {"privileged": True}}]}})
+    with pytest.raises(ValidationError, match="privileged is not allowed"):
+        ModelDeploymentSpec.model_validate(privileged)
+    monkeypatch.setenv("KANARIA_POD_SECURITY", "privileged")
+    ModelDeploymentSpec.model_validate(privileged)

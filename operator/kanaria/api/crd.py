@@ -179,7 +179,12 @@ def crd_manifest() -> dict[str, Any]:
                                     "rule": f"size(self.metadata.name) <= {MAX_NAME}",
                                     "message": f"a ModelDeployment name may be at most {MAX_NAME} characters "
                                     "(its revisions' Services are named NAME-<10 hex characters>)",
-                                }
+                                },
+                                {
+                                    "rule": "self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')",
+                                    "message": "a ModelDeployment name must be a DNS label that starts with a letter "
+                                    "(lower-case letters, digits and '-'; no dots): it names Services and labels",
+                                },
                             ],
                             "properties": {
                                 "apiVersion": {"type": "string"},

@@ -13,7 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from kanaria.api.durations import DURATION_PATTERN, OPTIONAL_DURATION_PATTERN, parse_duration
+from kanaria.api.durations import (
+    DURATION_PATTERN,
+    OPTIONAL_DURATION_PATTERN,
+    bounded_duration,
+    parse_duration,
+)
+from kanaria.api.podsecurity import baseline_violations, policy
 
 __all__ = [
     "GROUP",
@@ -52,12 +58,17 @@ VERSION = "v1alpha1"
 KIND = "ModelDeployment"
 PLURAL = "modeldeployments"
 
-Duration = str  # validated by DURATION_PATTERN, e.g. "30s", "5m", "1h"
+Duration = str
+"""A duration: its field's pattern (DURATION_PATTERN, e.g. "30s", "5m", "1h") and at most 3650d
+(every model checks the durations among its fields)."""
 
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 """A Kubernetes object name (RFC 1123 subdomain): routes the operator writes, Gateways it names."""
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+_DURATION_PATTERNS = (DURATION_PATTERN, OPTIONAL_DURATION_PATTERN)
 
 
 def _one_of(*fields: str) -> str:
@@ -72,6 +83,18 @@ class _Base(BaseModel):
         use_attribute_docstrings=True,
         frozen=True,
     )
+
+    @model_validator(mode="after")
+    def _bounded_durations(self) -> Any:
+        for name, info in type(self).model_fields.items():
+            if any(getattr(m, "pattern", None) in _DURATION_PATTERNS for m in info.metadata):
+                value = getattr(self, name)
+                if isinstance(value, str):
+                    try:
+                        bounded_duration(value)
+                    except ValueError as exc:
+                        raise ValueError(f"{info.alias or name}: {exc}") from None
+        return self
 
 
 # --------------------------------------------------------------------------- spec
@@ -463,7 +486,7 @@ class Metric(_Base):
     max_auc: float | None = Field(default=None, ge=0.5, le=1)
     """latency: the probability that a canary request is slower than a baseline request above
     which a significant slowdown fails (default 0.56)."""
-    objective_seconds: float | None = Field(default=None, gt=0)
+    objective_seconds: float | None = Field(default=None, gt=0, le=86400)
     """latency: an objective on a histogram bucket edge, for the share of slow requests."""
     max_exceedance: float | None = Field(default=None, gt=0, lt=1)
     """latency, with objectiveSeconds: the largest share of the new revision's requests that may
@@ -494,7 +517,8 @@ class Metric(_Base):
     {{stableRevision}}, {{window}}, {{horizon}}. Values are escaped for use inside label
     matchers."""
     condition: str | None = Field(
-        default=None, max_length=64, pattern=r"^\s*(<|<=|>|>=|==|!=)\s*-?[0-9.]+(e-?[0-9]+)?\s*$"
+        default=None, max_length=64,
+        pattern=r"^\s*(<|<=|>|>=|==|!=)\s*-?([0-9]{1,15}(\.[0-9]{0,15})?|\.[0-9]{1,15})([eE][-+]?[0-9]{1,2})?\s*$",
     )
     """custom: how the query's single value passes, for example "< 0.05" or ">= 0.9"."""
 
@@ -759,6 +783,9 @@ class ModelDeploymentSpec(_Base):
         return tuple(sorted({h for h in (m.maturity_seconds() for m in metrics) if h > 0}))
 
 
+_OWN_LABEL_PREFIXES = ("kanaria.io/", "app.kubernetes.io/managed-by")
+
+
 def _template_problem(template: dict[str, Any]) -> str | None:
     """Why the pod template cannot be the template of a Deployment Kanaria writes; None if it
     can, as far as the parts Kanaria reads and extends (metadata labels, containers, env)."""
@@ -786,6 +813,16 @@ def _template_problem(template: dict[str, Any]) -> str | None:
         env = container.get("env") or []
         if not isinstance(env, list) or not all(isinstance(e, dict) for e in env):
             return f"spec.containers[{i}].env must be a list of name/value objects"
+        if not isinstance(container.get("image"), str) or not container["image"].strip():
+            return f"spec.containers[{i}] ({container.get('name')}) needs an image"
+    own = next((k for k in (meta.get("labels") or {}) if k.startswith(_OWN_LABEL_PREFIXES)), None)
+    if own is not None:
+        return f"metadata.labels: {own!r} is Kanaria's own label; it sets it on every pod itself"
+    if policy() == "baseline":
+        broken = baseline_violations(template)
+        if broken:
+            return ("breaks the baseline pod security profile (Kanaria creates pods with its own rights): "
+                    + "; ".join(broken[:5]))
     return None
 
 
