@@ -40,7 +40,7 @@ DECLARED = {
     "yaml": "pyyaml",
     "scipy": "scipy",
 }
-TRANSITIVE = {"urllib3"}  # a requirement of kubernetes and of prometheus-api-client's requests
+TRANSITIVE = {"urllib3", "requests"}  # urllib3: of kubernetes and of requests; requests: of prometheus-api-client
 OPTIONAL = {"matplotlib": "report"}  # imported inside the function that needs it
 
 HEAVY = ("numpy", "scipy", "pandas", "matplotlib", "kopf", "kubernetes", "sklearn", "pydantic")

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
+import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
 from kanaria.analysis.provider import QueryResult, Sample
+from kanaria.api.addresses import resolved_problem
 
 __all__ = ["PrometheusProvider"]
 
@@ -23,11 +27,23 @@ class PrometheusProvider:
         # measurement now and the next interval asks again, while retries with back-off would
         # hold the object's loop for several timeouts.
         retry = Retry(total=2, connect=2, read=0, status=0, other=0, backoff_factor=0)
+        # No redirects: an address that passed the checks must not bounce the operator on to
+        # one that would not (the metadata service, the API server).
+        session = requests.Session()
+        session.max_redirects = 0
+        session.verify = False
         self._client = PrometheusConnect(
-            url=self.address, disable_ssl=True, timeout=int(max(1, timeout)), retry=retry
+            url=self.address, disable_ssl=True, timeout=int(max(1, timeout)), retry=retry, session=session
         )
+        self._refused: str | None = None
+        self._checked = False
 
     def query(self, promql: str, at: float | None = None) -> QueryResult:
+        if not self._checked:  # where the name resolves, once, before the first request
+            self._refused = resolved_problem(self.address)
+            self._checked = True
+        if self._refused is not None:
+            return QueryResult(promql, error=f"refused: prometheus.address {self._refused}")
         params = {"time": f"{at:.3f}"} if at is not None else None
         try:
             raw: Any = self._client.custom_query(promql, params=params, timeout=int(max(1, self.timeout)))
@@ -47,6 +63,28 @@ class PrometheusProvider:
         return result.error
 
 
+_STATUS = re.compile(r"^HTTP Status Code (\d+) \((.*)\)$", re.S)
+
+
 def _short(exc: Exception) -> str:
-    text = str(exc).replace("\n", " ")
+    """The error, without the body of a non-Prometheus answer: whatever the address serves
+    must not end up in status (only Prometheus's own error message is kept)."""
+    text = str(exc)
+    status = _STATUS.match(text)
+    if status is not None:
+        text = f"HTTP status {status.group(1)}{_prometheus_error(status.group(2))}"
+    elif isinstance(exc, requests.TooManyRedirects):
+        text = "the address redirects elsewhere; Kanaria does not follow redirects"
+    text = " ".join(text.split())
     return text if len(text) < 300 else text[:297] + "..."
+
+
+def _prometheus_error(body: str) -> str:
+    try:
+        raw = body[2:-1].encode().decode("unicode_escape") if body[:2] in ("b'", 'b"') else body
+        doc = json.loads(raw)
+        if isinstance(doc, dict) and doc.get("status") == "error" and isinstance(doc.get("error"), str):
+            return f": {doc.get('errorType', 'error')}: {doc['error']}"
+    except (ValueError, UnicodeError):
+        pass
+    return " (not a Prometheus API answer)"

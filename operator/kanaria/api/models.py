@@ -19,6 +19,7 @@ from kanaria.api.durations import (
     bounded_duration,
     parse_duration,
 )
+from kanaria.api.addresses import address_problem
 from kanaria.api.podsecurity import baseline_violations, policy
 
 __all__ = [
@@ -426,6 +427,13 @@ class PrometheusSource(_Base):
     """Base URL, for example http://prometheus.monitoring:9090."""
     timeout: Duration = Field(default="10s", pattern=DURATION_PATTERN)
     """Timeout of one query."""
+
+    @model_validator(mode="after")
+    def _reachable_safely(self) -> PrometheusSource:
+        problem = address_problem(self.address)
+        if problem is not None:
+            raise ValueError(f"prometheus.address {problem}")
+        return self
 
 
 MetricKind = Literal[
