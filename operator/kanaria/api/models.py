@@ -13,13 +13,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from kanaria.api.addresses import address_problem
 from kanaria.api.durations import (
     DURATION_PATTERN,
     OPTIONAL_DURATION_PATTERN,
     bounded_duration,
     parse_duration,
 )
-from kanaria.api.addresses import address_problem
 from kanaria.api.podsecurity import baseline_violations, policy
 
 __all__ = [
