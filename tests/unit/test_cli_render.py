@@ -342,3 +342,13 @@ def test_status_view_shows_the_serving_revisions_monitoring_and_jobs() -> None:
     assert "drift" in text and "ALARM" in text and "mean radius" in text
     assert "iris-retrain-1" in text and "Succeeded" in text
     assert "Candidate:  v1-r2 file:///m/v1-r2 (accuracy 0.97); not adopted yet" in text
+
+
+def test_what_others_wrote_cannot_rewrite_the_terminal() -> None:
+    from kanaria.cli.main import printable
+
+    hostile = "v2\x1b[2J\x1b[31mPROMOTED\u202egpj.exe\u200b\x07 ok\n\tnext"
+    shown = printable(hostile)
+    assert "\x1b" not in shown and "\u202e" not in shown and "\u200b" not in shown and "\x07" not in shown
+    assert shown == "v2\\u{001b}[2J\\u{001b}[31mPROMOTED\\u{202e}gpj.exe\\u{200b}\\u{0007} ok\n\tnext"
+    assert printable("plain text, ünïcode ✓") == "plain text, ünïcode ✓"

@@ -8,9 +8,9 @@ Field docstrings become the CRD's descriptions, so ``kubectl explain`` shows the
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
 from kanaria.api.addresses import address_problem
@@ -63,8 +63,23 @@ Duration = str
 """A duration: its field's pattern (DURATION_PATTERN, e.g. "30s", "5m", "1h") and at most 3650d
 (every model checks the durations among its fields)."""
 
+VISIBLE = r"^[^\p{Z}\p{Cc}\p{Cf}\p{Co}]+$"
+"""Visible characters only: no spaces, control or format characters (zero-width joiners,
+right-to-left overrides, terminal escape sequences) that make two strings look alike or
+rewrite a terminal."""
+PRINTABLE = r"^[^\p{Cc}\p{Cf}\p{Co}\p{Zl}\p{Zp}]+$"
+"""Like VISIBLE, but spaces are allowed (feature names such as "mean radius")."""
+MODEL_VERSION = r"^[A-Za-z0-9][-A-Za-z0-9._+:~]*$"
+"""A model version: ASCII letters, digits and -._+:~ (v2, 2026-11-01, 1.4.0+build.7)."""
+METRIC_NAME = r"^[a-zA-Z][-a-zA-Z0-9_]*$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 """A Kubernetes object name (RFC 1123 subdomain): routes the operator writes, Gateways it names."""
+MetricName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=METRIC_NAME)]
+FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
+Host = Annotated[str, StringConstraints(
+    min_length=1, max_length=253,
+    pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
+"""A host name a route answers for: no wildcards (``*`` would take other applications' traffic)."""
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
@@ -106,9 +121,10 @@ class Model(_Base):
 
     name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Model name, used as the `model` label on metrics (a DNS label)."""
-    version: str = Field(min_length=1, max_length=128)
-    """Human version of the model (for example v2 or 2026-11-01). Recorded in history."""
-    uri: str = Field(min_length=1, max_length=2048)
+    version: str = Field(min_length=1, max_length=128, pattern=MODEL_VERSION)
+    """Human version of the model (for example v2 or 2026-11-01; ASCII letters, digits and
+    -._+:~). Recorded in history."""
+    uri: str = Field(min_length=1, max_length=2048, pattern=VISIBLE)
     """Where the model artifact lives; reaches the pod as KANARIA_MODEL_URI."""
 
 
@@ -122,7 +138,7 @@ class PauseStep(_Base):
 class AnalysisStep(_Base):
     """Hold the current weight until every listed metric passes (evidence, not the clock)."""
 
-    metrics: list[str] | None = Field(default=None, max_length=32)
+    metrics: list[MetricName] | None = Field(default=None, max_length=32)
     """Names of metrics from spec.analysis.metrics to judge here; all of them when omitted."""
     deadline: Duration | None = Field(default=None, pattern=DURATION_PATTERN)
     """Longest time to wait for a decision at this step; spec.analysis.progressDeadline when omitted."""
@@ -199,7 +215,7 @@ class HeaderMatch(_Base):
 
     name: str = Field(min_length=1, max_length=256, pattern=HEADER_NAME)
     """Header name (case-insensitive on the wire)."""
-    value: str = Field(min_length=1, max_length=1024)
+    value: str = Field(min_length=1, max_length=1024, pattern=PRINTABLE)
     """The value, or a regular expression when type is RegularExpression."""
     type: Literal["Exact", "RegularExpression"] = "Exact"
     """Exact (every router) or RegularExpression (an RE2/PCRE subset; the router's dialect)."""
@@ -232,9 +248,9 @@ class TrafficMatch(_Base):
 class ABArm(_Base):
     """Another challenger in an A/B test: the same template and model name, another version."""
 
-    version: str = Field(min_length=1, max_length=128)
+    version: str = Field(min_length=1, max_length=128, pattern=MODEL_VERSION)
     """Version of this challenger's model; recorded in history."""
-    uri: str = Field(min_length=1, max_length=2048)
+    uri: str = Field(min_length=1, max_length=2048, pattern=VISIBLE)
     """Where its model artifact lives."""
     weight: int = Field(ge=1, le=98)
     """Percent of traffic for this challenger."""
@@ -278,9 +294,9 @@ class ABTestStrategy(_Base):
     """More challengers beside spec.model, each at its own weight: every challenger is judged
     against the incumbent, losers are retired as they lose, and the best significant winner
     is promoted (even if it is not spec.model: the status then says which version won)."""
-    primary_metric: str = Field(min_length=1)
+    primary_metric: str = Field(min_length=1, max_length=63, pattern=METRIC_NAME)
     """Name of the metric (from spec.analysis.metrics) that decides the winner."""
-    guardrails: list[str] = Field(default_factory=list, max_length=32)
+    guardrails: list[MetricName] = Field(default_factory=list, max_length=32)
     """Metrics every winner must pass."""
     max_duration: Duration = Field(default="1h", pattern=DURATION_PATTERN)
     """When no winner is decided by then, the incumbent stays."""
@@ -351,7 +367,7 @@ class ParentRef(_Base):
     """Name of the Gateway."""
     namespace: str | None = Field(default=None, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     """Namespace of the Gateway; the ModelDeployment's when omitted."""
-    section_name: str | None = None
+    section_name: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     """Listener name on the Gateway."""
 
 
@@ -371,7 +387,7 @@ class IstioTraffic(_Base):
 
     virtual_service: str | None = Field(default=None, max_length=253, pattern=DNS_SUBDOMAIN)
     """Name of the VirtualService. Defaults to the ModelDeployment's name."""
-    hosts: list[str] = Field(default_factory=list, max_length=16)
+    hosts: list[Host] = Field(default_factory=list, max_length=16)
     """Hosts of the VirtualService; the ModelDeployment's name when empty."""
     port: int = Field(default=8080, ge=1, le=65535)
     """Port of the per-revision Services."""
@@ -467,7 +483,7 @@ class Metric(_Base):
         }
     )
 
-    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-zA-Z][-a-zA-Z0-9_]*$")
+    name: str = Field(min_length=1, max_length=63, pattern=METRIC_NAME)
     """Name of this metric, referenced by steps and shown in status (not sample-ratio: that is
     the split check Kanaria adds to every weighted step)."""
     kind: MetricKind
@@ -500,7 +516,7 @@ class Metric(_Base):
     """latency, with objectiveSeconds: the largest share of the new revision's requests that may
     be slower than the objective (default 0.1). Fails when the share is significantly above it;
     a pass also needs the share shown below it."""
-    features: list[str] | None = Field(default=None, max_length=256)
+    features: list[FeatureName] | None = Field(default=None, max_length=256)
     """drift: the features to check; every feature the model exports when omitted."""
     min_agreement: float | None = Field(default=None, gt=0, lt=1)
     """agreement: the least share of predictions that must match the served ones (default 0.95)."""
@@ -666,7 +682,7 @@ class Validation(JobSpec):
 
     active_deadline: Duration = Field(default="30m", pattern=DURATION_PATTERN)
     """A validation running longer is stopped and counts as failed."""
-    metric: str = Field(default="accuracy", min_length=1, max_length=63)
+    metric: str = Field(default="accuracy", min_length=1, max_length=63, pattern=METRIC_NAME)
     """The score in the Job's result to compare (higher is better)."""
     margin: float = Field(default=0.0, ge=0, le=1)
     """The new revision passes when its score is at least the stable revision's minus this."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import unicodedata
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -96,9 +97,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def printable(text: str) -> str:
+    """``text`` with every control, format or private-use character (terminal escape sequences,
+    right-to-left overrides, zero-width characters) shown as ``\\u{XXXX}`` instead of acting on
+    the terminal: what others wrote into an object must not rewrite what a person reads."""
+    return "".join(
+        ch if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cf", "Co", "Cs", "Zl", "Zp")
+        else f"\\u{{{ord(ch):04x}}}"
+        for ch in text
+    )
+
+
 def _print(text: str) -> None:
     if text:
-        print(text, flush=True)
+        print(printable(text), flush=True)
 
 
 def cmd_list(kube: Kube, args: argparse.Namespace) -> int:
@@ -142,7 +154,7 @@ def watch(
             if version != seen or frames == 0:
                 seen = version
                 prefix = "\x1b[H\x1b[2J" if tty else ("---\n" if frames else "")
-                print(prefix + show(obj), flush=True)
+                print(prefix + printable(show(obj)), flush=True)
                 frames += 1
             if render.settled(obj):
                 return 0
@@ -183,7 +195,7 @@ def cmd_action(kube: Kube, args: argparse.Namespace) -> int:
         status = obj.get("status") or {}
         step = render.step_of(obj)
         where = f", step {step[0]}/{step[1]}, canary weight {status.get('canaryWeight', 0)}%" if step else ""
-        print(f"handled: phase {status.get('phase', 'Pending')}{where}: {status.get('message', '')}")
+        print(printable(f"handled: phase {status.get('phase', 'Pending')}{where}: {status.get('message', '')}"))
     return 0
 
 
@@ -214,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             kube.close()
     except CliError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
