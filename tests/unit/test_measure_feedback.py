@@ -102,3 +102,39 @@ def test_rating_reads_count_sum_and_squares_and_reports_means_on_the_scale() -> 
     assert v.outcome.value == "fail", v.reason
     assert v.value == pytest.approx(3.5) and v.baseline == pytest.approx(4.0)
     assert v.details["sd"] == pytest.approx(1.0)
+
+
+def test_feedback_and_rating_verdicts_render_in_status_and_the_cli() -> None:
+    """The verdicts land in status.analysis (MetricResult) with their kind and show in
+    `kubectl kanaria status`'s table with the means on the rating's scale."""
+    from datetime import UTC, datetime
+
+    from kanaria.api.models import MetricResult
+    from kanaria.cli.render import analysis_table
+
+    provider = TableProvider({
+        'revision="stable1",signal="thumbs",horizon="300",outcome="positive"': 9500,
+        'revision="stable1",signal="thumbs",horizon="300",outcome="negative"': 500,
+        'revision="canary1",signal="thumbs",horizon="300",outcome="positive"': 2760,
+        'revision="canary1",signal="thumbs",horizon="300",outcome="negative"': 240,
+        'ratings_matured_total{model="chat",revision="stable1"': 600,
+        'rating_sum_matured_total{model="chat",revision="stable1"': 1800,
+        'rating_squares_matured_total{model="chat",revision="stable1"': 6000,
+        'ratings_matured_total{model="chat",revision="canary1"': 600,
+        'rating_sum_matured_total{model="chat",revision="canary1"': 1790,
+        'rating_squares_matured_total{model="chat",revision="canary1"': 6000,
+    })  # fmt: skip
+    metrics = [Metric(name="thumbs", kind="feedback"),
+               Metric(name="stars", kind="rating", rating_min=1, rating_max=5)]
+    plan = AnalysisPlan(("thumbs", "stars"), Arm("canary1", 900), Arm("stable1", 900))
+    verdicts = measure(metrics, plan, provider, TARGET)
+    kinds = {m.name: m.kind for m in metrics}
+    results = [
+        MetricResult(metric=n, kind=kinds[n], verdict=v.outcome.value, value=v.value, baseline=v.baseline,
+                     samples=v.samples, baseline_samples=v.baseline_samples, statistic=v.statistic,
+                     reason=v.reason).model_dump(by_alias=True)
+        for n, v in verdicts.items()
+    ]
+    text = analysis_table(results, datetime.now(UTC))
+    assert "feedback" in text and "rating" in text and "msprt-mean" in text
+    assert "3000/10000" in text and "600/600" in text and "3.983" in text
