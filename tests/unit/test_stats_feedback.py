@@ -34,11 +34,11 @@ def _judge(b: np.ndarray, c: np.ndarray, min_samples: int) -> object:
 
 
 def _rollouts(canary: np.ndarray, ratio: int, *, runs: int, looks: int, per_look: int, seed: int,
-              min_samples: int = 200) -> tuple[float, float, float]:
+              min_samples: int = 200, base: np.ndarray = BASE) -> tuple[float, float, float]:
     rng = np.random.default_rng(seed)
     return simulated_rollouts(
         runs, looks,
-        lambda: (_arm(rng, per_look * ratio, BASE), _arm(rng, per_look, canary)),
+        lambda: (_arm(rng, per_look * ratio, base), _arm(rng, per_look, canary)),
         lambda b, c: _judge(b, c, min_samples),
         lambda v: v.details.get("ci_upper", 0.0) < 0,
     )
@@ -94,6 +94,18 @@ def test_a_canary_worse_by_the_margin_passes_at_most_alpha(ratio: int) -> None:
     assert passed <= 0.05
     failed, passed, _ = _rollouts(worse(0.5), ratio, runs=100, looks=60, per_look=40, seed=20 + ratio)
     assert passed == 0 and failed >= 0.95
+
+
+def test_a_skewed_rating_keeps_both_error_rates() -> None:
+    """95% five stars and 5% one star (a thumbs-like rating, far from normal): equal revisions
+    fail in at most α over 50 looks from the tenth rating; 0.2 stars worse passes in at most α."""
+    skewed = np.array([0.05, 0, 0, 0, 0.95])
+    failed, _, _ = _rollouts(skewed, 1, runs=400, looks=50, per_look=10, seed=41, min_samples=10, base=skewed)
+    assert failed <= 0.05
+    w = 0.2 / (skewed @ STARS - 1.0)
+    _, passed, _ = _rollouts((1 - w) * skewed + w * np.eye(5)[0], 1, runs=300, looks=60, per_look=40, seed=42,
+                             base=skewed)
+    assert passed <= 0.05
 
 
 def test_equal_revisions_pass_on_evidence() -> None:

@@ -465,7 +465,8 @@ class Metric(_Base):
     """A failure of a critical metric rolls back at once, whatever failureLimit says."""
     min_samples: int | None = Field(default=None, ge=1, le=10_000_000)
     """Fewest samples per arm before any verdict other than inconclusive (labels for accuracy,
-    requests otherwise). Defaults: accuracy 500, errorRate 1000, latency 200, drift 1000."""
+    requests otherwise, rated answers for feedback and rating). Defaults: accuracy 500, errorRate
+    1000, latency 200, drift 1000, feedback and rating 500."""
     margin: float | None = Field(default=None, ge=0)
     """accuracy, feedback: the non-inferiority margin; the canary passes when it is not worse
     by more than this (default 0.02, at most 1). rating: the same in the rating's units
