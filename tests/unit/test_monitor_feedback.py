@@ -133,3 +133,16 @@ def test_a_model_monitor_waits_for_feedback_on_every_request_with_an_id() -> Non
     assert metric_value(text, "kanaria_model_feedback_matured_total", model="m", revision="r1",
                         signal="task_success", horizon="5", outcome="positive") == 1
     assert metric_value(text, "kanaria_model_matured_total", horizon="5", outcome="unlabelled") == 1
+
+
+def test_closing_counts_the_answers_still_maturing_as_shutdown() -> None:
+    clock = Clock()
+    fb = UserFeedback("chat", "r1", clock=clock, maturity_horizons=(5,))
+    fb.answered("a")
+    fb.answered("b")
+    clock.now += 5
+    fb.answered("c")  # a and b have matured; c has not
+    assert fb.close() == 1
+    text = _text(fb)
+    assert metric_value(text, "kanaria_model_feedback_unmatched_total", signal="thumbs", reason="shutdown") == 1
+    assert metric_value(text, "kanaria_model_feedback_matured_total", signal="thumbs", outcome="none") == 2

@@ -307,7 +307,11 @@ class ModelMonitor:
 
     def close(self) -> int:
         """On shutdown: mature what is due and count every prediction still waiting to mature
-        as dropped (``reason="shutdown"``); returns how many. The monitor stays usable."""
+        as dropped (``reason="shutdown"``); returns how many. The monitor stays usable. Answers
+        still waiting for user feedback are counted as ``shutdown`` in
+        ``kanaria_model_feedback_unmatched_total``."""
+        if self.user_feedback is not None:
+            self.user_feedback.close()
         return self._pending.close()
 
     def exposition(self) -> bytes:

@@ -498,6 +498,7 @@ class LLMServer:
 
     def close(self) -> None:
         self._httpd.server_close()
+        self.user_feedback.close()  # answers still maturing: counted as shutdown
 
     def stop(self) -> None:
         self._httpd.shutdown()
