@@ -138,3 +138,19 @@ def test_feedback_and_rating_verdicts_render_in_status_and_the_cli() -> None:
     text = analysis_table(results, datetime.now(UTC))
     assert "feedback" in text and "rating" in text and "msprt-mean" in text
     assert "3000/10000" in text and "600/600" in text and "3.983" in text
+
+
+def test_feedback_over_periods_of_different_weights_is_stratified_not_pooled() -> None:
+    """A bandit moved the split 600 s and 300 s ago: three periods, each judged on its own
+    cohort window (shifted by H), combined without pooling."""
+    plan = AnalysisPlan(("m",), Arm("canary1", 900), Arm("stable1", 900), periods=(600.0, 300.0))
+    provider = TableProvider({
+        'revision="stable1",signal="thumbs",horizon="60",outcome="positive"': 950,
+        'revision="stable1",signal="thumbs",horizon="60",outcome="negative"': 50,
+        'revision="canary1",signal="thumbs",horizon="60",outcome="positive"': 900,
+        'revision="canary1",signal="thumbs",horizon="60",outcome="negative"': 100,
+    })  # fmt: skip
+    v = measure([Metric(name="m", kind="feedback", maturity="1m", min_samples=100)], plan, provider, TARGET)["m"]
+    assert v.statistic == "msprt-stratified" and "3 periods" in v.reason and "positive feedback" in v.reason
+    assert v.outcome.value == "fail" and (v.samples, v.baseline_samples) == (3000, 3000)
+    assert {q[q.index("[") :] for q in provider.queries} == {"[300s] offset 540s))", "[300s] offset 240s))", "[240s]))"}

@@ -510,32 +510,50 @@ def _sum(p: MetricProvider, query: str) -> float:
     return max(0.0, result.total())
 
 
+def _feedback_counts(m: Metric, p: MetricProvider, t: Target, arm: Arm) -> tuple[int, int]:
+    """(positive, positive + negative) feedback on the answers ``arm`` served, each counted H
+    after it was served; with maturity 0s, the feedback that arrived within the arm's window."""
+    signal, horizon = m.signal or "thumbs", m.maturity_seconds()
+    window = _cohort(arm, horizon) if horizon > 0 else arm
+    labels = {**_labels(t, window), "signal": signal}
+    name = METRIC_NAMES["feedback"]
+    if horizon > 0:
+        labels["horizon"] = f"{horizon:.0f}"
+        name = METRIC_NAMES["feedback_matured"]
+    got = {o: _count(p, counter_increase(name, {**labels, "outcome": o}, window.window, window.offset))
+           for o in ("positive", "negative")}
+    return got["positive"], got["positive"] + got["negative"]
+
+
 def judge_feedback_metric(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
     """The share of positive feedback on the answers each arm served in the same period (each
     answer counted H after it was served, with the feedback it got by then); "0s": feedback
-    counted by arrival since the step began."""
+    counted by arrival since the step began. When the split moved within the window (a bandit),
+    one stratum per period, never pooled, as for accuracy."""
     signal, horizon = m.signal or "thumbs", m.maturity_seconds()
-    counts = []
-    for arm in (plan.baseline, plan.candidate):
-        window = _cohort(arm, horizon) if horizon > 0 else arm
-        labels = {**_labels(t, window), "signal": signal}
-        name = METRIC_NAMES["feedback"]
-        if horizon > 0:
-            labels["horizon"] = f"{horizon:.0f}"
-            name = METRIC_NAMES["feedback_matured"]
-        got = {o: _count(p, counter_increase(name, {**labels, "outcome": o}, window.window, window.offset))
-               for o in ("positive", "negative")}
-        counts.append((got["positive"], got["positive"] + got["negative"]))
-    (xb, nb), (xc, nc) = counts
-    if nb == 0 and nc == 0:
+    min_samples = m.min_samples or DEFAULT_MIN_SAMPLES["feedback"]
+    margin, alpha = (m.margin if m.margin is not None else 0.02), (m.alpha or 0.05)
+    strata: list[tuple[float, float, float, float]] = []
+    for cand, base in zip(period_arms(plan.candidate, plan.periods), period_arms(plan.baseline, plan.periods),
+                          strict=True):
+        try:
+            xb, nb = _feedback_counts(m, p, t, base)
+            xc, nc = _feedback_counts(m, p, t, cand)
+        except _NoData:
+            if not plan.periods:
+                raise
+            continue  # a period with nothing matured yet adds nothing
+        if nb or nc:
+            strata.append((xb, nb, xc, nc))
+    if not strata:
         raise _NoData(f"no {signal!r} feedback matured yet for either revision (the server records it with "
                       f"the monitor library: {METRIC_NAMES['feedback_matured']})")
-    verdict = judge_feedback(
-        xb, nb, xc, nc,
-        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["feedback"],
-        margin=m.margin if m.margin is not None else 0.02,
-        alpha=m.alpha or 0.05,
-    )  # fmt: skip
+    if len(strata) == 1:
+        verdict = judge_feedback(*strata[0], min_samples=min_samples, margin=margin, alpha=alpha)
+    else:
+        verdict = strata_judge(strata, min_samples=min_samples, margin=margin, alpha=alpha)
+        verdict = replace(verdict, reason=verdict.reason.replace("canary accuracy", "canary positive feedback", 1)
+                          .replace("accuracy:", "feedback:", 1).replace(" labels", " rated answers"))
     return replace(verdict, details={**verdict.details, "maturity_seconds": horizon})
 
 
