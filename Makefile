@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 .PHONY: help deps system-deps venv cluster-bin crds check-crds test test-unit test-e2e \
-        test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor kind-up cluster-up clean
+        test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback kind-up cluster-up clean
 
 help:
 	@echo "make demo        the local stack: a rollout promoted, a bad one rolled back"
@@ -22,6 +22,7 @@ help:
 	@echo "make cluster-bin build the pinned control-plane binaries (cached)"
 	@echo "make cluster-up  a local control plane for development (Ctrl-C stops it)"
 	@echo "make bench-stats the statistics benchmark"
+	@echo "make bench-feedback the user-feedback (thumbs) benchmark"
 	@echo "make bench-monitor false alarms and detection delay of the serving-revision detectors"
 	@echo "make kind-up     a kind cluster (needs Docker and kind)"
 
@@ -71,7 +72,10 @@ bench-stats: venv
 bench-monitor: venv
 	@$(PY) hack/bench_monitoring.py $(BENCH_ARGS)
 
-bench: bench-stats bench-detection bench-monitor
+bench-feedback: venv
+	@$(PY) hack/bench_feedback.py $(BENCH_ARGS)
+
+bench: bench-stats bench-detection bench-monitor bench-feedback
 
 cluster-up: deps
 	@$(PY) -m kanaria.sandbox.cluster up

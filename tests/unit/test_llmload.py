@@ -67,9 +67,9 @@ def test_ground_truth_per_revision_matches_each_servers_counters() -> None:
             up = stats.thumbs_up_by_revision.get(revision, 0)
             down = stats.thumbs_down_by_revision.get(revision, 0)
             assert up + down == stats.by_revision[revision]
-            assert counted("kanaria_llm_feedback_total", revision=revision, outcome="up") == up
-            assert counted("kanaria_llm_feedback_total", revision=revision, outcome="down") == down
-            assert counted("kanaria_llm_feedback_total", outcome="dropped") == 0
+            assert counted("kanaria_model_feedback_total", revision=revision, outcome="positive") == up
+            assert counted("kanaria_model_feedback_total", revision=revision, outcome="negative") == down
+            assert counted("kanaria_model_feedback_unmatched_total") == 0
         # Every answer the canary marked bad got a thumbs down; the stable revision's only
         # thumbs down are the base rate's.
         assert stats.bad_by_revision.get("stable", 0) == 0
@@ -98,7 +98,7 @@ def test_cli_prints_the_stats_and_the_base_rate_turns_thumbs_down(
     assert stats["thumbs_down_by_revision"] == {"solo": 6} and stats["thumbs_up_by_revision"] == {}
     assert stats["bad_by_revision"] == {"solo": 0}  # no fault injection: nothing marked bad
     text = _metrics(server)
-    assert metric_sum(text, "kanaria_llm_feedback_total", outcome="down") == 6
+    assert metric_sum(text, "kanaria_model_feedback_total", outcome="negative") == 6
     assert metric_sum(text, "vllm:generation_tokens_total") == stats["completion_tokens_by_revision"]["solo"]
     assert stats["ttft_by_revision"]["solo"]["count"] == 6
     assert 0 < stats["ttft_by_revision"]["solo"]["p50"] < 5
@@ -110,7 +110,7 @@ def test_feedback_share_rates_a_fixed_subset(server: LLMServerProcess) -> None:
     rated = [i for i in range(20) if generator.rates(i)]
     assert 0 < len(rated) < 20
     assert stats.feedback_sent == stats.feedback_accepted == len(rated)
-    assert metric_sum(_metrics(server), "kanaria_llm_feedback_total") == len(rated)
+    assert metric_sum(_metrics(server), "kanaria_model_feedback_total") == len(rated)
     again = LLMLoadGenerator(server.url, rate=30, total=20, feedback_share=0.5)
     assert [i for i in range(20) if again.rates(i)] == rated
 
@@ -122,3 +122,18 @@ def test_the_generator_refuses_other_hosts_and_endless_runs() -> None:
         LLMLoadGenerator("http://127.0.0.1:1")
     with pytest.raises(ValueError, match="base_down_rate"):
         LLMLoadGenerator("http://127.0.0.1:1", total=1, base_down_rate=2)
+
+
+def test_a_bad_rate_adds_exactly_its_points_to_the_thumbs_down() -> None:
+    """The server's bad answers (mood ≥ 1 − bad rate) and the users unhappy anyway (mood < base
+    rate) never overlap, so thumbs down = base + bad: over 20,000 requests, 5% + 3% is 8% within
+    binomial noise (sd 0.19 points), where independent draws would give 7.85%."""
+    from kanaria.sandbox.llmserver import LLMFaults, user_mood
+
+    faults = LLMFaults(bad_rate=0.03)
+    ids = [f"load-{i}" for i in range(20_000)]
+    bad = {rid for rid in ids if faults.draw(rid).bad}
+    unhappy = {rid for rid in ids if user_mood(rid) < 0.05}
+    assert not bad & unhappy
+    assert abs(len(bad) / len(ids) - 0.03) < 0.005 and abs(len(unhappy) / len(ids) - 0.05) < 0.006
+    assert abs(len(bad | unhappy) / len(ids) - 0.08) < 0.0075

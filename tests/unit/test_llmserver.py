@@ -232,10 +232,13 @@ def test_metrics_have_vllm_names_types_labels_and_buckets(client: httpx.Client) 
     reasons = {s.labels["finished_reason"] for s in families["vllm:request_success"].samples}
     assert reasons == {"stop", "length", "abort"}
     assert {s.name for s in families["vllm:prompt_tokens"].samples} >= {"vllm:prompt_tokens_total"}
-    feedback = families["kanaria_llm_feedback"]
+    # User feedback through the monitor library, on Kanaria's labels (model, revision, signal).
+    feedback = families["kanaria_model_feedback_matured"]
     assert feedback.type == "counter"
-    assert {s.labels["outcome"] for s in feedback.samples if s.name.endswith("_total")} == {"up", "down", "dropped"}
-    assert all(set(s.labels) == {"model_name", "revision", "outcome"} for s in feedback.samples)
+    assert {s.labels["outcome"] for s in feedback.samples if s.name.endswith("_total")} == {"positive", "negative", "none"}
+    assert {s.labels["signal"] for s in feedback.samples} == {"thumbs"}
+    assert all(set(s.labels) == {"model", "revision", "signal", "horizon", "outcome"} for s in feedback.samples)
+    assert {s.labels["signal"] for s in families["kanaria_model_feedback_ratings_matured"].samples} == {"rating"}
 
 
 def test_counters_move_by_what_usage_reports(client: httpx.Client) -> None:
@@ -398,10 +401,13 @@ def test_feedback_is_credited_to_the_serving_revision_and_unknown_ids_are_droppe
 
         def counts(c: httpx.Client, revision: str) -> dict[str, float]:
             text = scrape(c)
-            return {
-                o: metric_value(text, "kanaria_llm_feedback_total", revision=revision, outcome=o)
-                for o in ("up", "down", "dropped")
+            got = {
+                o: metric_value(text, "kanaria_model_feedback_total", revision=revision, signal="thumbs", outcome=o)
+                for o in ("positive", "negative")
             }
+            got["unmatched"] = metric_sum(text, "kanaria_model_feedback_unmatched_total", revision=revision,
+                                          signal="thumbs")
+            return got
 
         a_before, b_before = counts(client, "rev-a"), counts(client_b, "rev-b")
         served_a = client.post("/v1/chat/completions", json={"messages": chat("a"), "max_tokens": 2})
@@ -415,10 +421,15 @@ def test_feedback_is_credited_to_the_serving_revision_and_unknown_ids_are_droppe
         assert feedback(client, "no-such-request", "up") is False
         assert feedback(client_b, served_b.json()["id"], "up") is True  # the response id works too
         assert client.post("/feedback", json={"request_id": rid_a, "thumbs": "sideways"}).status_code == 400
+        assert client.post("/feedback", json={"request_id": rid_a, "rating": 6}).status_code == 400
+        rated = client_b.post("/feedback", json={"request_id": rid_b, "rating": 4})
+        assert rated.json()["accepted"] is True
 
         a_after, b_after = counts(client, "rev-a"), counts(client_b, "rev-b")
-        assert {k: a_after[k] - a_before[k] for k in a_after} == {"up": 0, "down": 1, "dropped": 2}
-        assert {k: b_after[k] - b_before[k] for k in b_after} == {"up": 1, "down": 0, "dropped": 1}
+        assert {k: a_after[k] - a_before[k] for k in a_after} == {"positive": 0, "negative": 1, "unmatched": 2}
+        assert {k: b_after[k] - b_before[k] for k in b_after} == {"positive": 1, "negative": 0, "unmatched": 1}
+        assert metric_value(scrape(client_b), "kanaria_model_feedback_ratings_total", revision="rev-b",
+                            signal="rating") == 1
         assert 'revision="rev-a"' not in scrape(client_b)
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from kanaria.analysis import drift, latency, pacing, proportions
 from kanaria.analysis.agreement import judge_agreement
+from kanaria.analysis.feedback import RatingArm, judge_feedback, judge_rating
 from kanaria.analysis.provider import MetricProvider, Pinned, QueryResult
 from kanaria.analysis.srm import sample_ratio_mismatch
 from kanaria.analysis.strata import judge_accuracy_stratified as strata_judge
@@ -45,6 +46,8 @@ DEFAULT_MIN_SAMPLES = {
     "abortRate": 1000,
     "drift": 1000,
     "agreement": 200,
+    "feedback": 500,
+    "rating": 500,
     "custom": 1,
 }
 
@@ -61,6 +64,11 @@ METRIC_NAMES = {
     "prediction": "kanaria_model_prediction",
     "agreement": "kanaria_model_agreement_total",
     "matured": "kanaria_model_matured_total",
+    "feedback": "kanaria_model_feedback_total",
+    "feedback_matured": "kanaria_model_feedback_matured_total",
+    "ratings_matured": "kanaria_model_feedback_ratings_matured_total",
+    "rating_sum": "kanaria_model_feedback_rating_sum_matured_total",
+    "rating_squares": "kanaria_model_feedback_rating_squares_matured_total",
 }
 
 
@@ -112,7 +120,7 @@ def _paced(m: Metric, plan: AnalysisPlan, verdict: Verdict) -> Verdict:
         return verdict
     min_samples = m.min_samples or DEFAULT_MIN_SAMPLES[m.kind]
     window = plan.candidate.window
-    if m.kind == "accuracy":
+    if m.kind in ("accuracy", "feedback"):
         horizon = m.maturity_seconds()
         cohort = cohort_arm(plan.candidate, horizon) if horizon > 0 else plan.candidate
         window = cohort.window if cohort is not None else 0.0
@@ -487,6 +495,93 @@ def _abort_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> 
     return replace(verdict, reason=verdict.reason.replace("error rate", "abort rate", 1))
 
 
+def _cohort(arm: Arm, horizon: float) -> Arm:
+    cohort = cohort_arm(arm, horizon)
+    if cohort is None:
+        wait = horizon - arm.window - arm.offset + 1.0
+        raise _NoData(f"the answers of this period mature {horizon:.0f}s after they are served "
+                      f"(maturity): the first count in {wait:.0f}s")
+    return cohort
+
+
+def _sum(p: MetricProvider, query: str) -> float:
+    result = p.query(query)
+    _check(result)
+    return max(0.0, result.total())
+
+
+def _feedback_counts(m: Metric, p: MetricProvider, t: Target, arm: Arm) -> tuple[int, int]:
+    """(positive, positive + negative) feedback on the answers ``arm`` served, each counted H
+    after it was served; with maturity 0s, the feedback that arrived within the arm's window."""
+    signal, horizon = m.signal or "thumbs", m.maturity_seconds()
+    window = _cohort(arm, horizon) if horizon > 0 else arm
+    labels = {**_labels(t, window), "signal": signal}
+    name = METRIC_NAMES["feedback"]
+    if horizon > 0:
+        labels["horizon"] = f"{horizon:.0f}"
+        name = METRIC_NAMES["feedback_matured"]
+    got = {o: _count(p, counter_increase(name, {**labels, "outcome": o}, window.window, window.offset))
+           for o in ("positive", "negative")}
+    return got["positive"], got["positive"] + got["negative"]
+
+
+def judge_feedback_metric(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    """The share of positive feedback on the answers each arm served in the same period (each
+    answer counted H after it was served, with the feedback it got by then); "0s": feedback
+    counted by arrival since the step began. When the split moved within the window (a bandit),
+    one stratum per period, never pooled, as for accuracy."""
+    signal, horizon = m.signal or "thumbs", m.maturity_seconds()
+    min_samples = m.min_samples or DEFAULT_MIN_SAMPLES["feedback"]
+    margin, alpha = (m.margin if m.margin is not None else 0.02), (m.alpha or 0.05)
+    strata: list[tuple[float, float, float, float]] = []
+    for cand, base in zip(period_arms(plan.candidate, plan.periods), period_arms(plan.baseline, plan.periods),
+                          strict=True):
+        try:
+            xb, nb = _feedback_counts(m, p, t, base)
+            xc, nc = _feedback_counts(m, p, t, cand)
+        except _NoData:
+            if not plan.periods:
+                raise
+            continue  # a period with nothing matured yet adds nothing
+        if nb or nc:
+            strata.append((xb, nb, xc, nc))
+    if not strata:
+        raise _NoData(f"no {signal!r} feedback matured yet for either revision (the server records it with "
+                      f"the monitor library: {METRIC_NAMES['feedback_matured']})")
+    if len(strata) == 1:
+        verdict = judge_feedback(*strata[0], min_samples=min_samples, margin=margin, alpha=alpha)
+    else:
+        verdict = strata_judge(strata, min_samples=min_samples, margin=margin, alpha=alpha)
+        verdict = replace(verdict, reason=verdict.reason.replace("canary accuracy", "canary positive feedback", 1)
+                          .replace("accuracy:", "feedback:", 1).replace(" labels", " rated answers"))
+    return replace(verdict, details={**verdict.details, "maturity_seconds": horizon})
+
+
+def judge_rating_metric(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
+    """The mean rating of the answers each arm served in the same period, from the matured
+    count, sum and sum of squares (ratings shifted to start at ratingMin)."""
+    assert m.rating_min is not None and m.rating_max is not None
+    signal, horizon = m.signal or "rating", m.maturity_seconds()
+    arms = []
+    for arm in (plan.baseline, plan.candidate):
+        cohort = _cohort(arm, horizon)
+        labels = {**_labels(t, cohort), "signal": signal, "horizon": f"{horizon:.0f}"}
+        w, o = cohort.window, cohort.offset
+        count = _sum(p, counter_increase(METRIC_NAMES["ratings_matured"], {**labels, "outcome": "rated"}, w, o))
+        total = _sum(p, counter_increase(METRIC_NAMES["rating_sum"], labels, w, o))
+        squares = _sum(p, counter_increase(METRIC_NAMES["rating_squares"], labels, w, o))
+        arms.append(RatingArm(count, total, squares))
+    if arms[0].count == 0 and arms[1].count == 0:
+        raise _NoData(f"no {signal!r} ratings matured yet for either revision (the server records them with "
+                      f"the monitor library: {METRIC_NAMES['ratings_matured']})")
+    verdict = judge_rating(
+        arms[0], arms[1], low=m.rating_min, high=m.rating_max,
+        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["rating"],
+        margin=m.margin, alpha=m.alpha or 0.05,
+    )  # fmt: skip
+    return replace(verdict, details={**verdict.details, "maturity_seconds": horizon})
+
+
 _JUDGES: dict[str, Callable[[Metric, AnalysisPlan, MetricProvider, Target], Verdict]] = {
     **{kind: _llm_latency for kind in VLLM_HISTOGRAMS},
     "abortRate": _abort_rate,
@@ -496,5 +591,7 @@ _JUDGES: dict[str, Callable[[Metric, AnalysisPlan, MetricProvider, Target], Verd
     "drift": _drift,
     "agreement": _agreement,
     "custom": _custom,
+    "feedback": judge_feedback_metric,
+    "rating": judge_rating_metric,
 }
 

@@ -455,12 +455,15 @@ class PrometheusSource(_Base):
 MetricKind = Literal[
     "accuracy", "latency", "errorRate", "drift", "agreement", "custom",
     "timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime", "abortRate",
+    "feedback", "rating",
 ]
+FEEDBACK_KINDS = ("feedback", "rating")
+"""User feedback on the answers, from the monitor library's matured counters (delayed labels)."""
 LLM_LATENCY_KINDS = ("timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime")
 """LLM serving kinds read from the inference server's own histograms and judged like latency."""
 
 
-DEFAULT_MATURITY_SECONDS: dict[str, float] = {"accuracy": 300.0}
+DEFAULT_MATURITY_SECONDS: dict[str, float] = {"accuracy": 300.0, "feedback": 300.0, "rating": 300.0}
 """The maturity horizon of a metric kind when the spec names none (0: by arrival)."""
 MAX_MATURITY_SECONDS = 24 * 3600.0
 
@@ -479,6 +482,15 @@ class Metric(_Base):
                     "rule": "self.name != 'sample-ratio'",
                     "message": "sample-ratio is the name of Kanaria's own split check; choose another name",
                 },
+                {
+                    "rule": "self.kind != 'rating' || (has(self.ratingMin) && has(self.ratingMax) "
+                    "&& self.ratingMin < self.ratingMax)",
+                    "message": "a rating metric needs ratingMin < ratingMax",
+                },
+                {
+                    "rule": "self.kind == 'rating' || !has(self.margin) || self.margin <= 1.0",
+                    "message": "margin is a share (at most 1) except for rating metrics",
+                },
             ]
         }
     )
@@ -492,15 +504,27 @@ class Metric(_Base):
     served; for shadows) or custom (your PromQL with a condition). For large language models,
     from the inference server's own metrics (vLLM's names; no PromQL to write):
     timeToFirstToken, timePerOutputToken, requestLatency and queueTime (histograms, judged like
-    latency) and abortRate (requests that ended aborted, judged like errorRate)."""
+    latency) and abortRate (requests that ended aborted, judged like errorRate). User feedback
+    on the answers, recorded with the monitor library as delayed labels: feedback (the share of
+    positive feedback — thumbs up, task success — judged like accuracy) and rating (the mean of
+    a rating in [ratingMin, ratingMax])."""
     critical: bool = False
     """A failure of a critical metric rolls back at once, whatever failureLimit says."""
     min_samples: int | None = Field(default=None, ge=1, le=10_000_000)
     """Fewest samples per arm before any verdict other than inconclusive (labels for accuracy,
-    requests otherwise). Defaults: accuracy 500, errorRate 1000, latency 200, drift 1000."""
-    margin: float | None = Field(default=None, ge=0, le=1)
-    """accuracy: the non-inferiority margin; the canary passes when it is not worse by more
-    than this (default 0.02)."""
+    requests otherwise, rated answers for feedback and rating). Defaults: accuracy 500, errorRate
+    1000, latency 200, drift 1000, feedback and rating 500."""
+    margin: float | None = Field(default=None, ge=0)
+    """accuracy, feedback: the non-inferiority margin; the canary passes when it is not worse
+    by more than this (default 0.02, at most 1). rating: the same in the rating's units
+    (default 5% of the range: 0.2 on 1..5)."""
+    signal: str | None = Field(default=None, min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.:-]+$")
+    """feedback, rating: the name the server records the signal under (the monitor library's
+    ``signal`` label; default thumbs for feedback, rating for rating)."""
+    rating_min: float | None = None
+    """rating: the lowest rating (for example 1 of 1..5 stars)."""
+    rating_max: float | None = None
+    """rating: the highest rating (for example 5)."""
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     """errorRate: an absolute guardrail on the canary's error rate (default 0.01)."""
     max_error_ratio: float | None = Field(default=None, ge=1, le=100)
@@ -525,7 +549,7 @@ class Metric(_Base):
     alpha: float | None = Field(default=None, gt=0, lt=0.5)
     """Significance level of the test (defaults per kind: 0.05, latency 0.01)."""
     maturity: Duration | None = Field(default=None, pattern=OPTIONAL_DURATION_PATTERN)
-    """accuracy (and custom, to opt in): the maturity horizon H. Each label is credited to the
+    """accuracy, feedback, rating (and custom, to opt in): the maturity horizon H. Each label is credited to the
     prediction it judges, and both revisions are compared on the predictions they served in the
     same period, each counted H after it was served: correct or incorrect when its label arrived
     by then, unlabelled otherwise (for both revisions alike, so a label's delay cannot favour
@@ -533,7 +557,7 @@ class Metric(_Base):
     (kanaria_model_label_delay_seconds), for example their 95th percentile: a longer H counts
     more labels but decides later. The model server must export matured counts for H; Kanaria
     puts every horizon the spec uses in KANARIA_MATURITY_HORIZONS of the pods. Default for
-    accuracy 5m. "0s" counts labels by arrival since the step began instead (biased when a
+    accuracy, feedback and rating 5m. "0s" counts labels by arrival since the step began instead (biased when a
     label's delay depends on its outcome). For custom metrics, {{window}} then becomes the
     cohort window and {{horizon}} the horizon in seconds."""
     query: str | None = Field(default=None, max_length=4096)
@@ -550,8 +574,16 @@ class Metric(_Base):
     def _custom_needs_query(self) -> Metric:
         if self.kind == "custom" and (self.query is None or self.condition is None):
             raise ValueError("a custom metric needs a query and a condition")
-        if self.maturity is not None and self.kind not in ("accuracy", "custom"):
-            raise ValueError("maturity applies to accuracy and custom metrics")
+        if self.maturity is not None and self.kind not in ("accuracy", "custom", *FEEDBACK_KINDS):
+            raise ValueError("maturity applies to accuracy and custom metrics, and to feedback and rating")
+        if self.kind == "rating" and not (
+            self.rating_min is not None and self.rating_max is not None and self.rating_min < self.rating_max
+        ):
+            raise ValueError("a rating metric needs ratingMin < ratingMax")
+        if self.kind == "rating" and self.maturity is not None and parse_duration(self.maturity) == 0:
+            raise ValueError("a rating metric is judged on matured cohorts: maturity must not be 0s")
+        if self.kind != "rating" and self.margin is not None and self.margin > 1:
+            raise ValueError("margin is a share (at most 1) except for rating metrics")
         if self.maturity is not None and parse_duration(self.maturity) > MAX_MATURITY_SECONDS:
             raise ValueError(f"maturity may be at most {MAX_MATURITY_SECONDS / 3600:.0f}h")
         if self.maturity is not None and not parse_duration(self.maturity).is_integer():

@@ -27,6 +27,13 @@ operator's query templates):
   prediction served to the user, whether this revision predicted the same (a shadow's
   agreement with the stable revision; trivially "agree" on the serving revision)
 - ``kanaria_model_feedback_dropped_total{reason="expired"|"evicted"|"replaced"|"shutdown"|"unknown"}``
+- user feedback on the answers, with ``feedback_signals`` / ``rating_scales`` (or
+  :class:`UserFeedback` alone, for a server without a reference profile such as an LLM
+  server): ``kanaria_model_feedback_total{signal, outcome}``,
+  ``kanaria_model_feedback_matured_total{signal, horizon, outcome="positive"|"negative"|"none"}``
+  and, for ratings, ``kanaria_model_feedback_ratings_matured_total{signal, horizon, outcome}``,
+  ``kanaria_model_feedback_rating_sum_matured_total`` and
+  ``kanaria_model_feedback_rating_squares_matured_total`` (see :mod:`kanaria.monitor.feedback`)
 - ``kanaria_model_info{version}`` = 1
 - the reference the revision was trained and validated on, from its profile (gauges, each
   only when the profile has it; see :class:`ReferenceProfile`):
@@ -40,6 +47,7 @@ operator's query templates):
 
 from __future__ import annotations
 
+from kanaria.monitor.feedback import UserFeedback
 from kanaria.monitor.histogram import FixedBinCollector, FixedBinHistogram
 from kanaria.monitor.monitor import (
     DEFAULT_MATURITY_HORIZONS,
@@ -66,6 +74,7 @@ __all__ = [
     "PendingPrediction",
     "PendingStore",
     "ReferenceProfile",
+    "UserFeedback",
     "bin_counts",
     "decile_edges",
     "horizons_from_env",

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from kanaria.monitor.feedback import UserFeedback
 from kanaria.monitor.histogram import FixedBinCollector, cumulative_buckets
 from kanaria.monitor.pending import DropReason, Outcome, PendingPrediction, PendingStore
 from kanaria.monitor.profile import ReferenceProfile
@@ -97,6 +98,8 @@ class ModelMonitor:
         *,
         version: str = "",
         maturity_horizons: Sequence[float] | None = None,
+        feedback_signals: Sequence[str] = (),
+        rating_scales: Mapping[str, tuple[float, float]] | None = None,
     ) -> None:
         if maturity_horizons is None:
             maturity_horizons = horizons_from_env(os.environ)
@@ -191,6 +194,16 @@ class ModelMonitor:
         reg.register(self._features)
         reg.register(self._scores)
         reg.register(_Reference(profile, self._labels))
+        self.user_feedback: UserFeedback | None = None
+        """User feedback on the answers (``feedback_signals``: thumbs, task success;
+        ``rating_scales``: ratings with their ranges), in cohorts like the labels; see
+        :mod:`kanaria.monitor.feedback`. Every request with an id waits for it."""
+        if feedback_signals or rating_scales:
+            self.user_feedback = UserFeedback(
+                model, revision, signals=feedback_signals, ratings=rating_scales, registry=reg,
+                pending_max=pending_max, pending_ttl_seconds=pending_ttl_seconds, clock=clock,
+                maturity_horizons=self.maturity_horizons,
+            )  # fmt: skip
 
         # Create every series up front so rates and increases start from an explicit zero.
         self._requests.labels(*self._labels)
@@ -244,6 +257,8 @@ class ModelMonitor:
                     for name, value in zip(self.profile.feature_names, values, strict=True)
                 ]
             )
+        if request_id and not error and self.user_feedback is not None:
+            self.user_feedback.answered(str(request_id))
         if error or predicted_class is None:
             return
         self._predictions.labels(*self._labels, str(predicted_class)).inc()
@@ -292,7 +307,11 @@ class ModelMonitor:
 
     def close(self) -> int:
         """On shutdown: mature what is due and count every prediction still waiting to mature
-        as dropped (``reason="shutdown"``); returns how many. The monitor stays usable."""
+        as dropped (``reason="shutdown"``); returns how many. The monitor stays usable. Answers
+        still waiting for user feedback are counted as ``shutdown`` in
+        ``kanaria_model_feedback_unmatched_total``."""
+        if self.user_feedback is not None:
+            self.user_feedback.close()
         return self._pending.close()
 
     def exposition(self) -> bytes:

@@ -49,13 +49,17 @@ class PendingPrediction:
     at: float
     label_delay: float | None = None
     correct: bool | None = None
+    value: float | None = None
+    """A number the label carried (a rating), when it did."""
 
 
 class _Entry:
     """The mutable record behind a :class:`PendingPrediction` (slots: it is kept by the
     hundred thousand)."""
 
-    __slots__ = ("at", "correct", "delay", "gone", "matured", "predicted_class", "request_id", "revision")
+    __slots__ = (
+        "at", "correct", "delay", "gone", "matured", "predicted_class", "request_id", "revision", "value",
+    )
 
     def __init__(self, request_id: str, revision: str, predicted_class: str, at: float) -> None:
         self.request_id = request_id
@@ -66,10 +70,11 @@ class _Entry:
         self.correct = False
         self.matured = 0  # how many horizons (the smallest first) it has matured at
         self.gone = False  # evicted, replaced or shut down: it matures at no further horizon
+        self.value: float | None = None  # a number the label carried (a rating)
 
     def public(self) -> PendingPrediction:
         correct = None if self.delay is None else self.correct
-        return PendingPrediction(self.revision, self.predicted_class, self.at, self.delay, correct)
+        return PendingPrediction(self.revision, self.predicted_class, self.at, self.delay, correct, self.value)
 
 
 def validate_horizons(horizons: Sequence[float], ttl_seconds: float) -> tuple[float, ...]:
@@ -213,9 +218,10 @@ class PendingStore:
                 self._drop(evicted, DropReason.EVICTED)
             self._tidy()
 
-    def label(self, request_id: str, true_label: str) -> PendingPrediction | DropReason:
+    def label(self, request_id: str, true_label: str, value: float | None = None) -> PendingPrediction | DropReason:
         """Record the label of a prediction and return it (with its delay and outcome), or
-        why it cannot be credited."""
+        why it cannot be credited. ``value``: a number the label carries (a rating), kept
+        with it until it matures."""
         now = self._clock()
         with self._lock:
             entry = self._entries.get(request_id)
@@ -228,6 +234,7 @@ class PendingStore:
             # Labelled before maturing: a label exactly H after its prediction is within H.
             entry.delay = now - entry.at
             entry.correct = str(true_label) == entry.predicted_class
+            entry.value = value
             self._advance(now)
             if entry.matured == len(self.horizons):
                 self._entries.pop(request_id, None)

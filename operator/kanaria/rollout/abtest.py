@@ -217,6 +217,8 @@ def _promote_best(c: Cycle, winners: list[_Win], kind: str, several: bool) -> No
 
 def _bandit(c: Cycle, ab: ABTestStrategy, kind: str, arm: ArmStatus, primary: Verdict) -> None:
     """Move the single challenger's weight toward the better arm (Thompson sampling)."""
+    if kind == "rating":  # Thompson sampling here draws proportions; a mean rating is none
+        return
     weight = thompson_weight(primary, floor=ab.exploration_floor, higher_is_better=higher_is_better(kind))
     if weight is not None and weight != arm.weight:
         c.event("SplitChanged", f"bandit moves the challenger from {arm.weight}% to {weight}%")

@@ -36,10 +36,11 @@ def ab_winner(kind: str, verdict: Verdict, *, alpha: float = 0.05, tau: float = 
     """The arm this verdict favours, or None while undecided.
 
     A failed verdict favours the incumbent (the challenger is significantly worse). Otherwise:
-    accuracy / errorRate — the challenger wins when the mixture SPRT rejects "no difference"
+    accuracy / feedback / errorRate — the challenger wins when the mixture SPRT rejects "no difference"
     (Λ ≥ 1/α) in its favour; latency — when the challenger is significantly faster by at least
     the effect size the metric uses for "slower" (AUC ≤ 1 − maxAUC, one-sided p < α); custom —
-    the condition held; drift never picks a winner.
+    the condition held; rating — its mean is significantly higher (the confidence sequence on
+    the difference lies above 0); drift never picks a winner.
     """
     if verdict.outcome is Outcome.FAIL:
         return "incumbent"
@@ -47,14 +48,16 @@ def ab_winner(kind: str, verdict: Verdict, *, alpha: float = 0.05, tau: float = 
         return None
     if kind == "custom":
         return "challenger"
-    if kind in ("accuracy", "errorRate"):
+    if kind == "rating":  # the confidence sequence on the difference of means lies above 0
+        return "challenger" if verdict.details.get("ci_lower", 0.0) > 0 else None
+    if kind in ("accuracy", "errorRate", "feedback"):
         counts = _counts(verdict)
         if counts is None:
             return None
         xb, nb, xc, nc = counts
         lr = msprt_two_proportions(xb, nb, xc, nc, tau)
         assert verdict.value is not None and verdict.baseline is not None
-        better = verdict.value > verdict.baseline if kind == "accuracy" else verdict.value < verdict.baseline
+        better = verdict.value > verdict.baseline if kind != "errorRate" else verdict.value < verdict.baseline
         return "challenger" if better and lr >= 1.0 / alpha else None
     if kind == "latency":
         if not finite(verdict.value, verdict.p_value, verdict.threshold):

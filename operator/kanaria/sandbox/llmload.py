@@ -16,9 +16,11 @@ requests on every run: chosen by a hash of the request's index) are rated on ``/
 with the ``X-Kanaria-Server`` header the proxy put on the answer so the rating reaches the
 server that answered. The rating is thumbs down when the server marked the answer bad
 (``X-Kanaria-Quality: bad``, which only an LLM server with fault injection on sends: the
-sandbox's ground truth of a worse model), else thumbs down with probability
-``base_down_rate`` (users who are never happy; drawn from ``seed`` and the index) and thumbs up
-otherwise.
+sandbox's ground truth of a worse model), else thumbs down when the request's mood
+(:func:`~kanaria.sandbox.llmserver.user_mood` of its request id) is below ``base_down_rate``
+(users who are never happy) and thumbs up otherwise. A faulty server marks bad the answers
+whose mood is at least 1 − its bad rate, never those of users unhappy anyway: the share of
+thumbs down is the base rate plus the bad rate, exactly.
 
 The stats are that ground truth per revision, to compare with the servers' own counters:
 answers (``by_revision``), their finish reasons, prompt and completion tokens (from
@@ -34,7 +36,6 @@ from __future__ import annotations
 import argparse
 import heapq
 import json
-import random
 import signal
 import statistics
 import sys
@@ -51,7 +52,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from kanaria.sandbox.llmserver import QUALITY_HEADER, REQUEST_ID_HEADER, REVISION_HEADER
+from kanaria.sandbox.llmserver import QUALITY_HEADER, REQUEST_ID_HEADER, REVISION_HEADER, user_mood
 from kanaria.sandbox.proxy import SERVER_HEADER
 
 __all__ = ["PROMPTS", "LLMLoadGenerator", "LLMLoadStats", "main"]
@@ -400,7 +401,7 @@ class LLMLoadGenerator:
                 self._counters.ttft[rev].append(answer.ttft)
         if not (self.feedback and self.rates(index)):
             return
-        unhappy = random.Random(f"{self.seed}:{index}").random() < self.base_down_rate
+        unhappy = user_mood(answer.request_id) < self.base_down_rate
         thumbs = "down" if answer.bad or unhappy else "up"
         item = _Rating(time.monotonic() + self.feedback_delay_s, answer.request_id, thumbs, answer.server, rev)
         with self._ratings_lock:

@@ -34,10 +34,9 @@ deployment, the label comes from the pod: Kanaria labels every pod it runs
 revision``; see docs/monitoring.md). This server exports the label itself, so the sandbox's
 Prometheus needs no such rule.
 
-Kanaria's own, for the sandbox's user feedback: ``kanaria_llm_feedback_total{model_name,
-revision, outcome="up"|"down"|"dropped"}`` (thumbs given to a request this server answered;
-``dropped``: the request id is unknown, expired or already rated) and
-``kanaria_llm_info{model_name, revision, version}`` = 1.
+Kanaria's own: ``kanaria_llm_info{model_name, revision, version}`` = 1. User feedback goes to
+the same registry through the monitor library (:class:`kanaria.monitor.UserFeedback`:
+``kanaria_model_feedback_*{model, revision, signal}``), as a real server would record it.
 
 Every metric lives in the instance's own ``CollectorRegistry``.
 """
@@ -50,7 +49,6 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 __all__ = [
-    "FEEDBACK_OUTCOMES",
     "FINISHED_REASONS",
     "LABELS",
     "REQUEST_LATENCY_BUCKETS",
@@ -65,7 +63,6 @@ LABELS: tuple[str, ...] = ("model_name", "engine", "revision")
 """vLLM's labels (``model_name``, ``engine``) and Kanaria's ``revision``."""
 
 FINISHED_REASONS: tuple[str, ...] = ("stop", "length", "abort")
-FEEDBACK_OUTCOMES: tuple[str, ...] = ("up", "down", "dropped")
 
 TTFT_BUCKETS: tuple[float, ...] = (
     0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
@@ -198,13 +195,6 @@ class LLMMetrics:
         self._inference = histogram(
             "vllm:request_inference_time_seconds", "Histogram of time spent in RUNNING phase for request.", REQUEST_LATENCY_BUCKETS
         )
-        self._feedback = Counter(
-            "kanaria_llm_feedback",
-            "User feedback (thumbs) on answers this revision served; dropped: unknown, expired "
-            "or already rated request ids.",
-            ("model_name", "revision", "outcome"),
-            registry=reg,
-        )
         info = Gauge(
             "kanaria_llm_info", "The served model version.", ("model_name", "revision", "version"), registry=reg
         )
@@ -220,8 +210,6 @@ class LLMMetrics:
             family.labels(*self.labels)
         for reason in FINISHED_REASONS:
             self._success.labels(*self.labels, reason)
-        for outcome in FEEDBACK_OUTCOMES:
-            self._feedback.labels(model_name, revision, outcome)
 
     # -- recording ---------------------------------------------------------------------------
 
@@ -272,14 +260,6 @@ class LLMMetrics:
         self._request_tpot.labels(*labels).observe(mean_tpot)
         if max_tokens:
             self._max_tokens.labels(*labels).observe(max_tokens)
-
-    def feedback(self, outcome: str, revision: str | None = None) -> None:
-        """Count one piece of feedback: ``up`` / ``down`` for ``revision`` (this one unless
-        given), or ``dropped``."""
-        if outcome not in FEEDBACK_OUTCOMES:
-            raise ValueError(f"outcome must be one of {FEEDBACK_OUTCOMES}, not {outcome!r}")
-        model_name, _engine, own = self.labels
-        self._feedback.labels(model_name, revision or own, outcome).inc()
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

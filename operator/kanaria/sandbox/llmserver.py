@@ -18,11 +18,16 @@ Endpoints:
   with empty ``choices`` carries ``usage``. Non-streaming answers carry ``usage``
   (``prompt_tokens``, ``completion_tokens``, ``total_tokens``). ``finish_reason`` is ``stop``
   (the model ended its text), ``length`` (``max_tokens`` reached) or ``abort``.
-- ``POST /feedback`` -- ``{"request_id": ..., "thumbs": "up"|"down"}``: counted in
-  ``kanaria_llm_feedback_total`` for this revision when the request id is one this server
+- ``POST /feedback`` -- ``{"request_id": ..., "thumbs": "up"|"down"}`` and/or
+  ``{"request_id": ..., "rating": 1..5}``: recorded with the monitor library
+  (:class:`kanaria.monitor.UserFeedback`, signals ``thumbs`` and ``rating``) as a delayed
+  label of the answer, credited to this revision when the request id is one this server
   answered and not yet rated (kept ``KANARIA_FEEDBACK_TTL_SECONDS``, at most
-  ``KANARIA_FEEDBACK_MAX_PENDING``), else as ``dropped``. Answers ``{"accepted": bool}``.
-  The response's ``id`` (``chatcmpl-<request id>``) is accepted as the request id too.
+  ``KANARIA_FEEDBACK_MAX_PENDING``), else counted as unmatched; each answer matures at the
+  horizons of ``KANARIA_MATURITY_HORIZONS`` (``kanaria_model_feedback_matured_total`` and
+  friends: what Kanaria's ``feedback`` and ``rating`` metric kinds judge). Answers
+  ``{"accepted": bool}``. The response's ``id`` (``chatcmpl-<request id>``) is accepted as
+  the request id too.
 - ``GET /v1/models``, ``GET /health`` (also ``/healthz``, ``/readyz``), ``GET /metrics``
   (:mod:`kanaria.sandbox.llmmetrics`: vLLM's names, types, labels and buckets, plus
   ``revision``), ``GET|POST /admin/faults`` (fault injection on only; below).
@@ -52,6 +57,11 @@ before the first token and per further token; a share of requests that end early
 answers (word salad drawn by token frequency, context ignored). With fault injection on, every
 completion response says ``X-Kanaria-Quality: good`` or ``bad``: the ground truth the sandbox's
 load generator (:mod:`kanaria.sandbox.llmload`) turns into thumbs down, as unhappy users would.
+Which answers are bad is decided by the request's *mood* (:func:`user_mood`, a uniform number
+from the request id that the load generator computes too): the bad ones are those with a mood
+of at least 1 − ``bad_rate``, while the load generator's users who are unhappy anyway have a
+mood below its base rate — the two never overlap, so a bad rate of 0.03 raises the share of
+thumbs down by exactly 3 points (as long as base rate + bad rate ≤ 1).
 Without ``--enable-faults``, ``/admin/faults`` answers 404 and a server given any
 ``KANARIA_FAULT_*`` refuses to start.
 
@@ -67,6 +77,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import os
 import random
@@ -76,7 +87,7 @@ import sys
 import threading
 import time
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -85,6 +96,7 @@ from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from kanaria.monitor.feedback import UserFeedback
 from kanaria.sandbox._proc import ServerProcess
 from kanaria.sandbox.llmmetrics import LLMMetrics
 from kanaria.sandbox.ngram import EOS, NgramModel, count_prompt_tokens, piece, tokenize
@@ -97,6 +109,7 @@ __all__ = [
     "LLMServerProcess",
     "Scheduler",
     "main",
+    "user_mood",
 ]
 
 FAULTS_PATH = "/admin/faults"
@@ -110,6 +123,15 @@ QUALITY_HEADER = "X-Kanaria-Quality"
 _MAX_BODY = 4 * 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ID_PREFIXES = ("chatcmpl-", "cmpl-")
+RATING_RANGE = (1.0, 5.0)
+"""The range of the ``rating`` feedback signal."""
+
+
+def user_mood(request_id: str) -> float:
+    """A uniform number in [0, 1) from a request id: the same in the server (which answers of
+    a faulty revision are bad) and the load generator (which users are unhappy anyway)."""
+    digest = hashlib.sha256(f"mood:{request_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2.0**64
 
 
 # -- configuration ----------------------------------------------------------------------------
@@ -262,14 +284,16 @@ class LLMFaults:
         with self._lock:
             return dict(self._values)
 
-    def draw(self) -> FaultDraw:
+    def draw(self, request_id: str) -> FaultDraw:
+        """What the faults do to the request ``request_id``: bad when its mood is at least
+        1 − bad_rate (:func:`user_mood`), aborted at random."""
         with self._lock:
             v = self._values
             return FaultDraw(
                 first_token_s=v["first_token_ms"] / 1000.0,
                 token_s=v["token_ms"] / 1000.0,
                 abort=self._rng.random() < v["abort_rate"],
-                bad=self._rng.random() < v["bad_rate"],
+                bad=v["bad_rate"] > 0 and user_mood(request_id) >= 1.0 - v["bad_rate"],
             )
 
 
@@ -347,36 +371,6 @@ class Scheduler:
         """(running, waiting) now."""
         with self._cond:
             return self._running, len(self._queue)
-
-
-class _FeedbackBook:
-    """Request ids this server answered, waiting for one rating each: at most ``max_size``,
-    each for ``ttl_seconds``. Thread-safe."""
-
-    def __init__(self, max_size: int, ttl_seconds: float) -> None:
-        self._max = max(1, max_size)
-        self._ttl = ttl_seconds
-        self._ids: OrderedDict[str, float] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def remember(self, request_id: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._ids.pop(request_id, None)
-            self._ids[request_id] = now
-            while len(self._ids) > self._max:
-                self._ids.popitem(last=False)
-
-    def take(self, request_id: str) -> bool:
-        """True (once) for an id answered within the time to live."""
-        now = time.monotonic()
-        with self._lock:
-            while self._ids:
-                oldest, at = next(iter(self._ids.items()))
-                if now - at < self._ttl:
-                    break
-                del self._ids[oldest]
-            return self._ids.pop(request_id, None) is not None
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -466,7 +460,11 @@ class LLMServer:
             abort_rate=config.fault_abort_rate,
             bad_rate=config.fault_bad_rate,
         )
-        self.feedback_book = _FeedbackBook(config.feedback_max_pending, config.feedback_ttl_seconds)
+        self.user_feedback = UserFeedback(
+            config.model_name, config.revision, signals=("thumbs",), ratings={"rating": RATING_RANGE},
+            registry=self.metrics.registry, pending_max=config.feedback_max_pending,
+            pending_ttl_seconds=config.feedback_ttl_seconds,
+        )  # fmt: skip
         self._rng_lock = threading.Lock()
         self._seeds = random.Random(f"requests:{config.seed}")
         self._jitter = random.Random(f"jitter:{config.seed}")
@@ -500,6 +498,7 @@ class LLMServer:
 
     def close(self) -> None:
         self._httpd.server_close()
+        self.user_feedback.close()  # answers still maturing: counted as shutdown
 
     def stop(self) -> None:
         self._httpd.shutdown()
@@ -569,9 +568,9 @@ class LLMServer:
         include_usage = bool(options and options.get("include_usage"))
         with self._rng_lock:
             rng = random.Random(f"{self.config.seed}:{seed}") if seed is not None else random.Random(self._seeds.getrandbits(64))
-        faults = self.faults.draw() if self.config.faults_enabled else FaultDraw()
-        abort_at = rng.randint(1, max(1, max_tokens - 1)) if faults.abort else None
         request_id = header_id if header_id and _REQUEST_ID.fullmatch(header_id) else uuid.uuid4().hex
+        faults = self.faults.draw(request_id) if self.config.faults_enabled else FaultDraw()
+        abort_at = rng.randint(1, max(1, max_tokens - 1)) if faults.abort else None
         return _Job(
             chat=chat, request_id=request_id, arrival=arrival, prompt_tokens=prompt_tokens,
             context=context, previous=previous, max_tokens=max_tokens, max_tokens_param=asked,
@@ -588,7 +587,7 @@ class LLMServer:
             job.ticket = self.scheduler.enqueue()
         except QueueFull as exc:
             raise _BadRequest(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableError") from exc
-        self.feedback_book.remember(job.request_id)
+        self.user_feedback.answered(job.request_id)
 
     def _scaled(self, seconds: float) -> float:
         if self.config.jitter == 0 or seconds == 0:
@@ -619,6 +618,8 @@ class LLMServer:
                     break
                 if job.faults.bad:
                     token = self.model.unigram_token(job.rng)
+                    while token == EOS and job.completion_tokens == 0:  # salad, but some words
+                        token = self.model.unigram_token(job.rng)
                 else:
                     token = self.model.next_token(context, job.rng, job.temperature)
                 if job.abort_at is not None and (token == EOS or job.completion_tokens >= job.abort_at):
@@ -673,14 +674,26 @@ class LLMServer:
 
     def feedback(self, body: Mapping[str, Any], header_id: str | None) -> dict[str, Any]:
         rid = body.get("request_id") or header_id
-        thumbs = body.get("thumbs")
-        if not rid or thumbs not in ("up", "down"):
-            raise _BadRequest('expected {"request_id": ..., "thumbs": "up" | "down"}')
+        thumbs, rating = body.get("thumbs"), body.get("rating")
+        low, high = RATING_RANGE
+        good_rating = (
+            isinstance(rating, int | float) and not isinstance(rating, bool) and low <= rating <= high
+        )
+        if not rid or (thumbs is None and rating is None) or thumbs not in (None, "up", "down") or (
+            rating is not None and not good_rating
+        ):
+            raise _BadRequest(
+                f'expected {{"request_id": ..., "thumbs": "up" | "down"}} and/or a "rating" within '
+                f"[{low:g}, {high:g}]"
+            )
         rid = str(rid)
-        accepted = self.feedback_book.take(rid)
-        if not accepted and rid.startswith(_ID_PREFIXES):
-            accepted = self.feedback_book.take(rid.split("-", 1)[1])
-        self.metrics.feedback(str(thumbs) if accepted else "dropped")
+        if rid.startswith(_ID_PREFIXES):  # the response's id: chatcmpl-<request id>
+            rid = rid.split("-", 1)[1]
+        accepted = True
+        if thumbs is not None:
+            accepted = self.user_feedback.feedback(rid, thumbs == "up")
+        if rating is not None:
+            accepted = self.user_feedback.rating(rid, float(rating)) and accepted
         return {"accepted": accepted, "request_id": rid, "revision": self.revision}
 
     def set_faults(self, body: Mapping[str, Any]) -> dict[str, float]:

@@ -14,7 +14,8 @@ __all__ = ["write_demo_report", "plot_timeline"]
 
 
 UNITS = {"accuracy": "accuracy (share correct)", "latency": "P(new request slower)", "errorRate": "error rate",
-         "drift": "share of features drifted", "agreement": "agreement", "custom": "value"}
+         "drift": "share of features drifted", "agreement": "agreement", "custom": "value",
+         "feedback": "share of positive feedback", "rating": "mean rating"}
 
 
 def plot_timeline(points: Sequence[Point], path: Path, title: str = "rollout timeline") -> Path:
