@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from kanaria.api.durations import DURATION_PATTERN, OPTIONAL_DURATION_PATTERN, parse_duration
+from kanaria.api.llmservers import LLM_KINDS, EvidenceUnit, LLMServer, kind_problem
 
 __all__ = [
     "GROUP",
@@ -408,9 +409,8 @@ class PrometheusSource(_Base):
 MetricKind = Literal[
     "accuracy", "latency", "errorRate", "drift", "agreement", "custom",
     "timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime", "abortRate",
+    "outputTokensPerSecond", "serverErrorRate", "successRate",
 ]
-LLM_LATENCY_KINDS = ("timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime")
-"""LLM serving kinds read from the inference server's own histograms and judged like latency."""
 
 
 DEFAULT_MATURITY_SECONDS: dict[str, float] = {"accuracy": 300.0}
@@ -444,8 +444,10 @@ class Metric(_Base):
     prediction histograms), agreement (how often the new revision's prediction matches the one
     served; for shadows) or custom (your PromQL with a condition). For large language models,
     from the inference server's own metrics (vLLM's names; no PromQL to write):
-    timeToFirstToken, timePerOutputToken, requestLatency and queueTime (histograms, judged like
-    latency) and abortRate (requests that ended aborted, judged like errorRate)."""
+    timeToFirstToken, timePerOutputToken, requestLatency, queueTime and outputTokensPerSecond
+    (histograms, judged like latency), and abortRate, serverErrorRate and successRate (finished
+    requests by how they ended, judged like errorRate). spec.analysis.server names the server
+    whose metric names are read (docs/llm.md)."""
     critical: bool = False
     """A failure of a critical metric rolls back at once, whatever failureLimit says."""
     min_samples: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -497,6 +499,12 @@ class Metric(_Base):
         default=None, max_length=64, pattern=r"^\s*(<|<=|>|>=|==|!=)\s*-?[0-9.]+(e-?[0-9]+)?\s*$"
     )
     """custom: how the query's single value passes, for example "< 0.05" or ">= 0.9"."""
+    evidence_unit: EvidenceUnit | None = None
+    """LLM kinds: judge per request or per output token (spec.analysis.evidenceUnit when
+    omitted). token: timePerOutputToken compares the servers' per-token latencies, and the
+    rates count failures per output token served instead of per request (docs/llm.md). A
+    kind with one value per request (timeToFirstToken, requestLatency, queueTime,
+    outputTokensPerSecond) refuses token."""
 
     @model_validator(mode="after")
     def _custom_needs_query(self) -> Metric:
@@ -506,6 +514,11 @@ class Metric(_Base):
             raise ValueError("maturity applies to accuracy and custom metrics")
         if self.maturity is not None and parse_duration(self.maturity) > MAX_MATURITY_SECONDS:
             raise ValueError(f"maturity may be at most {MAX_MATURITY_SECONDS / 3600:.0f}h")
+        if self.evidence_unit is not None and self.kind not in LLM_KINDS:
+            raise ValueError("evidenceUnit applies to the LLM metric kinds")
+        if self.kind == "outputTokensPerSecond" and self.objective_seconds is not None:
+            raise ValueError("outputTokensPerSecond takes no objectiveSeconds: state an objective on "
+                             "timePerOutputToken (seconds per token, 1 / tokens per second)")
         if self.maturity is not None and not parse_duration(self.maturity).is_integer():
             # The model server counts cohorts at whole-second horizons.
             raise ValueError("maturity must be a whole number of seconds (for example 90s or 5m)")
@@ -535,6 +548,23 @@ class Analysis(_Base):
     """Longest time an analysis step may wait for a decision before onInconclusive acts."""
     metrics: list[Metric] = Field(default_factory=list, max_length=32)
     """The metrics."""
+    server: LLMServer = "vllm"
+    """LLM kinds: the inference server whose own metric names are read: vllm, sglang, tgi or
+    tensorrtLLM (trtllm-serve). A kind the server does not export makes the spec invalid, with
+    the reason (docs/llm.md has the mapping)."""
+    evidence_unit: EvidenceUnit = "request"
+    """LLM kinds: request (each request one observation) or token: timePerOutputToken judged on
+    the per-token latencies and the rates as failures per output token, where the server has
+    them; kinds with one value per request stay per request. A metric's own evidenceUnit wins."""
+
+    @model_validator(mode="after")
+    def _llm_kinds_on_server(self) -> Analysis:
+        for m in self.metrics:
+            unit = m.evidence_unit or self.evidence_unit
+            problem = kind_problem(m.kind, self.server, unit, explicit_unit=m.evidence_unit is not None)
+            if problem is not None:
+                raise ValueError(f"metric {m.name!r}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Analysis:
