@@ -272,3 +272,19 @@ def test_the_split_check_counts_each_servers_finished_requests() -> None:
     assert v.details["token_share"] == pytest.approx(30_000 / 65_000)
     assert provider.queries[0] == ('(sum(increase(tgi_request_success{revision="canary1"}[60s])) or vector(0)) + '
                                    '(sum(increase(tgi_request_failure{revision="canary1"}[60s])) or vector(0))')
+
+
+def test_pacing_of_a_per_token_rate_counts_output_tokens_to_the_minimum() -> None:
+    """Too few requests yet: the tokens still needed are minSamples requests' worth at the
+    stable revision's answer length, less the tokens already served."""
+    answers = {
+        'finished_reason="abort"': n(0),
+        'vllm:request_success_total{revision="canary1"}': n(100),
+        'vllm:generation_tokens_total{revision="canary1"}': n(5_000),
+        'vllm:request_success_total{revision="stable1"}': n(400),
+        'vllm:generation_tokens_total{revision="stable1"}': n(20_000),
+    }
+    v = measure([Metric(name="m", kind="abortRate")], PLAN, TableProvider(answers), TARGET,
+                llm_context=LLMContext("vllm", "token"))["m"]
+    assert v.outcome.value == "inconclusive"
+    assert v.needed == 1000 * 50 - 5_000

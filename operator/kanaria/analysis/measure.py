@@ -132,7 +132,9 @@ def _paced(m: Metric, plan: AnalysisPlan, verdict: Verdict) -> Verdict:
             verdict, min_samples=min_samples, max_auc=m.max_auc or 0.56, alpha=m.alpha or 0.01
         )
     else:
-        needed = pacing.samples_needed(verdict, min_samples)
+        # A rate per output token counts tokens; its minimum is requests at the stable's length.
+        per_request = verdict.details.get("tokens_per_request", 1.0)
+        needed = pacing.samples_needed(verdict, int(math.ceil(min_samples * per_request)))
     return pacing.with_pacing(verdict, needed, window)
 
 
