@@ -47,7 +47,7 @@ def _buckets(counts: list[float], bounds: tuple[str, ...] = ("0.05", "0.1", "0.2
 
 
 def _queries(kind: str, server: str, unit: str = "request", metric_unit: str | None = None) -> list[str]:
-    provider = TableProvider({"_bucket{": _buckets([1, 2, 3, 4, 5])})
+    provider = TableProvider({"_bucket{": _buckets([1, 2, 3, 4, 5]), "": n(1000)})
     metric = Metric(name="m", kind=kind, evidence_unit=metric_unit)
     measure([metric], PLAN, provider, TARGET, llm_context=LLMContext(server, unit))
     return provider.queries
@@ -148,7 +148,7 @@ def test_each_rate_kind_counts_failures_and_finished_requests_on_the_server(serv
 
 def test_label_values_in_llm_queries_are_escaped() -> None:
     plan = AnalysisPlan(("m",), Arm('c"} or vector(1) #', 60), Arm("stable1", 60))
-    provider = TableProvider()
+    provider = TableProvider({"": n(1000)})
     measure([Metric(name="m", kind="abortRate")], plan, provider, TARGET)
     assert 'revision="c\\"} or vector(1) #"' in provider.queries[-1]
 
@@ -288,3 +288,9 @@ def test_pacing_of_a_per_token_rate_counts_output_tokens_to_the_minimum() -> Non
                 llm_context=LLMContext("vllm", "token"))["m"]
     assert v.outcome.value == "inconclusive"
     assert v.needed == 1000 * 50 - 5_000
+
+
+@pytest.mark.parametrize("kind", ["abortRate", "timeToFirstToken"])
+def test_without_the_revision_label_an_llm_metric_is_inconclusive_and_says_so(kind: str) -> None:
+    v = measure([Metric(name="m", kind=kind)], PLAN, TableProvider(), TARGET)["m"]
+    assert v.outcome.value == "inconclusive" and "is the revision label relabelled?" in v.reason

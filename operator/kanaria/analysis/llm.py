@@ -226,6 +226,9 @@ def _rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, server: str, unit: s
     counts = []
     for arm in (plan.baseline, plan.candidate):
         finished = _count(p, increase_query(rate.total, arm))
+        if finished <= 0:
+            raise _NoData(f"no finished requests yet for revision {arm.revision} "
+                          "(is the revision label relabelled?)")
         failed = min(_count(p, increase_query(rate.hits, arm)), finished)
         tokens = _count(p, tokens_query(server, arm)) if unit == "token" else 0.0
         counts.append((failed, finished, tokens))
