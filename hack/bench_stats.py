@@ -8,6 +8,7 @@ seed gives the same numbers whatever the number of workers.
     PYTHONPATH=operator python3 hack/bench_stats.py            # 2,000 rollouts per scenario
     PYTHONPATH=operator python3 hack/bench_stats.py --quick    # 300, for a smoke run
     PYTHONPATH=operator python3 hack/bench_stats.py --suite label-timing --seed 7
+    PYTHONPATH=operator python3 hack/bench_stats.py --suite llm   # LLM latency kinds in vLLM's buckets
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kanaria.bench.cohorts import CohortRow, run_cohort_benchmark, summarise_cohorts  # noqa: E402
+from kanaria.bench.llm import run_llm_benchmark  # noqa: E402
 from kanaria.bench.stats import (  # noqa: E402
     ALPHA,
     TUNED,
@@ -154,8 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "img" / "bench-stats.png")
     parser.add_argument(
-        "--suite", choices=("all", "main", "label-timing"), default="all",
-        help="main: per-metric scenarios; label-timing: cohorts against arrival windows",
+        "--suite", choices=("all", "main", "label-timing", "llm"), default="all",
+        help="main: per-metric scenarios; label-timing: cohorts against arrival windows; "
+        "llm (only when named): the LLM latency kinds in vLLM's buckets",
     )
     args = parser.parse_args(argv)
     n = args.rollouts or (300 if args.quick else 2000)
@@ -173,8 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.suite in ("all", "label-timing"):
         cohort_runs = run_cohort_benchmark(n, args.seed, workers=args.workers, progress=progress)
         print(cohort_markdown(summarise_cohorts(cohort_runs)))
+    if args.suite == "llm":  # not in "all": its numbers and time are quoted on their own
+        _, llm_rows = run_llm_benchmark(n, args.seed, workers=args.workers, progress=progress)
+        print(markdown(llm_rows))
     elapsed = time.monotonic() - started
-    shown = f"; plot: {args.plot}" if args.suite != "label-timing" else ""
+    shown = f"; plot: {args.plot}" if args.suite in ("all", "main") else ""
     print(
         f"{n} rollouts per scenario, seed {args.seed}, {args.workers} worker(s), "
         f"suite {args.suite}, {elapsed:.0f} s{shown}"

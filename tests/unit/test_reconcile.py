@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import kanaria.controller.reconcile as reconcile_module
-from kanaria.analysis.provider import QueryResult
+from kanaria.analysis.provider import QueryResult, Sample
 from kanaria.api.models import ModelDeploymentSpec
 from kanaria.api.observed import WorkloadState
 from kanaria.api.revision import revision_hash
@@ -265,3 +265,37 @@ def test_a_collision_found_while_acting_writes_status_once(stable: Cycle) -> Non
     stable.workloads.observe = real_observe  # type: ignore[method-assign]
     assert stable.run() == 300.0  # the next cycle sees the squatter and says so, once
     assert [w["phase"] for w in stable.api.status_writes] == ["Progressing", "Invalid"]
+
+
+def test_llm_metrics_are_measured_on_the_server_the_spec_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    """spec.analysis.server reaches the measurement: with server tgi every LLM query reads
+    TGI's metric names, and the evidence unit reaches it too (tokens counted per arm)."""
+    spec = copy.deepcopy(SPEC)
+    spec["analysis"]["server"] = "tgi"
+    spec["analysis"]["evidenceUnit"] = "token"
+    spec["analysis"]["metrics"] = [{"name": "queue", "kind": "queueTime"}, {"name": "errors", "kind": "serverErrorRate"}]
+    rev = revision_hash(ModelDeploymentSpec.model_validate(spec))
+    status = {
+        "phase": "Progressing", "stableRevision": "r1", "stableVersion": "v1", "canaryRevision": rev,
+        "canaryVersion": "v2", "canaryWeight": 10, "currentStep": 1, "observedGeneration": 1,
+        "stepStartedAt": "2026-01-02T03:00:00Z",
+    }
+    cycle = Cycle(monkeypatch, spec, status)
+    cycle.router.weights = {"r1": 90, rev: 10}
+    cycle.workloads.states = {r: WorkloadState(replicas=2, ready=2) for r in ("r1", rev)}
+    queries: list[str] = []
+
+    class Recording:
+        def query(self, promql: str, at: float | None = None) -> QueryResult:
+            queries.append(promql)
+            return QueryResult(promql, () if "_bucket" in promql else (Sample({}, 100.0),))
+
+        def online(self) -> str | None:
+            return None
+
+    cycle.context.providers[("http://prom:9090", 10.0)] = Recording()
+    cycle.run()
+    assert any("tgi_request_queue_duration_bucket" in q for q in queries), queries
+    assert any('tgi_request_failure{revision="' in q for q in queries), queries
+    assert any('tgi_request_generated_tokens_sum{revision="' in q for q in queries), queries
+    assert not any("vllm:" in q for q in queries), queries

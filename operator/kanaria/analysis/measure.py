@@ -12,9 +12,10 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from kanaria.analysis import drift, latency, pacing, proportions
+from kanaria.analysis import drift, latency, llm, pacing, proportions
 from kanaria.analysis.agreement import judge_agreement
 from kanaria.analysis.feedback import RatingArm, judge_feedback, judge_rating
+from kanaria.analysis.llm import LLMContext
 from kanaria.analysis.provider import MetricProvider, Pinned, QueryResult
 from kanaria.analysis.srm import sample_ratio_mismatch
 from kanaria.analysis.strata import judge_accuracy_stratified as strata_judge
@@ -29,21 +30,18 @@ from kanaria.analysis.templates import (
 )
 from kanaria.analysis.windows import cohort_arm, period_arms
 from kanaria.api.durations import format_duration
+from kanaria.api.llmservers import LLM_LATENCY_KINDS, Histogram, histogram_for
 from kanaria.api.models import Metric
 from kanaria.api.observed import SRM_METRIC, AnalysisPlan, Arm
 from kanaria.api.verdict import Outcome, Verdict
 
-__all__ = ["Target", "measure", "cohort_arm", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES", "SRM_METRIC"]
+__all__ = ["Target", "measure", "cohort_arm", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES", "SRM_METRIC", "LLMContext"]
 
 DEFAULT_MIN_SAMPLES = {
     "accuracy": 500,
     "errorRate": 1000,
     "latency": 200,
-    "timeToFirstToken": 200,
-    "timePerOutputToken": 200,
-    "requestLatency": 200,
-    "queueTime": 200,
-    "abortRate": 1000,
+    **llm.DEFAULT_MIN_SAMPLES,
     "drift": 1000,
     "agreement": 200,
     "feedback": 500,
@@ -87,8 +85,12 @@ def measure(
     provider: MetricProvider,
     target: Target,
     at: float | None = None,
+    llm_context: LLMContext | None = None,
 ) -> dict[str, Verdict]:
     """One verdict per metric named in the plan.
+
+    ``llm_context``: the server whose metric names the LLM kinds read and the evidence unit
+    (spec.analysis.server and evidenceUnit; vLLM per request when None).
 
     Every query of one measurement is evaluated at the same instant ``at`` (Unix seconds; now
     when None), so counts that are compared — correct and labelled predictions, errors and
@@ -96,13 +98,18 @@ def measure(
     """
     provider = Pinned(provider, time.time() if at is None else at)
     wanted = {m.name: m for m in metrics}
-    llm = any(m.kind in VLLM_HISTOGRAMS or m.kind == "abortRate" for m in metrics)
-    out_split = _split(plan, provider, target, llm) if plan.expected_split is not None else None
+    context = llm_context or LLMContext()
+    is_llm = any(llm.is_llm(m.kind) for m in metrics)
+    out_split = (_split(plan, provider, target, context if is_llm else None)
+                 if plan.expected_split is not None else None)
     out: dict[str, Verdict] = {}
     for name in plan.metrics:
         metric = wanted.get(name)
         if metric is None:
             out[name] = Verdict.inconclusive(f"metric {name!r} is not defined in spec.analysis")
+            continue
+        if llm.is_llm(metric.kind):
+            out[name] = _paced(metric, plan, llm.judge(metric, plan, provider, context))
             continue
         judge = _JUDGES[metric.kind]
         try:
@@ -128,36 +135,37 @@ def _paced(m: Metric, plan: AnalysisPlan, verdict: Verdict) -> Verdict:
             verdict, min_samples=min_samples, margin=m.margin if m.margin is not None else 0.02,
             alpha=m.alpha or 0.05,
         )
-    elif m.kind == "latency" or m.kind in VLLM_HISTOGRAMS:
+    elif m.kind == "latency" or m.kind in LLM_LATENCY_KINDS:
         needed = pacing.latency_requests_needed(
             verdict, min_samples=min_samples, max_auc=m.max_auc or 0.56, alpha=m.alpha or 0.01
         )
     else:
-        needed = pacing.samples_needed(verdict, min_samples)
+        # A rate per output token counts tokens; its minimum is requests at the stable's length.
+        per_request = verdict.details.get("tokens_per_request", 1.0)
+        needed = pacing.samples_needed(verdict, int(math.ceil(min_samples * per_request)))
     return pacing.with_pacing(verdict, needed, window)
 
 
-def _split(plan: AnalysisPlan, p: MetricProvider, t: Target, llm: bool = False) -> Verdict:
+def _split(plan: AnalysisPlan, p: MetricProvider, t: Target, server: LLMContext | None = None) -> Verdict:
     """Sample-ratio mismatch: the requests each arm served against the configured weights. For
-    an LLM server (vLLM's metrics) the requests are its finished requests, and the verdict also
+    an LLM server (``server``) the requests are its finished requests, and the verdict also
     says each arm's share of the output tokens: a new revision that takes far more tokens than
     its share of requests (longer answers, more cost) is visible, though it decides nothing."""
     assert plan.expected_split is not None
     arms = (plan.candidate, plan.baseline)
     try:
-        if llm:
-            counts = [_count(p, counter_increase(VLLM_FINISHED, {"revision": a.revision}, a.window, a.offset))
-                      for a in arms]
+        if server is not None:
+            counts = [_count(p, llm.finished_query(server.server, a)) for a in arms]
         else:
             counts = [_count(p, counter_increase(METRIC_NAMES["requests"], _labels(t, a), a.window, a.offset))
                       for a in arms]
     except _NoData as missing:
         return missing.verdict("chi2-srm")
     verdict = sample_ratio_mismatch(counts, list(plan.expected_split))
-    if not llm:
+    if server is None:
         return verdict
     try:
-        tokens = [_count(p, counter_increase(VLLM_TOKENS, {"revision": a.revision}, a.window, a.offset)) for a in arms]
+        tokens = [_count(p, llm.tokens_query(server.server, a)) for a in arms]
     except _NoData:
         return verdict
     if sum(tokens) <= 0 or sum(counts) <= 0:
@@ -441,58 +449,11 @@ def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verd
 
 
 VLLM_HISTOGRAMS = {
-    "timeToFirstToken": "vllm:time_to_first_token_seconds",
-    "timePerOutputToken": "vllm:time_per_output_token_seconds",
-    "requestLatency": "vllm:e2e_request_latency_seconds",
-    "queueTime": "vllm:request_queue_time_seconds",
+    kind: h.name for kind in LLM_LATENCY_KINDS if isinstance(h := histogram_for(kind, "vllm", "request"), Histogram)
 }
-"""vLLM's histogram for each LLM latency kind. The series need a ``revision`` label: vLLM does
-not know its revision, so the scrape adds it from the pod label kanaria.io/revision
-(docs/llm.md has the PodMonitor)."""
-VLLM_FINISHED = "vllm:request_success_total"
-"""vLLM's finished requests by ``finished_reason`` (stop, length, abort)."""
-VLLM_TOKENS = "vllm:generation_tokens_total"
-"""vLLM's output tokens."""
-
-
-def _llm_latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    name = VLLM_HISTOGRAMS[m.kind]
-    arms = []
-    for arm in (plan.baseline, plan.candidate):
-        bounds, cumulative = _cumulative(p, buckets_increase(name, {"revision": arm.revision}, arm.window, arm.offset))
-        if not bounds:
-            raise _NoData(f"no {name} samples yet for revision {arm.revision} (is the revision label relabelled?)")
-        arms.append((bounds, cumulative))
-    (b_bounds, b_cum), (c_bounds, c_cum) = arms
-    if b_bounds != c_bounds:
-        raise _NoData(f"the two revisions export different {name} buckets; cannot compare")
-    verdict = latency.judge_latency(
-        b_bounds, b_cum, c_cum,
-        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES[m.kind],
-        max_auc=m.max_auc or 0.56,
-        alpha=m.alpha or 0.01,
-        objective_seconds=m.objective_seconds,
-        max_exceedance=(m.max_exceedance or DEFAULT_MAX_EXCEEDANCE) if m.objective_seconds else None,
-    )
-    return replace(verdict, reason=f"{m.kind}: {verdict.reason}")
-
-
-def _abort_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    counts = []
-    for arm in (plan.baseline, plan.candidate):
-        labels = {"revision": arm.revision}
-        aborted = _count(p, counter_increase(VLLM_FINISHED, {**labels, "finished_reason": "abort"}, arm.window, arm.offset))
-        finished = _count(p, counter_increase(VLLM_FINISHED, labels, arm.window, arm.offset))
-        counts.append((min(aborted, finished), finished))
-    (ab, nb), (ac, nc) = counts
-    verdict = proportions.judge_error_rate(
-        ab, nb, ac, nc,
-        max_error_rate=m.max_error_rate if m.max_error_rate is not None else 0.01,
-        relative_tolerance=(m.max_error_ratio or DEFAULT_MAX_ERROR_RATIO) - 1.0,
-        min_requests=m.min_samples or DEFAULT_MIN_SAMPLES["abortRate"],
-        alpha=m.alpha or 0.05,
-    )
-    return replace(verdict, reason=verdict.reason.replace("error rate", "abort rate", 1))
+"""vLLM's per-request histogram for each LLM latency kind (kanaria.api.llmservers has every
+server's). The series need a ``revision`` label, relabelled from the pod label
+kanaria.io/revision (docs/llm.md has the PodMonitor)."""
 
 
 def _cohort(arm: Arm, horizon: float) -> Arm:
@@ -583,8 +544,6 @@ def judge_rating_metric(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Tar
 
 
 _JUDGES: dict[str, Callable[[Metric, AnalysisPlan, MetricProvider, Target], Verdict]] = {
-    **{kind: _llm_latency for kind in VLLM_HISTOGRAMS},
-    "abortRate": _abort_rate,
     "accuracy": _accuracy,
     "errorRate": _error_rate,
     "latency": _latency,

@@ -20,6 +20,7 @@ from kanaria.api.durations import (
     bounded_duration,
     parse_duration,
 )
+from kanaria.api.llmservers import LLM_KINDS, EvidenceUnit, LLMServer, kind_problem
 from kanaria.api.podsecurity import baseline_violations, policy
 
 __all__ = [
@@ -455,12 +456,11 @@ class PrometheusSource(_Base):
 MetricKind = Literal[
     "accuracy", "latency", "errorRate", "drift", "agreement", "custom",
     "timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime", "abortRate",
+    "outputTokensPerSecond", "serverErrorRate", "successRate",
     "feedback", "rating",
 ]
 FEEDBACK_KINDS = ("feedback", "rating")
 """User feedback on the answers, from the monitor library's matured counters (delayed labels)."""
-LLM_LATENCY_KINDS = ("timeToFirstToken", "timePerOutputToken", "requestLatency", "queueTime")
-"""LLM serving kinds read from the inference server's own histograms and judged like latency."""
 
 
 DEFAULT_MATURITY_SECONDS: dict[str, float] = {"accuracy": 300.0, "feedback": 300.0, "rating": 300.0}
@@ -503,11 +503,13 @@ class Metric(_Base):
     prediction histograms), agreement (how often the new revision's prediction matches the one
     served; for shadows) or custom (your PromQL with a condition). For large language models,
     from the inference server's own metrics (vLLM's names; no PromQL to write):
-    timeToFirstToken, timePerOutputToken, requestLatency and queueTime (histograms, judged like
-    latency) and abortRate (requests that ended aborted, judged like errorRate). User feedback
-    on the answers, recorded with the monitor library as delayed labels: feedback (the share of
-    positive feedback — thumbs up, task success — judged like accuracy) and rating (the mean of
-    a rating in [ratingMin, ratingMax])."""
+    timeToFirstToken, timePerOutputToken, requestLatency, queueTime and outputTokensPerSecond
+    (histograms, judged like latency), and abortRate, serverErrorRate and successRate (finished
+    requests by how they ended, judged like errorRate). spec.analysis.server names the server
+    whose metric names are read (docs/llm.md). User feedback on the answers, recorded with the
+    monitor library as delayed labels: feedback (the share of positive feedback — thumbs up,
+    task success — judged like accuracy) and rating (the mean of a rating in [ratingMin,
+    ratingMax])."""
     critical: bool = False
     """A failure of a critical metric rolls back at once, whatever failureLimit says."""
     min_samples: int | None = Field(default=None, ge=1, le=10_000_000)
@@ -569,6 +571,12 @@ class Metric(_Base):
         pattern=r"^\s*(<|<=|>|>=|==|!=)\s*-?([0-9]{1,15}(\.[0-9]{0,15})?|\.[0-9]{1,15})([eE][-+]?[0-9]{1,2})?\s*$",
     )
     """custom: how the query's single value passes, for example "< 0.05" or ">= 0.9"."""
+    evidence_unit: EvidenceUnit | None = None
+    """LLM kinds: judge per request or per output token (spec.analysis.evidenceUnit when
+    omitted). token: timePerOutputToken compares the servers' per-token latencies, and the
+    rates count failures per output token served instead of per request (docs/llm.md). A
+    kind with one value per request (timeToFirstToken, requestLatency, queueTime,
+    outputTokensPerSecond) refuses token."""
 
     @model_validator(mode="after")
     def _custom_needs_query(self) -> Metric:
@@ -586,6 +594,11 @@ class Metric(_Base):
             raise ValueError("margin is a share (at most 1) except for rating metrics")
         if self.maturity is not None and parse_duration(self.maturity) > MAX_MATURITY_SECONDS:
             raise ValueError(f"maturity may be at most {MAX_MATURITY_SECONDS / 3600:.0f}h")
+        if self.evidence_unit is not None and self.kind not in LLM_KINDS:
+            raise ValueError("evidenceUnit applies to the LLM metric kinds")
+        if self.kind == "outputTokensPerSecond" and self.objective_seconds is not None:
+            raise ValueError("outputTokensPerSecond takes no objectiveSeconds: state an objective on "
+                             "timePerOutputToken (seconds per token, 1 / tokens per second)")
         if self.maturity is not None and not parse_duration(self.maturity).is_integer():
             # The model server counts cohorts at whole-second horizons.
             raise ValueError("maturity must be a whole number of seconds (for example 90s or 5m)")
@@ -615,6 +628,23 @@ class Analysis(_Base):
     """Longest time an analysis step may wait for a decision before onInconclusive acts."""
     metrics: list[Metric] = Field(default_factory=list, max_length=32)
     """The metrics."""
+    server: LLMServer = "vllm"
+    """LLM kinds: the inference server whose own metric names are read: vllm, sglang, tgi or
+    tensorrtLLM (trtllm-serve). A kind the server does not export makes the spec invalid, with
+    the reason (docs/llm.md has the mapping)."""
+    evidence_unit: EvidenceUnit = "request"
+    """LLM kinds: request (each request one observation) or token: timePerOutputToken judged on
+    the per-token latencies and the rates as failures per output token, where the server has
+    them; kinds with one value per request stay per request. A metric's own evidenceUnit wins."""
+
+    @model_validator(mode="after")
+    def _llm_kinds_on_server(self) -> Analysis:
+        for m in self.metrics:
+            unit = m.evidence_unit or self.evidence_unit
+            problem = kind_problem(m.kind, self.server, unit, explicit_unit=m.evidence_unit is not None)
+            if problem is not None:
+                raise ValueError(f"metric {m.name!r}: {problem}")
+        return self
 
     @model_validator(mode="after")
     def _unique_names(self) -> Analysis:

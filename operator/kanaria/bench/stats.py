@@ -104,6 +104,8 @@ class StreamConfig:
     latency_median_s: tuple[float, float] = (0.04, 0.12)
     latency_sigma: tuple[float, float] = (0.4, 0.6)
     """Log-normal shape of per-request latency."""
+    latency_buckets: tuple[float, ...] = BUCKETS
+    """The histogram's bucket bounds, +Inf last (an inference server's own, for the LLM kinds)."""
     accuracy_horizon_factor: float = 1.0
     """Accuracy is judged until the canary has this many times the sample size the sequential
     test needs (:func:`msprt_required_samples`), capped at ``max_intervals``."""
@@ -249,6 +251,8 @@ class Streams:
     buckets_c: IntArray | None = None
     """Per-interval, per-bucket (not cumulative) latency counts, shape (n, T, buckets)."""
     stable_p99: FloatArray | None = None
+    bounds: tuple[float, ...] = BUCKETS
+    """The latency histogram's bucket bounds, +Inf last."""
 
 
 def generate_streams(
@@ -294,7 +298,7 @@ def generate_streams(
         )
     median = _uniform(rng, cfg.latency_median_s, n)
     sigma = _uniform(rng, cfg.latency_sigma, n)
-    edges = np.array(BUCKETS[:-1])
+    edges = np.array(cfg.latency_buckets[:-1])
 
     def bucket_shares(scale: FloatArray) -> FloatArray:
         z = (np.log(edges[None, :]) - np.log(scale)[:, None]) / sigma[:, None]
@@ -313,6 +317,7 @@ def generate_streams(
         buckets_b=buckets_b,
         buckets_c=buckets_c,
         stable_p99=median * np.exp(sigma * stats.norm.ppf(0.99)),
+        bounds=cfg.latency_buckets,
     )
 
 
@@ -397,7 +402,7 @@ def _judge_for(streams: Streams) -> Callable[[int, int], Any]:
                 yield Outcome.INCONCLUSIVE
                 continue
             yield judge_latency(
-                BUCKETS, b, c, min_samples=min_n, max_auc=LATENCY_MAX_AUC, alpha=LATENCY_ALPHA
+                streams.bounds, b, c, min_samples=min_n, max_auc=LATENCY_MAX_AUC, alpha=LATENCY_ALPHA
             ).outcome
 
     return latency
@@ -448,7 +453,7 @@ def interval_badness(streams: Streams) -> FloatArray:
             out = streams.errors_c / rc
             return out
         assert streams.buckets_c is not None and streams.stable_p99 is not None
-        out = histogram_quantile(0.99, streams.buckets_c) / streams.stable_p99[:, None]
+        out = histogram_quantile(0.99, streams.buckets_c, streams.bounds) / streams.stable_p99[:, None]
         return out
 
 

@@ -20,7 +20,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
-from kanaria.analysis.measure import Target, measure
+from kanaria.analysis.measure import LLMContext, Target, measure
 from kanaria.analysis.provider import MetricProvider, provider_for
 from kanaria.analysis.serving import read_serving
 from kanaria.api.durations import parse_duration
@@ -231,10 +231,17 @@ def _measure(
         return None
     provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     started = ctx.clock()
-    verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=now.timestamp())
+    verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=now.timestamp(),
+                       llm_context=_llm_context(spec))
     if ctx.on_verdicts is not None:
         ctx.on_verdicts(obj, verdicts, (ctx.clock() - started).total_seconds())
     return verdicts
+
+
+def _llm_context(spec: ModelDeploymentSpec) -> LLMContext:
+    """The inference server and evidence unit the LLM metric kinds of the spec read."""
+    assert spec.analysis is not None
+    return LLMContext(spec.analysis.server, spec.analysis.evidence_unit)
 
 
 def _check_serving(
@@ -264,7 +271,7 @@ def _measure_others(
     provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     return {
         arm.revision: measure(list(spec.analysis.metrics), replace(plan, candidate=arm, others=()), provider,
-                              target, at=now.timestamp())
+                              target, at=now.timestamp(), llm_context=_llm_context(spec))
         for arm in plan.others
     }
 
