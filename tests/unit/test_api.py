@@ -169,7 +169,7 @@ def test_maturity_horizons_reach_the_model_pods() -> None:
         {"name": "acc", "kind": "accuracy", "maturity": "5m"},
         {"name": "acc-fast", "kind": "accuracy", "maturity": "90s"},
         {"name": "by-arrival", "kind": "accuracy", "maturity": "0s"},
-        {"name": "q", "kind": "custom", "query": "x", "condition": "> 0", "maturity": "5m"},
+        {"name": "q", "kind": "custom", "query": "x{revision=\"{{revision}}\"}", "condition": "> 0", "maturity": "5m"},
         {"name": "lat", "kind": "latency"},
     )
     assert s.maturity_horizons() == (90.0, 300.0)

@@ -64,7 +64,7 @@ def sample(**status: Any) -> dict[str, Any]:
             "traffic": {"gatewayAPI": {}},
             "strategy": {"canary": {"steps": STEPS}},
             "analysis": {"prometheus": {"address": "http://p:9090"},
-                         "metrics": [{"name": "quality", "kind": "custom", "query": "q", "condition": ">= 0.9"}]},
+                         "metrics": [{"name": "quality", "kind": "custom", "query": "q{revision=\"{{revision}}\"}", "condition": ">= 0.9"}]},
         },
         "status": base,
     }

@@ -146,3 +146,26 @@ def test_a_query_cannot_leave_the_configured_prometheus(
     for path, params in seen:
         assert path == "/api/v1/query"
         assert params["query"] == [query]  # one query parameter, byte for byte
+
+
+@pytest.mark.parametrize(
+    ("template", "where"),
+    [
+        ("max(q{revision=`{{revision}}`})", "backticks"),
+        ("max(q{revision='{{revision}}'})", "single quotes"),
+        ('max(q{revision="{{revision}}"}) # "{{model}}"', "a comment"),
+        ('max(q{revision="{{revision}}"}) + max(q{m="a"} # "\n) + {{model}}', "no quotes"),
+        ('max(q{revision="x\\"{{revision}}"}) + `"` + {{model}}', "no quotes"),
+    ],
+)
+def test_placeholders_in_other_quotes_or_comments_are_refused(template: str, where: str) -> None:
+    with pytest.raises(TemplateError, match=f"it is in {where}"):
+        fill_template(template, {"revision": "r", "model": "m"})
+
+
+def test_a_custom_query_must_select_the_new_revision() -> None:
+    from kanaria.api.querytemplate import check_template
+
+    with pytest.raises(TemplateError, match="must select the new revision"):
+        check_template("max(kanaria_model_requests_total)")
+    check_template('max(q{revision="{{revision}}", a=`{`, b=\'}\'}[{{window}}]) # note')

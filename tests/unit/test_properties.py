@@ -49,7 +49,7 @@ def specs(draw: st.DrawFn, version: str = "v1") -> ModelDeploymentSpec:
             "failureLimit": draw(st.integers(0, 2)),
             "inconclusiveLimit": draw(st.integers(0, 3)),
             "onInconclusive": draw(st.sampled_from(["pause", "rollback"])),
-            "metrics": [{"name": "q", "kind": "custom", "query": "vector(1)", "condition": "> 0"}],
+            "metrics": [{"name": "q", "kind": "custom", "query": "sum(q{revision=\"{{revision}}\"}) or vector(1)", "condition": "> 0"}],
         },
         "rollback": {"postPromotionWindow": draw(st.sampled_from(["0s", "5s"])), "scaleDownDelay": "0s"},
     }

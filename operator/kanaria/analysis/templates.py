@@ -8,79 +8,26 @@ placeholders outside quotes.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 
 from kanaria.api.durations import format_duration
+from kanaria.api.querytemplate import (
+    TemplateError,
+    check_template,
+    escape_label_value,
+    fill_template,
+)
 
 __all__ = [
     "escape_label_value",
     "fill_template",
+    "check_template",
     "TemplateError",
     "counter_increase",
     "buckets_increase",
     "CONDITION_OPS",
     "parse_condition",
 ]
-
-_PLACEHOLDER = re.compile(r"\{\{\s*([a-zA-Z]+)\s*\}\}")
-VARIABLES = ("name", "namespace", "model", "revision", "stableRevision", "window", "horizon")
-
-
-class TemplateError(ValueError):
-    """A query template cannot be filled safely."""
-
-
-def escape_label_value(value: str) -> str:
-    """Escape a value for use between double quotes in PromQL (backslash, quote, newlines)."""
-    return (
-        value.replace("\\", "\\\\")
-        .replace('"', '\\"')
-        .replace("\n", "\\n")
-        .replace("\r", "\\r")
-        .replace("\t", "\\t")
-    )
-
-
-def _inside_quotes(text: str, position: int) -> bool:
-    quoted, escaped = False, False
-    for ch in text[:position]:
-        if escaped:
-            escaped = False
-        elif ch == "\\":
-            escaped = True
-        elif ch == '"':
-            quoted = not quoted
-    return quoted
-
-
-def fill_template(template: str, values: Mapping[str, str]) -> str:
-    """Fill ``{{var}}`` placeholders. ``window`` is a duration and goes in range brackets; every
-    other variable must sit inside a double-quoted string and is escaped there."""
-    out: list[str] = []
-    last = 0
-    for match in _PLACEHOLDER.finditer(template):
-        var = match.group(1)
-        if var not in values:
-            raise TemplateError(
-                f"unknown variable {{{{{var}}}}} in query; known: {', '.join(VARIABLES)}"
-            )
-        out.append(template[last : match.start()])
-        if var == "window":
-            if not re.fullmatch(r"[0-9]+(ms|s|m|h)", values[var]):
-                raise TemplateError(f"window is not a duration: {values[var]!r}")
-            out.append(values[var])
-        else:
-            if not _inside_quotes(template, match.start()):
-                raise TemplateError(
-                    f"{{{{{var}}}}} must be inside double quotes, for example "
-                    f'revision="{{{{{var}}}}}"'
-                )
-            out.append(escape_label_value(values[var]))
-        last = match.end()
-    out.append(template[last:])
-    return "".join(out)
-
 
 def _selector(labels: Mapping[str, str]) -> str:
     inner = ",".join(f'{k}="{escape_label_value(v)}"' for k, v in labels.items())

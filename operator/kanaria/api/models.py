@@ -22,6 +22,7 @@ from kanaria.api.durations import (
 )
 from kanaria.api.llmservers import LLM_KINDS, EvidenceUnit, LLMServer, kind_problem
 from kanaria.api.podsecurity import baseline_violations, policy
+from kanaria.api.querytemplate import check_template
 
 __all__ = [
     "GROUP",
@@ -582,6 +583,8 @@ class Metric(_Base):
     def _custom_needs_query(self) -> Metric:
         if self.kind == "custom" and (self.query is None or self.condition is None):
             raise ValueError("a custom metric needs a query and a condition")
+        if self.kind == "custom" and self.query is not None:
+            check_template(self.query)  # a TemplateError is a ValueError: InvalidSpec, with the reason
         if self.maturity is not None and self.kind not in ("accuracy", "custom", *FEEDBACK_KINDS):
             raise ValueError("maturity applies to accuracy and custom metrics, and to feedback and rating")
         if self.kind == "rating" and not (
