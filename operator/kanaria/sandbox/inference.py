@@ -167,6 +167,11 @@ class InferenceGateway:
         with self._lock:
             self.rewrites = list(listing.get("items") or [])
 
+    def targets(self, pool: str, model: str) -> list[tuple[str, int]]:
+        """The weighted targets the gateway now applies to ``model`` in ``pool``."""
+        with self._lock:
+            return rewrite_targets(self.rewrites, pool, model) or []
+
     def _follow_rewrites(self) -> None:
         while not self._stop.is_set():
             try:
