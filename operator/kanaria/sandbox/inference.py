@@ -69,9 +69,16 @@ class PoolResolver:
         self.kubelet = kubelet
 
     def selector(self, pool: str) -> dict[str, str]:
-        obj = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
-            POOL_GROUP, POOL_VERSION, self.namespace, "inferencepools", pool
-        ))
+        """The pool's ``selector.matchLabels``; KeyError when there is no such pool (a route
+        may still name the pool of a revision just deleted)."""
+        try:
+            obj = cast(dict[str, Any], self.custom.get_namespaced_custom_object(
+                POOL_GROUP, POOL_VERSION, self.namespace, "inferencepools", pool
+            ))
+        except ApiException as exc:
+            if exc.status == 404:
+                raise KeyError(f"no InferencePool {pool}") from exc
+            raise
         labels = ((obj.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
         return {str(k): str(v) for k, v in labels.items()}
 
@@ -209,9 +216,10 @@ class InferenceGateway:
             targets = rewrite_targets(self.rewrites, pool, model) if model is not None else None
             target = draw(targets, self._rng) if targets else None
         target = target or model
-        endpoints = self.resolver.endpoints(pool)
-        if not endpoints:
-            endpoints = self.resolver.endpoints(pool, refresh=True)
+        try:
+            endpoints = self.resolver.endpoints(pool) or self.resolver.endpoints(pool, refresh=True)
+        except KeyError as exc:
+            raise LookupError(str(exc)) from exc
         if not endpoints:
             raise LookupError(f"InferencePool {pool} has no endpoint")
         serving = [e for e in endpoints if target is None or target in self._served_models(e)]
