@@ -20,11 +20,12 @@ if TYPE_CHECKING:
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[LocalCluster]:
     """One real control plane per test session (per pytest-xdist worker), with the Gateway
-    API CRDs installed. Tests share it: give each test its own namespace."""
+    API and Inference Extension CRDs installed. Tests share it: give each test its own namespace."""
     from kanaria.sandbox.cluster import LocalCluster
 
     with LocalCluster() as local:
         local.install_gateway_api_crds()
+        local.install_inference_extension_crds()
         yield local
 
 

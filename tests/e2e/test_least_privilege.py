@@ -58,6 +58,8 @@ NEEDED: dict[tuple[str, str], list[str]] = {
         "patch",
         "update",
     ],
+    ("inference.networking.k8s.io", "inferencepools"): ["create", "patch", "delete"],
+    ("inference.networking.x-k8s.io", "inferencemodelrewrites"): ["get", "create", "patch"],
     ("networking.istio.io", "virtualservices"): [
         "get",
         "list",

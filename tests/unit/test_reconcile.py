@@ -83,7 +83,10 @@ class FakeWorkloads:
     def observe(self) -> tuple[dict[str, WorkloadState], dict[str, str]]:
         return dict(self.states), dict(self.models)
 
-    def ensure(self, spec: ModelDeploymentSpec, revision: str, replicas: int, recorded: str | None, _port: Any) -> None:
+    def ensure(
+        self, spec: ModelDeploymentSpec, revision: str, replicas: int, recorded: str | None, _port: Any,
+        _pool: Any = None,
+    ) -> None:
         recorded = self.models.get(revision, recorded)
         if recorded and recorded != model_fingerprint(spec) and replicas > 0:
             raise RevisionCollision(f"Deployment iris-{revision} exists for a different model ({recorded})")
@@ -92,7 +95,7 @@ class FakeWorkloads:
     def scale(self, revision: str, replicas: int) -> None:
         self.states[revision] = WorkloadState(replicas=replicas, ready=replicas)
 
-    def delete(self, revision: str) -> None:
+    def delete(self, revision: str, pools: bool = False) -> None:
         self.states.pop(revision, None)
 
 

@@ -82,6 +82,8 @@ Host = Annotated[str, StringConstraints(
     min_length=1, max_length=253,
     pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
 """A host name a route answers for: no wildcards (``*`` would take other applications' traffic)."""
+SERVED_MODEL_NAME = r"^[A-Za-z0-9]([A-Za-z0-9._:/-]{0,126}[A-Za-z0-9])?$"
+"""A model name as an OpenAI-compatible server serves it (``org/model``, ``sql-lora:v2``)."""
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
@@ -128,6 +130,11 @@ class Model(_Base):
     -._+:~). Recorded in history."""
     uri: str = Field(min_length=1, max_length=2048, pattern=VISIBLE)
     """Where the model artifact lives; reaches the pod as KANARIA_MODEL_URI."""
+    adapter: str | None = Field(default=None, max_length=128, pattern=SERVED_MODEL_NAME)
+    """LoRA adapter served on top of the base model (its served name, as clients' ``model``
+    field says it); reaches the pod as KANARIA_MODEL_ADAPTER. With
+    ``traffic.gatewayAPI.inferencePool.modelRewrite`` an adapter rollout moves the weights of
+    an InferenceModelRewrite from the old adapter to the new one."""
 
 
 class PauseStep(_Base):
@@ -373,6 +380,39 @@ class ParentRef(_Base):
     """Listener name on the Gateway."""
 
 
+class EndpointPickerRef(_Base):
+    """The InferencePool's endpoint picker (the Inference Extension's EPP), a Service."""
+
+    name: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    """Name of the endpoint picker's Service, in the ModelDeployment's namespace."""
+    port: int = Field(default=9002, ge=1, le=65535)
+    """Its gRPC ext-proc port."""
+    failure_mode: Literal["FailOpen", "FailClose"] = "FailClose"
+    """What the gateway does when the picker does not answer."""
+
+
+class ModelRewrite(_Base):
+    """An adapter rollout: clients ask for ``modelName``; an InferenceModelRewrite sends each
+    request to one revision's ``spec.model.adapter`` by weight."""
+
+    model_name: str = Field(min_length=1, max_length=128, pattern=SERVED_MODEL_NAME)
+    """The model name clients send (the request body's ``model``)."""
+
+
+class InferencePoolBackend(_Base):
+    """Route to Gateway API Inference Extension InferencePools (v1.5.0,
+    ``inference.networking.k8s.io/v1``) instead of Services."""
+
+    endpoint_picker: EndpointPickerRef
+    """The endpoint picker every pool Kanaria creates names."""
+    target_port: int = Field(default=8080, ge=1, le=65535)
+    """The model servers' port in the pods."""
+    model_rewrite: ModelRewrite | None = None
+    """Set: one pool over every revision's pods, and the weights move in an
+    InferenceModelRewrite between the revisions' adapters. Unset: one pool per revision,
+    weighted in the HTTPRoute."""
+
+
 class GatewayAPITraffic(_Base):
     """Route with a Gateway API HTTPRoute: Kanaria owns the weights of its backendRefs."""
 
@@ -382,6 +422,8 @@ class GatewayAPITraffic(_Base):
     """Gateways to attach to, when Kanaria creates the route."""
     port: int = Field(default=8080, ge=1, le=65535)
     """Port of the per-revision Services."""
+    inference_pool: InferencePoolBackend | None = None
+    """Route to InferencePools Kanaria creates instead of to the per-revision Services."""
 
 
 class IstioTraffic(_Base):

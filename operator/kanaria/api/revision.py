@@ -19,8 +19,11 @@ def revision_hash(spec: ModelDeploymentSpec) -> str:
     among the handful of revisions a deployment keeps vanishingly unlikely; the workloads layer
     still refuses to adopt a Deployment whose recorded model differs (see workloads).
     """
+    model = spec.model.model_dump(mode="json", by_alias=True)
+    if model.get("adapter") is None:  # revisions from before adapters keep their hash
+        model.pop("adapter", None)
     payload: dict[str, Any] = {
-        "model": spec.model.model_dump(mode="json", by_alias=True),
+        "model": model,
         "template": spec.template,
     }
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))

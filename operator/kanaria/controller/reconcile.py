@@ -288,14 +288,15 @@ def _act(
     deletions (a revision leaves only after traffic has left it)."""
     replicas = router.replicas(decision.replicas, decision.weights)
     port = _service_port(spec)
+    pool = spec.traffic.gateway_api.inference_pool if spec.traffic.gateway_api is not None else None
     current = {rev for rev in (decision.status.stable_revision, decision.status.canary_revision) if rev}
     arms = {revision_hash(s): s for s in spec.arm_specs()} if decision.status.arms else {}
     for rev, count in sorted(replicas.items()):
         seen = obs.workloads.get(rev)
         if rev in current and rev == obs.revision and (seen is None or seen.replicas != count):
-            workloads.ensure(spec, rev, count, models.get(rev), port)
+            workloads.ensure(spec, rev, count, models.get(rev), port, pool)
         elif rev in arms and (seen is None or seen.replicas != count):
-            workloads.ensure(arms[rev], rev, count, models.get(rev), port)
+            workloads.ensure(arms[rev], rev, count, models.get(rev), port, pool)
         elif seen is not None and seen.replicas != count:
             workloads.scale(rev, count)
     if decision.weights is not None and obs.router_error is None and (
@@ -304,7 +305,7 @@ def _act(
     ):
         router.apply(decision.weights, decision.mirror, decision.match)
     for rev in decision.delete:
-        workloads.delete(rev)
+        workloads.delete(rev, pools=pool is not None)
 
 
 def _service_port(spec: ModelDeploymentSpec) -> int | None:

@@ -46,6 +46,8 @@ from kanaria.sandbox._proc import (
 
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 GATEWAY_API_VERSION = "v1.6.3"  # the one pin of the Gateway API CRDs (standard channel)
+INFERENCE_EXTENSION_MODULE = "sigs.k8s.io/gateway-api-inference-extension"
+INFERENCE_EXTENSION_VERSION = "v1.5.0"  # the one pin of InferencePool and InferenceModelRewrite
 KWOK_MODULE = "sigs.k8s.io/kwok"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 # Relative to the kwok module's kustomize/stage/. No pod-complete stage: a Job's pod stays
@@ -398,6 +400,15 @@ class LocalCluster(Running):
             raise RuntimeError(f"no CRDs under {crd_dir}")
         return self.apply_crds(files)
 
+    def install_inference_extension_crds(self) -> list[str]:
+        """The Gateway API Inference Extension's CRDs (InferencePool v1, InferenceModelRewrite
+        and the other alphas) at INFERENCE_EXTENSION_VERSION; returns the CRD names."""
+        crd_dir = go_module_dir(INFERENCE_EXTENSION_MODULE, INFERENCE_EXTENSION_VERSION) / "config" / "crd" / "bases"
+        files = sorted(crd_dir.glob("*.yaml"))
+        if not files:
+            raise RuntimeError(f"no CRDs under {crd_dir}")
+        return self.apply_crds(files)
+
     def operator_kubeconfig(
         self, namespace: str = "kanaria-system", service_account: str = "kanaria-operator"
     ) -> Path:
@@ -513,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         if not args.no_gateway_api:
             cluster.install_gateway_api_crds()
+            cluster.install_inference_extension_crds()
         print(
             f"# cluster up in {time.monotonic() - started:.1f}s; logs in "
             f"{cluster.workdir / 'logs'}",

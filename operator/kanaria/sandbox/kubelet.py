@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,8 @@ class Served:
     revision: str
     service: str
     process: ServerProcess
+    labels: dict[str, str] = field(default_factory=dict)
+    """The pod template's labels (what an InferencePool's selector matches)."""
     started: float = field(default_factory=time.monotonic)
     """When it was launched (monotonic): a list of Deployments taken before that cannot
     say it is unwanted."""
@@ -115,6 +118,17 @@ class LocalKubelet:
                 raise KeyError(f"no local process serves {service}")
             return served.process.host, served.process.port
 
+    def endpoints(self, match_labels: Mapping[str, str], *, refresh: bool = False) -> list[Served]:
+        """The processes whose pod labels match a selector (an InferencePool's), by name;
+        ``refresh`` lists the Deployments first (a pool may name a revision a moment old)."""
+        with self._lock:
+            if refresh:
+                self._sync()
+            return [
+                s for _, s in sorted(self.served.items())
+                if match_labels and all(s.labels.get(k) == v for k, v in match_labels.items())
+            ]
+
     def url_of(self, revision: str) -> str | None:
         with self._lock:
             for served in self.served.values():
@@ -172,7 +186,8 @@ class LocalKubelet:
         server = LLMServerProcess if any(i.startswith(LLM_IMAGE) for i in images) else ModelServerProcess
         process = server(env, log_path=log_path, enable_faults=True)
         log.info("started %s at %s", name, process.url)
-        return Served(labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""), name, process)
+        pod_labels = dict((dep.spec.template.metadata.labels if dep.spec.template.metadata else None) or {})
+        return Served(labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""), name, process, pod_labels)
 
     def _write_targets(self) -> None:
         groups = [

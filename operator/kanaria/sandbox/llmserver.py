@@ -40,6 +40,10 @@ requests get 503. A client that goes away mid-stream aborts its request
 (``finished_reason="abort"``).
 
 Configuration: ``KANARIA_MODEL_NAME`` (served model name, default ``kanaria-ngram``),
+``KANARIA_MODEL_ADAPTER`` (a LoRA adapter's name, served beside the base model as vLLM's
+``--lora-modules`` would: listed in ``/v1/models`` with the base as parent, answering requests
+for it from its own stream of samples; every response says ``X-Kanaria-Model``, the name that
+answered; the metrics stay labelled ``model_name`` = the base model, as vLLM's are),
 ``KANARIA_REVISION``, ``KANARIA_MODEL_VERSION``, ``KANARIA_LLM_ORDER`` (2..4, default 3),
 ``KANARIA_LLM_SEED`` (0), ``KANARIA_LLM_MAX_RUNNING`` (4), ``KANARIA_LLM_MAX_WAITING`` (256),
 ``KANARIA_LLM_MAX_MODEL_LEN`` (2048), ``KANARIA_LLM_FIRST_TOKEN_MS`` (30: prefill, from being
@@ -120,6 +124,7 @@ FAULTS_OFF = (
 REVISION_HEADER = "X-Kanaria-Revision"
 REQUEST_ID_HEADER = "X-Request-Id"
 QUALITY_HEADER = "X-Kanaria-Quality"
+MODEL_HEADER = "X-Kanaria-Model"
 _MAX_BODY = 4 * 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ID_PREFIXES = ("chatcmpl-", "cmpl-")
@@ -142,6 +147,8 @@ class LLMConfig:
     """What the server serves and how fast; see the module doc for the environment."""
 
     model_name: str = "kanaria-ngram"
+    adapter: str = ""
+    """A LoRA adapter served beside the base model (its name, as requests' ``model`` says it)."""
     revision: str = "local"
     version: str = ""
     order: int = 3
@@ -211,6 +218,7 @@ class LLMConfig:
 
         given: dict[str, Any] = {
             "model_name": raw("KANARIA_MODEL_NAME") or None,
+            "adapter": raw("KANARIA_MODEL_ADAPTER") or None,
             "revision": raw("KANARIA_REVISION") or None,
             "version": raw("KANARIA_MODEL_VERSION") or None,
             "order": integer("KANARIA_LLM_ORDER"),
@@ -401,6 +409,8 @@ class _Job:
     abort_at: int | None
     stream: bool
     include_usage: bool
+    model: str = ""
+    """The served name the request asked for (the base model or the adapter)."""
     ticket: _Ticket | None = None
     completion_tokens: int = 0
     finish_reason: str | None = None
@@ -517,7 +527,7 @@ class LLMServer:
     def job(self, body: Mapping[str, Any], *, chat: bool, header_id: str | None, arrival: float) -> _Job:
         """Check a completion request and make it a job (raises _BadRequest)."""
         model = body.get("model")
-        if model is not None and model != self.model_name:
+        if model is not None and model not in self.served_names:
             raise _BadRequest(f"The model `{model}` does not exist.", HTTPStatus.NOT_FOUND, "NotFoundError")
         if body.get("n", 1) != 1:
             raise _BadRequest("only n=1 is supported")
@@ -566,8 +576,12 @@ class LLMServer:
         if options is not None and (not stream or not isinstance(options, dict)):
             raise _BadRequest("stream_options is only allowed with stream: true, as an object")
         include_usage = bool(options and options.get("include_usage"))
+        adapter = bool(self.config.adapter) and model == self.config.adapter
         with self._rng_lock:
-            rng = random.Random(f"{self.config.seed}:{seed}") if seed is not None else random.Random(self._seeds.getrandbits(64))
+            # The adapter's small difference: its own stream of samples, so the same prompt and
+            # seed answer differently through the adapter than through the base model.
+            prefix = f"{self.config.adapter}:" if adapter else ""
+            rng = random.Random(f"{prefix}{self.config.seed}:{seed}") if seed is not None else random.Random(self._seeds.getrandbits(64))
         request_id = header_id if header_id and _REQUEST_ID.fullmatch(header_id) else uuid.uuid4().hex
         faults = self.faults.draw(request_id) if self.config.faults_enabled else FaultDraw()
         abort_at = rng.randint(1, max(1, max_tokens - 1)) if faults.abort else None
@@ -575,7 +589,7 @@ class LLMServer:
             chat=chat, request_id=request_id, arrival=arrival, prompt_tokens=prompt_tokens,
             context=context, previous=previous, max_tokens=max_tokens, max_tokens_param=asked,
             temperature=float(temperature), rng=rng, faults=faults, abort_at=abort_at,
-            stream=stream, include_usage=include_usage,
+            stream=stream, include_usage=include_usage, model=str(model) if model is not None else self.model_name,
         )  # fmt: skip
 
     # -- generation ---------------------------------------------------------------------------
@@ -713,20 +727,25 @@ class LLMServer:
             "waiting": waiting,
         }
 
+    @property
+    def served_names(self) -> tuple[str, ...]:
+        """The base model's served name, and the adapter's when there is one."""
+        return (self.model_name, self.config.adapter) if self.config.adapter else (self.model_name,)
+
     def models(self) -> dict[str, Any]:
-        return {
-            "object": "list",
-            "data": [
-                {
-                    "id": self.model_name,
-                    "object": "model",
-                    "created": self.created,
-                    "owned_by": "kanaria",
-                    "root": self.model_name,
-                    "max_model_len": self.config.max_model_len,
-                }
-            ],
+        base = {
+            "id": self.model_name,
+            "object": "model",
+            "created": self.created,
+            "owned_by": "kanaria",
+            "root": self.model_name,
+            "parent": None,
+            "max_model_len": self.config.max_model_len,
         }
+        data = [base]
+        if self.config.adapter:  # as vLLM lists a LoRA module: its parent is the base model
+            data.append({**base, "id": self.config.adapter, "root": self.config.adapter, "parent": self.model_name})
+        return {"object": "list", "data": data}
 
 
 # -- HTTP -------------------------------------------------------------------------------------
@@ -830,7 +849,7 @@ class _Handler(BaseHTTPRequestHandler):
     # -- completions --------------------------------------------------------------------------
 
     def _job_headers(self, job: _Job) -> dict[str, str]:
-        headers = {REQUEST_ID_HEADER: job.request_id}
+        headers = {REQUEST_ID_HEADER: job.request_id, MODEL_HEADER: job.model or self.server.app.model_name}
         if self.server.app.config.faults_enabled:
             headers[QUALITY_HEADER] = "bad" if job.faults.bad else "good"
         return headers
@@ -862,7 +881,7 @@ class _Handler(BaseHTTPRequestHandler):
             "id": job.response_id,
             "object": "chat.completion" if job.chat else "text_completion",
             "created": int(time.time()),
-            "model": app.model_name,
+            "model": job.model or app.model_name,
             "choices": [choice],
             "usage": job.usage(),
         }
@@ -880,7 +899,7 @@ class _Handler(BaseHTTPRequestHandler):
             "id": job.response_id,
             "object": "chat.completion.chunk" if job.chat else "text_completion",
             "created": int(time.time()),
-            "model": self.server.app.model_name,
+            "model": job.model or self.server.app.model_name,
             "choices": [choice],
         }
         if job.include_usage:
@@ -912,7 +931,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "id": job.response_id,
                     "object": "chat.completion.chunk" if job.chat else "text_completion",
                     "created": int(time.time()),
-                    "model": self.server.app.model_name,
+                    "model": job.model or self.server.app.model_name,
                     "choices": [],
                     "usage": job.usage(),
                 })  # fmt: skip

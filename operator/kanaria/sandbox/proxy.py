@@ -52,6 +52,7 @@ __all__ = [
     "scale_weights",
     "server_name",
     "weights_from_httproute",
+    "pools_of_httproute",
 ]
 
 HAPROXY_BIN = "/usr/sbin/haproxy"
@@ -392,21 +393,40 @@ def _is_catch_all(rule: Mapping[str, Any]) -> bool:
     )
 
 
+POOL_GROUP = "inference.networking.k8s.io"
+
+
+def _is_pool(ref: Mapping[str, Any]) -> bool:
+    return ref.get("group") == POOL_GROUP and ref.get("kind") == "InferencePool"
+
+
 def _service_refs(rule: Mapping[str, Any]) -> Iterator[tuple[str, int]]:
+    """The rule's Service and InferencePool backendRefs, as (name, weight)."""
     for ref in rule.get("backendRefs") or []:
-        if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
+        service = (ref.get("group") or "") == "" and (ref.get("kind") or "Service") == "Service"
+        if not (service or _is_pool(ref)):
             continue
         weight = ref.get("weight")
         yield str(ref["name"]), 1 if weight is None else int(weight)
 
 
-def weights_from_httproute(obj: Mapping[str, Any]) -> dict[str, int]:
-    """Service name -> weight of an HTTPRoute's traffic split.
+def pools_of_httproute(obj: Mapping[str, Any]) -> set[str]:
+    """Names of the InferencePools an HTTPRoute's rules send traffic to."""
+    return {
+        str(ref["name"])
+        for rule in (obj.get("spec") or {}).get("rules") or []
+        for ref in rule.get("backendRefs") or []
+        if _is_pool(ref)
+    }
 
-    The split is the first rule that has Service backendRefs and matches on nothing but the
-    path (header- or query-matched rules are pinned routes, not the split); failing that, the
-    first rule with Service backendRefs. A missing weight is 1 (the Gateway API default);
-    duplicates of a Service add up; other kinds of backend are ignored.
+
+def weights_from_httproute(obj: Mapping[str, Any]) -> dict[str, int]:
+    """Service (or InferencePool) name -> weight of an HTTPRoute's traffic split.
+
+    The split is the first rule that has Service or InferencePool backendRefs and matches on
+    nothing but the path (header- or query-matched rules are pinned routes, not the split);
+    failing that, the first rule with such backendRefs. A missing weight is 1 (the Gateway API
+    default); duplicates add up; other kinds of backend are ignored.
     """
     rules = [r for r in (obj.get("spec") or {}).get("rules") or [] if any(_service_refs(r))]
     if not rules:
@@ -427,6 +447,9 @@ class WeightFollower:
     process to a new address (the route is handed over again at least every watch timeout). Services that leave the route
     keep their server at weight 0 (drained), so late feedback still reaches them, unless
     ``remove_absent``. A deleted route leaves the weights as they are.
+
+    ``pool_resolver`` does the same for an InferencePool backendRef: the pool's selector
+    resolved to the process serving its pods (the sandbox runs one process per revision).
     """
 
     def __init__(
@@ -435,9 +458,11 @@ class WeightFollower:
         resolver: Callable[[str], tuple[str, int]],
         *,
         remove_absent: bool = False,
+        pool_resolver: Callable[[str], tuple[str, int]] | None = None,
     ) -> None:
         self.proxy = proxy
         self.resolver = resolver
+        self.pool_resolver = pool_resolver
         self.remove_absent = remove_absent
         self._lock = threading.Lock()
         self.applied: dict[str, int] | None = None
@@ -447,17 +472,26 @@ class WeightFollower:
         if route is None:
             return None
         weights = weights_from_httproute(route)
+        pools = pools_of_httproute(route)
+        if pools and self.pool_resolver is None:
+            raise ProxyError(f"the route names InferencePools {sorted(pools)} and no pool resolver was given")
+
+        def resolve(name: str) -> tuple[str, int]:
+            if name in pools and self.pool_resolver is not None:
+                return self.pool_resolver(name)
+            return self.resolver(name)
+
         with self._lock:
             known = self.proxy.servers()
             for service in weights:
                 if server_name(service) not in known:
-                    host, port = self.resolver(service)
+                    host, port = resolve(service)
                     self.proxy.add_server(service, host, port, weight=0)
                     continue
                 # The process behind a Service can start again on another port (a revision
                 # scaled to 0 and back): follow it, or its share of traffic goes nowhere.
                 try:
-                    host, port = self.resolver(service)
+                    host, port = resolve(service)
                 except KeyError:
                     continue  # not serving right now: keep the last address
                 self.proxy.move_server(service, host, port)

@@ -29,6 +29,7 @@ import yaml
 from kubernetes import client, config
 
 from kanaria.sandbox.cluster import LocalCluster
+from kanaria.sandbox.inference import InferenceGateway, PoolResolver
 from kanaria.sandbox.jobs import LocalJobRunner
 from kanaria.sandbox.kubelet import LocalKubelet
 from kanaria.sandbox.mirror import MirrorFollower, MirrorProxy
@@ -71,6 +72,7 @@ class LocalStack:
         self.jobs: LocalJobRunner | None = None
         self.operator: OperatorProcess | None = None
         self.syncs: dict[str, HTTPRouteSync] = {}
+        self.gateways: dict[str, InferenceGateway] = {}
         self.mirror: MirrorProxy | None = None
         self.api: client.ApiClient | None = None
         self._stack = contextlib.ExitStack()
@@ -90,6 +92,7 @@ class LocalStack:
             self.cluster.start()
             self._stack.callback(self.cluster.stop)
             self.cluster.install_gateway_api_crds()
+            self.cluster.install_inference_extension_crds()
             self.cluster.apply_crds([ROOT / "crds" / "modeldeployment.yaml"])
         kubeconfig = self._operator_kubeconfig or self.cluster.operator_kubeconfig()
         self.api = config.new_client_from_config(config_file=str(self.cluster.kubeconfig))  # type: ignore[no-untyped-call]
@@ -157,13 +160,28 @@ class LocalStack:
         assert self.proxy is not None and self.mirror is not None
         assert self.kubelet is not None and self.api is not None
         if name not in self.syncs:
+            pools = PoolResolver(self.api, self.namespace, self.kubelet)
             followers: list[RouteFollower] = [
-                WeightFollower(self.proxy, self.kubelet.resolve),
+                WeightFollower(self.proxy, self.kubelet.resolve, pool_resolver=pools),
                 MirrorFollower(self.mirror, self.kubelet.resolve),
             ]
             sync = HTTPRouteSync(name, self.namespace, followers, api=client.CustomObjectsApi(self.api))
             self.syncs[name] = sync.start()
         return self.syncs[name]
+
+    def follow_inference(self, name: str) -> InferenceGateway:
+        """An :class:`~kanaria.sandbox.inference.InferenceGateway` following the HTTPRoute
+        ``name``'s InferencePool backends and the namespace's InferenceModelRewrites: where
+        clients of an adapter rollout send their requests (``gateway.url``)."""
+        assert self.kubelet is not None and self.api is not None
+        if name not in self.gateways:
+            gateway = InferenceGateway(self.api, self.namespace, PoolResolver(self.api, self.namespace, self.kubelet))
+            gateway.start()
+            self._stack.callback(gateway.stop)
+            sync = HTTPRouteSync(name, self.namespace, [gateway], api=client.CustomObjectsApi(self.api))
+            self.syncs[f"{name}/inference"] = sync.start()
+            self.gateways[name] = gateway
+        return self.gateways[name]
 
     @property
     def sample_dir(self) -> Path:

@@ -1,5 +1,11 @@
 """Gateway API router: Kanaria owns the backendRefs weights of one HTTPRoute.
 
+With ``inferencePool`` the backends are the Gateway API Inference Extension's InferencePools
+(v1.5.0) instead of Services: one pool per revision (created with its Service, see
+:mod:`kanaria.workloads`), weighted in the route; or, with ``modelRewrite`` (an adapter
+rollout), one pool over every revision's pods and the weights in an InferenceModelRewrite that
+sends requests for the client's model name to each revision's adapter.
+
 Written with server-side apply under the field manager ``kanaria``. When the route already
 exists (for example it is managed by a GitOps tool), its rules' matches and filters are kept
 and only backendRefs are replaced; tell the GitOps tool to ignore ``/spec/rules/*/backendRefs``.
@@ -7,6 +13,7 @@ and only backendRefs are replaced; tell the GitOps tool to ignore ``/spec/rules/
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,9 +30,33 @@ from kanaria.traffic.base import (
     revision_of_service,
 )
 from kanaria.workloads.kube import apply
-from kanaria.workloads.objects import labels_for, owner_reference
+from kanaria.workloads.objects import (
+    ANNOTATION_MODEL,
+    LABEL_DEPLOYMENT,
+    LABEL_REVISION,
+    POOL_GROUP,
+    REWRITE_GROUP,
+    REWRITE_VERSION,
+    labels_for,
+    owner_reference,
+    pool_manifest,
+    rewrite_manifest,
+)
 
-__all__ = ["GatewayAPIRouter", "GROUP", "VERSION", "weights_from_route", "mirror_from_route", "match_from_route"]
+__all__ = [
+    "GatewayAPIRouter",
+    "GROUP",
+    "VERSION",
+    "ANNOTATION_ADAPTERS",
+    "weights_from_route",
+    "weights_from_rewrite",
+    "mirror_from_route",
+    "match_from_route",
+]
+
+ANNOTATION_ADAPTERS = "kanaria.io/adapters"
+"""On an InferenceModelRewrite Kanaria writes: JSON revision -> adapter, to read weights back
+per revision."""
 
 GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 
@@ -46,6 +77,26 @@ def weights_from_route(deployment: str, route: Mapping[str, Any]) -> dict[str, i
         if rev is not None:
             raw[rev] = raw.get(rev, 0) + int(ref.get("weight", 1))
     return normalise(raw) if raw else None
+
+
+def weights_from_rewrite(rewrite: Mapping[str, Any]) -> dict[str, int] | None:
+    """Percent per revision from an InferenceModelRewrite Kanaria wrote: its first rule's
+    targets' weights, attributed through the revision -> adapter annotation."""
+    try:
+        adapters = json.loads(((rewrite.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_ADAPTERS, ""))
+    except ValueError:
+        return None
+    rules = (rewrite.get("spec") or {}).get("rules") or []
+    if not isinstance(adapters, dict) or not adapters or not rules:
+        return None
+    by_model: dict[str, int] = {}
+    for target in rules[0].get("targets") or []:
+        model = str(target.get("modelRewrite", ""))
+        by_model[model] = by_model.get(model, 0) + int(target.get("weight", 1))
+    raw: dict[str, int] = {}
+    for rev, model in sorted(adapters.items()):
+        raw[str(rev)] = by_model.pop(str(model), 0)  # an adapter two revisions share counts once
+    return normalise(raw)
 
 
 def mirror_from_route(deployment: str, route: Mapping[str, Any]) -> tuple[str, int] | None:
@@ -89,7 +140,10 @@ def match_from_route(deployment: str, route: Mapping[str, Any]) -> RouteMatch | 
     return RouteMatch(rev, conditions)
 
 
-def _match_rule(name: str, port: int, match: RouteMatch, user_rules: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _match_rule(
+    name: str, port: int, match: RouteMatch, user_rules: Sequence[Mapping[str, Any]],
+    ref: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """A rule sending requests that match the user's first rule *and* the headers to the
     challenger. More header matches make it more specific, so it takes precedence."""
     ours = [
@@ -101,7 +155,8 @@ def _match_rule(name: str, port: int, match: RouteMatch, user_rules: Sequence[Ma
     return {
         "name": MATCH_RULE,
         "matches": matches,
-        "backendRefs": [{"name": revision_name(name, match.revision), "port": port, "weight": 1}],
+        "backendRefs": [dict(ref) if ref is not None else
+                        {"name": revision_name(name, match.revision), "port": port, "weight": 1}],
     }
 
 
@@ -117,21 +172,83 @@ class GatewayAPIRouter:
         self.route = cfg.http_route or name
 
     def check(self) -> str | None:
-        return crd_problem(
+        problem = crd_problem(
             self.api, f"{PLURAL}.{GROUP}", "Gateway API HTTPRoute",
             "install Gateway API or choose spec.traffic.istio or replicas",
         )
+        if problem is None and self.cfg.inference_pool is not None:
+            problem = crd_problem(
+                self.api, f"inferencepools.{POOL_GROUP}", "Gateway API Inference Extension InferencePool",
+                "install the Inference Extension (v1.5.0) or remove spec.traffic.gatewayAPI.inferencePool",
+            )
+        if problem is None and self._rewrite_model is not None:
+            problem = crd_problem(
+                self.api, f"inferencemodelrewrites.{REWRITE_GROUP}", "InferenceModelRewrite",
+                "install the Inference Extension's InferenceModelRewrite CRD (v1.5.0) or remove modelRewrite",
+            )
+        return problem
 
     def _existing(self) -> dict[str, Any] | None:
         return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.route)
 
+    @property
+    def _rewrite_model(self) -> str | None:
+        pool = self.cfg.inference_pool
+        return pool.model_rewrite.model_name if pool is not None and pool.model_rewrite is not None else None
+
+    def _ref(self, revision: str, weight: int) -> dict[str, Any]:
+        """The backendRef of one revision: its Service, or its InferencePool."""
+        if self.cfg.inference_pool is not None:
+            return {"group": POOL_GROUP, "kind": "InferencePool", "name": revision_name(self.name, revision),
+                    "weight": weight}
+        return {"name": revision_name(self.name, revision), "port": self.cfg.port, "weight": weight}
+
+    def _adapters(self) -> dict[str, str]:
+        """Revision -> the adapter its Deployment serves (recorded in its model annotation);
+        a revision without one serves the client's model name as it is."""
+        found = client.AppsV1Api(self.api).list_namespaced_deployment(
+            self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}"
+        )
+        default = self._rewrite_model or ""
+        adapters: dict[str, str] = {}
+        for dep in found.items:
+            meta = dep.metadata
+            rev = ((meta.labels if meta else None) or {}).get(LABEL_REVISION)
+            if not rev:
+                continue
+            try:
+                model = json.loads(((meta.annotations if meta else None) or {}).get(ANNOTATION_MODEL, "{}"))
+            except ValueError:
+                model = {}
+            adapters[rev] = str(model.get("adapter") or default) if isinstance(model, dict) else default
+        return adapters
+
+    def _apply_rewrite(self, weights: Mapping[str, int]) -> None:
+        """The shared pool, and the rewrite's weights between the revisions' adapters."""
+        pool, model = self.cfg.inference_pool, self._rewrite_model
+        assert pool is not None and model is not None
+        apply(self.api, pool_manifest(self.name, self.namespace, self.uid, None, pool))
+        known = self._adapters()
+        adapters = {rev: known.get(rev, model) for rev in weights}
+        targets: dict[str, int] = {}
+        for rev, w in weights.items():
+            targets[adapters[rev]] = targets.get(adapters[rev], 0) + int(w)
+        manifest = rewrite_manifest(self.name, self.namespace, self.uid, model, targets)
+        manifest["metadata"]["annotations"] = {ANNOTATION_ADAPTERS: json.dumps(adapters, sort_keys=True)}
+        apply(self.api, manifest)
+
+    def _rewrite(self) -> dict[str, Any] | None:
+        return get_or_none(self.custom, REWRITE_GROUP, REWRITE_VERSION, self.namespace, "inferencemodelrewrites",
+                           self.name)
+
     def apply(
         self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None, match: RouteMatch | None = None
     ) -> None:
-        refs = [
-            {"name": revision_name(self.name, rev), "port": self.cfg.port, "weight": int(w)}
-            for rev, w in sorted(weights.items())
-        ]
+        if self._rewrite_model is not None:
+            self._apply_rewrite(weights)
+            refs = [{"group": POOL_GROUP, "kind": "InferencePool", "name": self.name, "weight": 1}]
+        else:
+            refs = [self._ref(rev, int(w)) for rev, w in sorted(weights.items())]
         existing = self._existing()
         old_rules = _user_rules(existing or {}) or [{}]
         rules = []
@@ -148,7 +265,7 @@ class GatewayAPIRouter:
             body = {k: v for k, v in rule.items() if k not in ("backendRefs", "filters")}
             rules.append({**body, **({"filters": kept} if kept else {}), "backendRefs": refs})
         if match is not None:
-            rules.insert(0, _match_rule(self.name, self.cfg.port, match, rules))
+            rules.insert(0, _match_rule(self.name, self.cfg.port, match, rules, self._ref(match.revision, 1)))
         spec: dict[str, Any] = {"rules": rules}
         if self.cfg.parent_refs:
             spec["parentRefs"] = [
@@ -166,9 +283,24 @@ class GatewayAPIRouter:
         ref = ((f.get("requestMirror") or {}).get("backendRef") or {}).get("name", "")
         return f.get("type") == "RequestMirror" and revision_of_service(self.name, str(ref)) is not None
 
+    def _weights(self, route: Mapping[str, Any]) -> dict[str, int] | None:
+        """The weights in force; None when the route's backends are not of the kind the spec
+        asks for (so the next apply rewrites them)."""
+        rules = _user_rules(route)
+        refs = (rules[0].get("backendRefs") or []) if rules else []
+        kind = "InferencePool" if self.cfg.inference_pool is not None else "Service"
+        if any((r.get("kind") or "Service") != kind for r in refs):
+            return None
+        if self._rewrite_model is not None:
+            if [r.get("name") for r in refs] != [self.name]:
+                return None
+            rewrite = self._rewrite()
+            return None if rewrite is None else weights_from_rewrite(rewrite)
+        return weights_from_route(self.name, route)
+
     def read(self) -> dict[str, int] | None:
         existing = self._existing()
-        return None if existing is None else weights_from_route(self.name, existing)
+        return None if existing is None else self._weights(existing)
 
     def read_mirror(self) -> tuple[str, int] | None:
         existing = self._existing()
@@ -182,7 +314,7 @@ class GatewayAPIRouter:
         existing = self._existing()
         if existing is None:
             return None, None, None
-        return (weights_from_route(self.name, existing), mirror_from_route(self.name, existing),
+        return (self._weights(existing), mirror_from_route(self.name, existing),
                 match_from_route(self.name, existing))
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:

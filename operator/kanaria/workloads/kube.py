@@ -7,15 +7,18 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from kanaria.api.models import ModelDeploymentSpec
+from kanaria.api.models import InferencePoolBackend, ModelDeploymentSpec
 from kanaria.api.observed import WorkloadState
 from kanaria.api.revision import revision_name
 from kanaria.workloads.objects import (
     ANNOTATION_MODEL,
     LABEL_DEPLOYMENT,
     LABEL_REVISION,
+    POOL_GROUP,
+    POOL_VERSION,
     deployment_manifest,
     model_fingerprint,
+    pool_manifest,
     service_manifest,
 )
 
@@ -43,7 +46,12 @@ def apply(api: client.ApiClient, manifest: dict[str, Any]) -> None:
         client.CoreV1Api(api).patch_namespaced_service(name, namespace, manifest, **common)
     else:
         group, version = manifest["apiVersion"].split("/")
-        plural = {"HTTPRoute": "httproutes", "VirtualService": "virtualservices"}[kind]
+        plural = {
+            "HTTPRoute": "httproutes",
+            "VirtualService": "virtualservices",
+            "InferencePool": "inferencepools",
+            "InferenceModelRewrite": "inferencemodelrewrites",
+        }[kind]
         client.CustomObjectsApi(api).patch_namespaced_custom_object(
             group, version, namespace, plural, name, manifest, **common
         )
@@ -93,8 +101,10 @@ class Workloads:
         replicas: int,
         recorded_model: str | None,
         service_port: int | None,
+        pool: InferencePoolBackend | None = None,
     ) -> None:
-        """Create or scale a revision's Deployment (and its Service when a port is given)."""
+        """Create or scale a revision's Deployment (and its Service when a port is given, and
+        its InferencePool when ``pool`` is given without a model rewrite)."""
         if recorded_model and recorded_model != model_fingerprint(spec) and replicas > 0:
             raise RevisionCollision(
                 f"Deployment {revision_name(self.name, revision)} exists for a different model "
@@ -103,6 +113,8 @@ class Workloads:
         apply(self.api, deployment_manifest(self.name, self.namespace, self.uid, spec, revision, replicas))
         if service_port is not None:
             apply(self.api, service_manifest(self.name, self.namespace, self.uid, revision, service_port))
+        if pool is not None and pool.model_rewrite is None:
+            apply(self.api, pool_manifest(self.name, self.namespace, self.uid, revision, pool))
 
     def scale(self, revision: str, replicas: int) -> None:
         """Scale an existing revision without touching its template (its spec may be older)."""
@@ -114,10 +126,20 @@ class Workloads:
             if exc.status != 404:  # only its Service is left: retention will delete it
                 raise
 
-    def delete(self, revision: str) -> None:
+    def delete(self, revision: str, pools: bool = False) -> None:
+        """Delete a revision's Deployment and Service (and its InferencePool with ``pools``)."""
+        name = revision_name(self.name, revision)
         for call in (self.apps.delete_namespaced_deployment, self.core.delete_namespaced_service):
             try:
-                call(revision_name(self.name, revision), self.namespace)
+                call(name, self.namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        if pools:
+            try:
+                client.CustomObjectsApi(self.api).delete_namespaced_custom_object(
+                    POOL_GROUP, POOL_VERSION, self.namespace, "inferencepools", name
+                )
             except ApiException as exc:
                 if exc.status != 404:
                     raise

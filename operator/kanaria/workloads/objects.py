@@ -6,7 +6,7 @@ import copy
 import json
 from typing import Any
 
-from kanaria.api.models import GROUP, KIND, VERSION, ModelDeploymentSpec
+from kanaria.api.models import GROUP, KIND, VERSION, InferencePoolBackend, ModelDeploymentSpec
 from kanaria.api.revision import revision_name
 
 __all__ = [
@@ -20,7 +20,18 @@ __all__ = [
     "deployment_manifest",
     "service_manifest",
     "model_fingerprint",
+    "POOL_GROUP",
+    "POOL_VERSION",
+    "REWRITE_GROUP",
+    "REWRITE_VERSION",
+    "pool_manifest",
+    "rewrite_manifest",
 ]
+
+POOL_GROUP, POOL_VERSION = "inference.networking.k8s.io", "v1"
+"""InferencePool, as the Gateway API Inference Extension v1.5.0 serves it."""
+REWRITE_GROUP, REWRITE_VERSION = "inference.networking.x-k8s.io", "v1alpha2"
+"""InferenceModelRewrite (alpha) in the Inference Extension v1.5.0."""
 
 MANAGED_BY = {"app.kubernetes.io/managed-by": "kanaria"}
 LABEL_DEPLOYMENT = "kanaria.io/deployment"
@@ -57,7 +68,7 @@ def labels_for(name: str, revision: str | None = None) -> dict[str, str]:
 
 def model_fingerprint(spec: ModelDeploymentSpec) -> str:
     """The model as recorded on a revision's Deployment, to detect a revision-name collision."""
-    return json.dumps(spec.model.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return json.dumps(spec.model.model_dump(mode="json", by_alias=True, exclude_none=True), sort_keys=True)
 
 
 def _env(spec: ModelDeploymentSpec, revision: str) -> list[dict[str, str]]:
@@ -67,6 +78,8 @@ def _env(spec: ModelDeploymentSpec, revision: str) -> list[dict[str, str]]:
         {"name": "KANARIA_MODEL_URI", "value": spec.model.uri},
         {"name": "KANARIA_REVISION", "value": revision},
     ]
+    if spec.model.adapter:
+        env.append({"name": "KANARIA_MODEL_ADAPTER", "value": spec.model.adapter})
     horizons = spec.maturity_horizons()
     if horizons:
         # The horizons at which the model server's monitor matures predictions into cohort
@@ -135,5 +148,61 @@ def service_manifest(
         "spec": {
             "selector": selector,
             "ports": [{"name": "http", "port": port, "targetPort": SERVING_PORT}],
+        },
+    }
+
+
+def pool_manifest(
+    name: str, namespace: str, uid: str, revision: str | None, cfg: InferencePoolBackend
+) -> dict[str, Any]:
+    """A revision's InferencePool (``revision`` given, named like its Service), or the one pool
+    over every revision's pods (named like the ModelDeployment) for an adapter rollout."""
+    selector = {LABEL_DEPLOYMENT: name}
+    if revision is not None:
+        selector[LABEL_REVISION] = revision
+    picker = cfg.endpoint_picker
+    return {
+        "apiVersion": f"{POOL_GROUP}/{POOL_VERSION}",
+        "kind": "InferencePool",
+        "metadata": {
+            "name": revision_name(name, revision) if revision else name,
+            "namespace": namespace,
+            "labels": labels_for(name, revision),
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "spec": {
+            "selector": {"matchLabels": selector},
+            "targetPorts": [{"number": cfg.target_port}],
+            "endpointPickerRef": {
+                "kind": "Service",
+                "name": picker.name,
+                "port": {"number": picker.port},
+                "failureMode": picker.failure_mode,
+            },
+        },
+    }
+
+
+def rewrite_manifest(
+    name: str, namespace: str, uid: str, client_model: str, targets: dict[str, int]
+) -> dict[str, Any]:
+    """The InferenceModelRewrite of an adapter rollout: requests for ``client_model`` to the
+    pool ``name`` go to each target model (adapter) by weight. A weight of 0 is left out (the
+    CRD wants at least 1); every weight 0 leaves the model as the client sent it."""
+    kept = [{"modelRewrite": model, "weight": int(w)} for model, w in sorted(targets.items()) if w > 0]
+    rule: dict[str, Any] = {"matches": [{"model": {"type": "Exact", "value": client_model}}]}
+    rule["targets"] = kept or [{"modelRewrite": client_model, "weight": 1}]
+    return {
+        "apiVersion": f"{REWRITE_GROUP}/{REWRITE_VERSION}",
+        "kind": "InferenceModelRewrite",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": labels_for(name),
+            "ownerReferences": [owner_reference(name, uid)],
+        },
+        "spec": {
+            "poolRef": {"group": POOL_GROUP, "kind": "InferencePool", "name": name},
+            "rules": [rule],
         },
     }
