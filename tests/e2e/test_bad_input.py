@@ -458,3 +458,32 @@ def test_a_deep_status_is_survived_marked_invalid_and_the_others_still_watched(
     wait_for(lambda: md_status(k8s, namespace, "after-the-poison").get("phase") == "Invalid", 60,
              message="an object created after the poison is still reconciled")
     assert op.alive(), op.log_tail()
+
+
+def test_another_applications_route_is_not_taken_over_until_its_owner_hands_it_over(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    """A ModelDeployment named like an existing HTTPRoute that sends traffic elsewhere: no
+    traffic moves and status says why; once the route's owner annotates it kanaria.io/adopt,
+    Kanaria manages its backends."""
+    cluster.apply_yaml(yaml.safe_dump(_route("takeover", namespace, "payments")))
+    before = _routes(k8s, namespace)
+    start_operator()
+    apply_md(cluster, _base("takeover", namespace))
+    wait_for(lambda: "not to this ModelDeployment's revisions" in (md_status(k8s, namespace, "takeover").get("message") or ""),
+             60, message="the takeover refused in status")
+    st = md_status(k8s, namespace, "takeover")
+    assert "traffic router unavailable, no traffic moved: HTTPRoute takeover exists and sends traffic to payments" in st["message"]
+    assert _routes(k8s, namespace) == before
+    cluster.kubectl("annotate", "-n", namespace, "httproute/takeover", "kanaria.io/adopt=takeover")
+    custom: Any = client.CustomObjectsApi(k8s)
+
+    def backends() -> list[str]:
+        route = custom.get_namespaced_custom_object("gateway.networking.k8s.io", "v1", namespace, "httproutes", "takeover")
+        return [r["name"] for rule in route["spec"]["rules"] for r in rule.get("backendRefs") or []]
+
+    wait_for(lambda: backends() and all(b.startswith("takeover-") for b in backends()), 90,
+             message=lambda: f"the handed-over route managed by Kanaria; backends {backends()}")

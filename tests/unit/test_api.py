@@ -229,3 +229,17 @@ def test_the_pod_security_check_can_be_left_to_the_cluster(monkeypatch: pytest.M
         ModelDeploymentSpec.model_validate(privileged)
     monkeypatch.setenv("KANARIA_POD_SECURITY", "privileged")
     ModelDeploymentSpec.model_validate(privileged)
+
+
+def test_what_the_docs_forbid_is_refused_not_silently_accepted() -> None:
+    prom = {"prometheus": {"address": "http://p"}}
+    bandit = spec(strategy={"abTest": {"primaryMetric": "lat", "bandit": True}},
+                  analysis={**prom, "metrics": [{"name": "lat", "kind": "latency"}]})
+    with pytest.raises(ValidationError, match="bandit draws proportions: its primaryMetric must be of kind"):
+        ModelDeploymentSpec.model_validate(bandit)
+    shadow = spec(strategy={"shadow": {}},
+                  analysis={**prom, "metrics": [{"name": "acc", "kind": "accuracy"}, {"name": "lat", "kind": "latency"}]})
+    with pytest.raises(ValidationError, match="a shadow's answers reach nobody"):
+        ModelDeploymentSpec.model_validate(shadow)
+    ModelDeploymentSpec.model_validate(spec(strategy={"abTest": {"primaryMetric": "acc", "bandit": True}},
+                                            analysis={**prom, "metrics": [{"name": "acc", "kind": "accuracy"}]}))

@@ -600,7 +600,11 @@ def test_ab_bandit_on_error_rate_favours_the_challenger_with_fewer_errors() -> N
 
 
 def shadow_spec() -> ModelDeploymentSpec:
-    return make_spec(strategy={"shadow": {"percent": 50, "duration": "5m"}})
+    """A shadow judged on agreement with the served answers and latency (labels cannot judge
+    answers nobody saw)."""
+    return make_spec(strategy={"shadow": {"percent": 50, "duration": "5m"}}, analysis={
+        "prometheus": {"address": "http://prom:9090"}, "interval": "10s",
+        "metrics": [{"name": "agreement", "kind": "agreement"}, {"name": "latency", "kind": "latency"}]})
 
 
 def test_shadow_mirrors_first_and_never_gives_live_traffic() -> None:
@@ -614,14 +618,14 @@ def test_shadow_mirrors_first_and_never_gives_live_traffic() -> None:
 def test_shadow_failing_metric_rolls_back_with_the_mirror_removed() -> None:
     st = canary_status(step=1, weight=0)
     d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
-                                      verdicts={"accuracy": FAIL, "latency": PASS}), T0)
+                                      verdicts={"agreement": FAIL, "latency": PASS}), T0)
     assert d.status.phase == "RolledBack" and d.mirror is None and d.weights == {"r1": 100, "r2": 0}
 
 
 def test_shadow_passing_is_promoted() -> None:
     st = canary_status(step=1, weight=0)
     d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
-                                      verdicts={"accuracy": PASS, "latency": PASS}), T0)
+                                      verdicts={"agreement": PASS, "latency": PASS}), T0)
     assert d.weights == {"r1": 0, "r2": 100} and d.mirror is None
     d = decide(shadow_spec(), d.status, obs(workloads=ready("r1", "r2"), weights={"r2": 100}), T0)
     assert d.status.stable_revision == "r2" and d.status.history[-1].outcome == "promoted"
@@ -757,3 +761,20 @@ def test_several_challengers_are_validated() -> None:
         ab_spec(challengers=[{"version": "v1", "uri": "file:///m/v1b", "weight": 10}])
     with pytest.raises(ValueError, match="weighted split"):
         ab_spec(bandit=True, challengers=[{"version": "v3", "uri": "file:///m/v3", "weight": 10}])
+
+
+# --------------------------------------------------------------------------- status written by anyone
+
+
+@pytest.mark.parametrize("garbage", ["not a time", "2026-13-45T99:99:99Z", "9" * 5000, "", "2026-11-01T10:00:00",
+                                     "0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+@pytest.mark.parametrize("phase", ["Progressing", "Watching", "Stable", "Paused"])
+def test_status_timestamps_that_do_not_parse_never_raise(garbage: str, phase: str) -> None:
+    """A user with status access can write anything into the timestamps: a cycle still decides
+    (no error loop), treating an unreadable time as absent."""
+    times = {k: garbage for k in ("step_started_at", "rollout_started_at", "last_analysis_at", "promoted_at",
+                                  "watch_until", "last_retrain_at")}
+    status = canary_status(step=1, weight=10, **{**times, "phase": phase})
+    observed = obs(workloads=ready("r1", "r2"), weights={"r1": 90, "r2": 10})
+    decision = decide(make_spec(), status, observed, T0 + timedelta(seconds=45))
+    assert decision.status.phase in ("Progressing", "Watching", "Stable", "Paused", "RolledBack")

@@ -101,12 +101,12 @@ def test_a_shadow_and_an_ab_test_warn_once_when_their_evidence_cannot_come_in_ti
 
     st = canary_status(step=1, weight=0)
     d = decide(shadow_spec(), st, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
-                                      verdicts={"accuracy": _slow(3000, 1.0), "latency": Verdict(Outcome.PASS, "ok")}), T0)
+                                      verdicts={"agreement": _slow(3000, 1.0), "latency": Verdict(Outcome.PASS, "ok")}), T0)
     warned = [e for e in d.events if e.reason == "EvidenceTooSlow"]
     assert len(warned) == 1 and warned[0].message.startswith("the shadow cannot reach its evidence")
-    assert "accuracy (~3000 more, ~50m)" in d.status.message
+    assert "agreement (~3000 more, ~50m)" in d.status.message
     again = decide(shadow_spec(), d.status, obs(workloads=ready("r1", "r2"), mirror=("r2", 50),
-                                                verdicts={"accuracy": _slow(3000, 1.0)}), T0 + timedelta(seconds=30))
+                                                verdicts={"agreement": _slow(3000, 1.0)}), T0 + timedelta(seconds=30))
     assert not [e for e in again.events if e.reason == "EvidenceTooSlow"]
 
     st = canary_status(step=1, weight=30)

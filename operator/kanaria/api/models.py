@@ -559,16 +559,16 @@ class Metric(_Base):
     """Fewest samples per arm before any verdict other than inconclusive (labels for accuracy,
     requests otherwise, rated answers for feedback and rating). Defaults: accuracy 500, errorRate
     1000, latency 200, drift 1000, feedback and rating 500."""
-    margin: float | None = Field(default=None, ge=0)
+    margin: float | None = Field(default=None, ge=0, le=1e6)
     """accuracy, feedback: the non-inferiority margin; the canary passes when it is not worse
     by more than this (default 0.02, at most 1). rating: the same in the rating's units
     (default 5% of the range: 0.2 on 1..5)."""
     signal: str | None = Field(default=None, min_length=1, max_length=63, pattern=r"^[A-Za-z0-9_.:-]+$")
     """feedback, rating: the name the server records the signal under (the monitor library's
     ``signal`` label; default thumbs for feedback, rating for rating)."""
-    rating_min: float | None = None
+    rating_min: float | None = Field(default=None, ge=-1e6, le=1e6)
     """rating: the lowest rating (for example 1 of 1..5 stars)."""
-    rating_max: float | None = None
+    rating_max: float | None = Field(default=None, ge=-1e6, le=1e6)
     """rating: the highest rating (for example 5)."""
     max_error_rate: float | None = Field(default=None, ge=0, le=1)
     """errorRate: an absolute guardrail on the canary's error rate (default 0.01)."""
@@ -879,6 +879,16 @@ class ModelDeploymentSpec(_Base):
             for name in needed:
                 if name not in known:
                     raise ValueError(f"abTest names unknown metric {name!r}")
+        kinds = {m.name: m.kind for m in self.analysis.metrics} if self.analysis else {}
+        if ab is not None and ab.bandit and kinds.get(ab.primary_metric) not in BANDIT_KINDS:
+            raise ValueError(f"bandit draws proportions: its primaryMetric must be of kind "
+                             f"{', '.join(BANDIT_KINDS)}, not {kinds.get(ab.primary_metric)}")
+        if self.strategy.shadow is not None:
+            labelled = sorted(n for n, k in kinds.items() if k in LABELLED_KINDS)
+            if labelled:
+                raise ValueError(f"a shadow's answers reach nobody, so no label or feedback can judge them: "
+                                 f"metric {labelled[0]!r} ({kinds[labelled[0]]}); judge shadows on latency, "
+                                 "errors, drift or agreement")
         return self
 
     def arm_specs(self) -> list[ModelDeploymentSpec]:
@@ -915,6 +925,12 @@ class ModelDeploymentSpec(_Base):
 
 
 _OWN_LABEL_PREFIXES = ("kanaria.io/", "app.kubernetes.io/managed-by")
+
+
+BANDIT_KINDS = ("accuracy", "errorRate", "feedback")
+"""Primary-metric kinds whose evidence is a proportion, which Thompson sampling draws from."""
+LABELLED_KINDS = ("accuracy", "feedback", "rating")
+"""Kinds judged on what users or labels say about the answers served: never for a shadow."""
 
 
 def _template_problem(template: dict[str, Any]) -> str | None:

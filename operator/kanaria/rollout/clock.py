@@ -12,9 +12,15 @@ def iso(moment: datetime) -> str:
 
 
 def parse_iso(text: str | None) -> datetime | None:
-    if not text:
+    """A stored timestamp; None when absent or unreadable — status may be written by anyone, so
+    this never raises (a time without a zone is taken as UTC)."""
+    if not text or not isinstance(text, str) or len(text) > 64:
         return None
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, TypeError, OverflowError):
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def seconds_since(text: str | None, now: datetime) -> float:

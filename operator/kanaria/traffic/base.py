@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -10,7 +11,10 @@ from kubernetes.client.exceptions import ApiException
 
 from kanaria.api.routing import RouteMatch
 
-__all__ = ["MATCH_RULE", "Router", "normalise", "revision_of_service", "crd_problem", "get_or_none"]
+__all__ = [
+    "ADOPT_ANNOTATION", "MATCH_RULE", "Router", "crd_problem", "foreign_route_problem", "get_or_none", "normalise",
+    "revision_of_service",
+]
 
 MATCH_RULE = "kanaria-match"
 """Name of the route rule (HTTPRoute rule, VirtualService http route) Kanaria adds for an A/B
@@ -75,6 +79,33 @@ def revision_of_service(deployment: str, service: str) -> str | None:
     """The revision a per-revision Service name belongs to (``NAME-REVISION``)."""
     prefix = f"{deployment}-"
     return service[len(prefix) :] if service.startswith(prefix) else None
+
+
+ADOPT_ANNOTATION = "kanaria.io/adopt"
+"""Set to a ModelDeployment's name on a route it did not create to let it manage the route's
+backends (an explicit opt-in by whoever owns the route)."""
+_REVISION = re.compile(r"^[0-9a-f]{10}$")
+
+
+def foreign_route_problem(kind: str, obj: Mapping[str, Any], deployment: str, uid: str,
+                          backends: list[str]) -> str | None:
+    """Why an existing route must not be taken over by ``deployment``; None when it may: it is
+    Kanaria's for this object (owner reference), its owner opted in (``kanaria.io/adopt``), or
+    its backends are all this deployment's revisions already (or it has none)."""
+    meta = obj.get("metadata") or {}
+    if any(ref.get("uid") == uid for ref in meta.get("ownerReferences") or []):
+        return None
+    if (meta.get("annotations") or {}).get(ADOPT_ANNOTATION) == deployment:
+        return None
+    prefix = f"{deployment}-"
+    foreign = sorted({b for b in backends if not (b == deployment or (
+        b.startswith(prefix) and _REVISION.match(b[len(prefix):])))})
+    if not foreign:
+        return None
+    shown = ", ".join(foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+    return (f"{kind} {meta.get('name')} exists and sends traffic to {shown}, not to this ModelDeployment's "
+            f"revisions: Kanaria does not take over another application's route; its owner may hand it over "
+            f"with the annotation {ADOPT_ANNOTATION}={deployment}, or choose another route name")
 
 
 def crd_problem(api: client.ApiClient, crd: str, what: str, instead: str) -> str | None:

@@ -25,6 +25,7 @@ from kanaria.api.routing import HeaderCondition, RouteMatch
 from kanaria.traffic.base import (
     MATCH_RULE,
     crd_problem,
+    foreign_route_problem,
     get_or_none,
     normalise,
     revision_of_service,
@@ -186,6 +187,12 @@ class GatewayAPIRouter:
                 self.api, f"inferencemodelrewrites.{REWRITE_GROUP}", "InferenceModelRewrite",
                 "install the Inference Extension's InferenceModelRewrite CRD (v1.5.0) or remove modelRewrite",
             )
+        if problem is None:
+            existing = self._existing()
+            if existing is not None:
+                backends = [str(ref.get("name", "")) for rule in (existing.get("spec") or {}).get("rules") or []
+                            for ref in rule.get("backendRefs") or []]
+                problem = foreign_route_problem("HTTPRoute", existing, self.name, self.uid, backends)
         return problem
 
     def _existing(self) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ from kanaria.api.routing import HeaderCondition, RouteMatch
 from kanaria.traffic.base import (
     MATCH_RULE,
     crd_problem,
+    foreign_route_problem,
     get_or_none,
     normalise,
     revision_of_service,
@@ -76,10 +77,17 @@ class IstioRouter:
         self.vs = cfg.virtual_service or name
 
     def check(self) -> str | None:
-        return crd_problem(
+        problem = crd_problem(
             self.api, f"{PLURAL}.{GROUP}", "Istio VirtualService",
             "install Istio or choose spec.traffic.gatewayAPI or replicas",
         )
+        if problem is None:
+            existing = self._existing()
+            if existing is not None:
+                hosts = [str(((r.get("destination") or {}).get("host")) or "").split(".")[0]
+                         for http in (existing.get("spec") or {}).get("http") or [] for r in http.get("route") or []]
+                problem = foreign_route_problem("VirtualService", existing, self.name, self.uid, hosts)
+        return problem
 
     def _existing(self) -> dict[str, Any] | None:
         return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.vs)
