@@ -487,3 +487,25 @@ def test_another_applications_route_is_not_taken_over_until_its_owner_hands_it_o
 
     wait_for(lambda: backends() and all(b.startswith("takeover-") for b in backends()), 90,
              message=lambda: f"the handed-over route managed by Kanaria; backends {backends()}")
+
+
+def test_template_labels_that_another_service_selects_are_refused(
+    cluster: LocalCluster,
+    k8s: client.ApiClient,
+    namespace: str,
+    start_operator: Callable[..., OperatorProcess],
+) -> None:
+    """Pod labels that a Service Kanaria does not own selects would send that application's
+    clients to the new model: InvalidSpec before any Deployment exists."""
+    cluster.apply_yaml(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Service", "metadata": {"name": "payments", "namespace": namespace},
+        "spec": {"selector": {"app": "payments"}, "ports": [{"port": 80}]},
+    }))
+    body = _base("captor", namespace)
+    body["spec"]["template"] = {"metadata": {"labels": {"app": "payments"}}}
+    start_operator()
+    apply_md(cluster, body)
+    wait_for(lambda: md_status(k8s, namespace, "captor").get("phase") == "Invalid", 60, message="captor Invalid")
+    message = md_status(k8s, namespace, "captor")["message"]
+    assert "would put the new revision's pods behind Service payments (selector {'app': 'payments'})" in message
+    assert client.AppsV1Api(k8s).list_namespaced_deployment(namespace).items == []

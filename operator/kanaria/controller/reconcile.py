@@ -36,7 +36,7 @@ from kanaria.rollout.monitoring import monitoring_due, parse_time
 from kanaria.traffic import Router, router_for
 from kanaria.workloads.jobs import Jobs
 from kanaria.workloads.kube import FIELD_MANAGER, RevisionCollision, Workloads
-from kanaria.workloads.objects import model_fingerprint
+from kanaria.workloads.objects import LABEL_REVISION, MANAGED_BY, model_fingerprint
 
 __all__ = ["ACTION_ANNOTATION", "ReconcileContext", "reconcile"]
 
@@ -110,7 +110,7 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     router = router_for(ctx.api, name, namespace, meta["uid"], spec)
     workloads = Workloads(ctx.api, name, namespace, meta["uid"])
     states, models = workloads.observe()
-    collision = _collision(spec, name, models)
+    collision = _collision(spec, name, models) or _captured_by(ctx, spec, namespace, states)
     if collision is not None:
         _write_invalid(ctx, obj, status, collision, now)
         return 300.0
@@ -216,6 +216,26 @@ def _collision(spec: ModelDeploymentSpec, name: str, models: dict[str, str]) -> 
                 f"revision {revision}: Deployment {revision_name(name, revision)} exists for a different "
                 f"model ({recorded}); refusing to adopt it (rename it or change the spec)"
             )
+    return None
+
+
+def _captured_by(ctx: ReconcileContext, spec: ModelDeploymentSpec, namespace: str, states: dict[str, Any]) -> str | None:
+    """Why the template's labels cannot be used: a Service Kanaria does not own would select the
+    new revision's pods and send its clients to them (taking over another application's
+    traffic). Checked when the template has labels of its own, before its revision is created."""
+    labels = dict((spec.template.get("metadata") or {}).get("labels") or {})
+    if not labels or revision_hash(spec) in states:
+        return None
+    pods = {**labels, **MANAGED_BY, LABEL_REVISION: revision_hash(spec)}
+    services = client.CoreV1Api(ctx.api).list_namespaced_service(namespace)
+    for svc in services.items:
+        meta, selector = svc.metadata or client.V1ObjectMeta(), (svc.spec.selector if svc.spec else None) or {}
+        if not selector or (meta.labels or {}).get("app.kubernetes.io/managed-by") == "kanaria":
+            continue
+        if all(pods.get(k) == v for k, v in selector.items()) and any(k in labels for k in selector):
+            return (f"template: metadata.labels would put the new revision's pods behind Service {meta.name} "
+                    f"(selector {dict(sorted(selector.items()))}), which Kanaria does not own; choose labels "
+                    "no other Service selects")
     return None
 
 
