@@ -243,3 +243,11 @@ def test_what_the_docs_forbid_is_refused_not_silently_accepted() -> None:
         ModelDeploymentSpec.model_validate(shadow)
     ModelDeploymentSpec.model_validate(spec(strategy={"abTest": {"primaryMetric": "acc", "bandit": True}},
                                             analysis={**prom, "metrics": [{"name": "acc", "kind": "accuracy"}]}))
+
+
+def test_header_names_that_differ_only_by_case_are_refused() -> None:
+    both = {"abTest": {"primaryMetric": "acc", "match": {"headers": [{"name": "X-Beta", "value": "1"},
+                                                                     {"name": "x-beta", "value": "2"}]}}}
+    with pytest.raises(ValidationError, match="header 'X-Beta' is matched twice"):
+        ModelDeploymentSpec.model_validate(spec(strategy=both, analysis={
+            "prometheus": {"address": "http://p"}, "metrics": [{"name": "acc", "kind": "accuracy"}]}))

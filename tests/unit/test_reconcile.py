@@ -302,3 +302,24 @@ def test_llm_metrics_are_measured_on_the_server_the_spec_names(monkeypatch: pyte
     assert any('tgi_request_failure{revision="' in q for q in queries), queries
     assert any('tgi_request_generated_tokens_sum{revision="' in q for q in queries), queries
     assert not any("vllm:" in q for q in queries), queries
+
+
+def test_a_new_artifact_under_the_stable_version_is_refused() -> None:
+    import json
+
+    from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
+    from kanaria.controller.reconcile import _version_reused
+
+    def spec(uri: str, replicas: int = 1) -> ModelDeploymentSpec:
+        return ModelDeploymentSpec.model_validate({"model": {"name": "m", "version": "v1", "uri": uri},
+                                                   "replicas": replicas, "traffic": {"gatewayAPI": {}}})
+
+    from kanaria.api.revision import revision_hash
+
+    stable = spec("s3://m/v1")
+    status = ModelDeploymentStatus(stable_revision=revision_hash(stable), stable_version="v1")
+    models = {revision_hash(stable): json.dumps(stable.model.model_dump(mode="json", by_alias=True, exclude_none=True))}
+    problem = _version_reused(spec("s3://m/v1-retrained"), status, models)
+    assert problem is not None and "model.uri changed (s3://m/v1 → s3://m/v1-retrained)" in problem
+    assert _version_reused(spec("s3://m/v1", replicas=3), status, models) is None  # same artifact, new template
+    assert _version_reused(stable, status, models) is None

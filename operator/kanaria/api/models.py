@@ -251,6 +251,10 @@ class TrafficMatch(_Base):
     def _something(self) -> TrafficMatch:
         if not self.headers and self.cookie is None:
             raise ValueError("match needs at least one header or a cookie")
+        names = [h.name.lower() for h in self.headers]
+        twice = next((h.name for h in self.headers if names.count(h.name.lower()) > 1), None)
+        if twice is not None:
+            raise ValueError(f"header {twice!r} is matched twice (header names are case-insensitive)")
         return self
 
 

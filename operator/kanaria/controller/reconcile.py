@@ -110,7 +110,8 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     router = router_for(ctx.api, name, namespace, meta["uid"], spec)
     workloads = Workloads(ctx.api, name, namespace, meta["uid"])
     states, models = workloads.observe()
-    collision = _collision(spec, name, models) or _captured_by(ctx, spec, namespace, states)
+    collision = (_collision(spec, name, models) or _version_reused(spec, status, models)
+                 or _captured_by(ctx, spec, namespace, states))
     if collision is not None:
         _write_invalid(ctx, obj, status, collision, now)
         return 300.0
@@ -216,6 +217,27 @@ def _collision(spec: ModelDeploymentSpec, name: str, models: dict[str, str]) -> 
                 f"revision {revision}: Deployment {revision_name(name, revision)} exists for a different "
                 f"model ({recorded}); refusing to adopt it (rename it or change the spec)"
             )
+    return None
+
+
+def _version_reused(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, models: dict[str, str]) -> str | None:
+    """Why a new artifact cannot be published under the stable revision's version: history,
+    metrics and people tell versions apart, so two artifacts must not share one. A new revision
+    of the same artifact (a template change) keeps its version."""
+    stable = status.stable_revision
+    if stable is None or spec.model.version != status.stable_version or revision_hash(spec) == stable:
+        return None
+    try:
+        recorded = json.loads(models.get(stable) or "{}")
+    except ValueError:
+        return None
+    if not isinstance(recorded, dict) or not recorded.get("uri"):
+        return None
+    for part in ("uri", "adapter"):
+        if recorded.get(part) != getattr(spec.model, part):
+            return (f"model.version {spec.model.version} is the stable revision's version, but model.{part} "
+                    f"changed ({recorded.get(part)} → {getattr(spec.model, part)}): a new artifact needs a "
+                    "new version")
     return None
 
 
