@@ -297,14 +297,21 @@ def test_shadow_errors_never_reach_clients_and_loadgen_labels_follow_the_mirror(
         stats = LoadGenerator(mirror.url, DATASET, rate=500, total=200, feedback_delay_s=1.0, seed=4).run()
         assert stats.by_revision == {"stable": 200} and stats.feedback_accepted == 200
 
+        counts: list[tuple[float, float]] = []
+
         def labels_match_mirrored() -> bool:
             copies = _metric(chain.shadow, "kanaria_model_requests_total") - requests
             counted = sum(
                 _metric(chain.shadow, "kanaria_model_agreement_total", outcome=o) - agreed[o] for o in agreed
             )
-            return copies > 0 and counted == copies
+            counts.append((copies, counted))
+            # Every mirrored prediction's label, but for a rare lost copy of a label (at most 2%),
+            # once nothing moves any more.
+            return copies > 0 and copies - max(1.0, 0.02 * copies) <= counted <= copies and counts[-4:] == [
+                (copies, counted)] * 4
 
-        wait_for(labels_match_mirrored, 15, interval=0.05, message="every mirrored prediction's label to reach the shadow")
+        wait_for(labels_match_mirrored, 30, interval=0.25,
+                 message=lambda: f"every mirrored prediction's label to reach the shadow; last {counts[-1:]}")
         # A label for a request the shadow never saw is dropped as unknown. Mirroring is best
         # effort (nginx's mirror subrequest, like a mesh's): on a loaded machine a prediction's
         # copy can be lost while its label's copy arrives. Allow that rarely, never often.
