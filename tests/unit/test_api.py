@@ -251,3 +251,10 @@ def test_header_names_that_differ_only_by_case_are_refused() -> None:
     with pytest.raises(ValidationError, match="header 'X-Beta' is matched twice"):
         ModelDeploymentSpec.model_validate(spec(strategy=both, analysis={
             "prometheus": {"address": "http://p"}, "metrics": [{"name": "acc", "kind": "accuracy"}]}))
+
+
+def test_feature_names_are_nfc_normalised() -> None:
+    decomposed = "cafe\u0301"  # e + combining acute: looks like "café"
+    s = ModelDeploymentSpec.model_validate(spec(analysis={"prometheus": {"address": "http://p"}, "metrics": [
+        {"name": "d", "kind": "drift", "features": [decomposed]}]}))
+    assert s.analysis is not None and s.analysis.metrics[0].features == ["caf\u00e9"]

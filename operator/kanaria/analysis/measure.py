@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
@@ -365,7 +366,7 @@ def _per_feature(p: MetricProvider, t: Target, arm: Arm) -> dict[str, list[float
         result = p.query(buckets_increase(metric, _labels(t, arm), arm.window, arm.offset, by=by))
         _check(result)
         for s in result.samples:
-            name = s.labels.get("feature", "") if key else "prediction"
+            name = unicodedata.normalize("NFC", s.labels.get("feature", "")) if key else "prediction"
             le = float(s.labels.get("le", "nan"))
             if name and not math.isnan(le):
                 out[name].append((le, max(0.0, s.value)))

@@ -8,9 +8,17 @@ Field docstrings become the CRD's descriptions, so ``kubectl explain`` shows the
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
 from kanaria.api.addresses import address_problem
@@ -77,7 +85,10 @@ METRIC_NAME = r"^[a-zA-Z][-a-zA-Z0-9_]*$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"
 """A Kubernetes object name (RFC 1123 subdomain): routes the operator writes, Gateways it names."""
 MetricName = Annotated[str, StringConstraints(min_length=1, max_length=63, pattern=METRIC_NAME)]
-FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE)]
+FeatureName = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=PRINTABLE),
+                        AfterValidator(lambda name: unicodedata.normalize("NFC", name))]
+"""A feature name, NFC-normalised (and compared with the exported names normalised alike):
+two spellings of "é" are one feature, never two that look the same."""
 Host = Annotated[str, StringConstraints(
     min_length=1, max_length=253,
     pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")]
