@@ -195,7 +195,9 @@ def test_an_adapter_rollout_moves_rewrite_weights_that_the_gateway_follows(stack
     assert rw["spec"]["rules"][0]["matches"] == [{"model": {"type": "Exact", "value": CLIENT_MODEL}}]
     # A server asked for the client's name directly does not know it: the rewrite is needed.
     assert s.kubelet is not None
-    direct = httpx.post(f"{s.kubelet.url_of(r1)}/v1/completions",
+    kubelet = s.kubelet
+    url = wait_for(lambda: kubelet.url_of(r1), 60, message="v1's server listening")
+    direct = httpx.post(f"{url}/v1/completions",
                         json={"model": CLIENT_MODEL, "prompt": "x", "max_tokens": 1}, timeout=10)
     assert direct.status_code == 404
 

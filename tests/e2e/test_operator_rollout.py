@@ -147,7 +147,12 @@ def test_restart_mid_rollout_resumes_without_double_step(
 
         wait_for(at_pause, 60, message="paused at step 1")
         # The operator's own /metrics say the same: phase Paused, canary at 10%.
-        series = wait_for(lambda: _operator_metrics(op, namespace, name), 30, message="operator metrics")
+        # The gauges are set after the status write that the wait above saw: wait for them too.
+        def paused_series() -> dict[tuple[str, str], float] | None:
+            found = _operator_metrics(op, namespace, name)
+            return found if found and found.get(("kanaria_rollout_phase", "Paused")) == 1.0 else None
+
+        series = wait_for(paused_series, 30, message="operator metrics")
         assert series[("kanaria_rollout_phase", "Paused")] == 1.0
         assert series[("kanaria_rollout_phase", "Progressing")] == 0.0
         assert series[("kanaria_canary_weight", "")] == 10.0
