@@ -778,3 +778,22 @@ def test_status_timestamps_that_do_not_parse_never_raise(garbage: str, phase: st
     observed = obs(workloads=ready("r1", "r2"), weights={"r1": 90, "r2": 10})
     decision = decide(make_spec(), status, observed, T0 + timedelta(seconds=45))
     assert decision.status.phase in ("Progressing", "Watching", "Stable", "Paused", "RolledBack")
+
+
+def test_an_object_at_rest_waits_for_a_change_and_a_watched_one_for_its_check() -> None:
+    from kanaria.rollout.engine import IDLE_REQUEUE
+
+    st = ModelDeploymentStatus.model_validate(
+        {"phase": "Stable", "stableRevision": "r1", "stableVersion": "v1", "observedGeneration": 3})
+    quiet = make_spec(monitoring={"enabled": False})
+    d = decide(quiet, st, obs("r1", "v1", workloads=ready("r1"), weights={"r1": 100}), T0)
+    assert d.status.phase == "Stable" and d.requeue_after == IDLE_REQUEUE
+    # Monitoring the serving revision is a timer: the next check is due within its interval.
+    d = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1"), weights={"r1": 100}), T0)
+    assert d.requeue_after <= 3600 and d.status.monitoring is not None
+    watched = make_spec(monitoring={"interval": "2m"})
+    d = decide(watched, st, obs("r1", "v1", workloads=ready("r1"), weights={"r1": 100}), T0)
+    assert d.requeue_after == 120
+    # A rollout under way is never at rest.
+    d = decide(quiet, canary_status(step=1, weight=10), obs(workloads=ready("r1", "r2")), T0)
+    assert d.requeue_after <= 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -13,7 +14,15 @@ from urllib3.util.retry import Retry
 from kanaria.analysis.provider import QueryResult, Sample
 from kanaria.api.addresses import resolved_problem
 
-__all__ = ["PrometheusProvider"]
+__all__ = ["BatchFailure", "PrometheusProvider"]
+
+
+@dataclass(frozen=True)
+class BatchFailure:
+    """A combined query that got no series: ``transport`` when Prometheus was not reached."""
+
+    error: str
+    transport: bool
 
 
 class PrometheusProvider:
@@ -32,6 +41,7 @@ class PrometheusProvider:
         session = requests.Session()
         session.max_redirects = 0
         session.verify = False
+        self._session = session
         self._client = PrometheusConnect(
             url=self.address, disable_ssl=True, timeout=int(max(1, timeout)), retry=retry, session=session
         )
@@ -57,6 +67,32 @@ class PrometheusProvider:
                 return QueryResult(promql, error=f"unexpected result shape: {str(item)[:200]}")
             samples.append(Sample(dict(item.get("metric", {})), value))
         return QueryResult(promql, tuple(samples))
+
+    def query_batch(self, promql: str, at: float) -> list[dict[str, Any]] | BatchFailure:
+        """One combined expression (see kanaria.controller.batch), POSTed: its series, or why
+        not — ``transport`` when the server could not be asked at all (every query in it then
+        fails alike), else the server refused this expression (ask the queries one by one)."""
+        if not self._checked:
+            self._refused = resolved_problem(self.address)
+            self._checked = True
+        if self._refused is not None:
+            return BatchFailure(f"refused: prometheus.address {self._refused}", transport=True)
+        try:
+            resp = self._session.post(f"{self.address}/api/v1/query", data={"query": promql, "time": f"{at:.3f}"},
+                                      timeout=max(1.0, self.timeout), allow_redirects=False)
+        except Exception as exc:
+            return BatchFailure(f"{type(exc).__name__}: {_short(exc)}", transport=True)
+        if resp.status_code >= 500 or resp.status_code in (301, 302, 303, 307, 308, 429):
+            return BatchFailure(f"HTTP status {resp.status_code}{_prometheus_error(resp.text[:2000])}", transport=True)
+        try:
+            doc = resp.json()
+        except ValueError:
+            return BatchFailure(f"HTTP status {resp.status_code} (not a Prometheus API answer)", transport=True)
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if resp.status_code != 200 or not isinstance(data, dict) or data.get("resultType") != "vector":
+            return BatchFailure("refused", transport=False)
+        result = data.get("result")
+        return result if isinstance(result, list) else BatchFailure("refused", transport=False)
 
     def online(self) -> str | None:
         result = self.query("vector(1)")

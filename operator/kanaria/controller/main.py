@@ -27,6 +27,9 @@ def main(argv: list[str] | None = None) -> None:
     if not args.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one line per handler call
     import kanaria.controller.handlers  # noqa: F401  (registers the handlers)
+    from kanaria.controller import state
+
+    state.WATCHED[:] = args.namespace or []
     from kanaria.controller.safejson import install
 
     logging.getLogger("kanaria").info("decoding API responses depth-safely: %s", ", ".join(install()))

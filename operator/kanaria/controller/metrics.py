@@ -68,6 +68,35 @@ class OperatorMetrics:
         self._server: WSGIServer | None = None
         self._thread: threading.Thread | None = None
 
+    def attach(self, state: Any) -> None:
+        """The operator's own costs: API and Prometheus requests, the work queue, batching."""
+        r = self.registry
+        batcher, informers, pool = state.batcher, state.informers, state.pool
+        api = state.context.api
+        costs = Gauge("kanaria_operator_requests", "Requests the operator made since it started, by target "
+                      "(api: every Kubernetes API request including watches; watch: list and watch requests of "
+                      "the watch caches; prometheus: HTTP requests to Prometheus; query: queries those carried)",
+                      ["target"], registry=r)
+        costs.labels("api").set_function(lambda: getattr(api, "requests", 0))
+        costs.labels("watch").set_function(lambda: informers.requests() if informers is not None else 0)
+        costs.labels("prometheus").set_function(lambda: batcher.stats.requests if batcher is not None else 0)
+        costs.labels("query").set_function(lambda: batcher.stats.queries if batcher is not None else 0)
+        batches = Gauge("kanaria_analysis_batches", "Analysis batches run (batches), measurements in them "
+                        "(measurements) and combined requests retried one by one (fallbacks)", ["what"], registry=r)
+        def stat(what: str) -> Any:
+            return lambda: getattr(batcher.stats, what) if batcher is not None else 0
+
+        for what in ("batches", "measurements", "fallbacks"):
+            batches.labels(what).set_function(stat(what))
+        queued = Gauge("kanaria_reconcile_queue", "Cycles waiting for a worker", registry=r)
+        queued.set_function(pool.queued)
+        self.cycles = Counter("kanaria_reconcile_cycles", "Reconcile cycles by why they ran (woken: a change; "
+                              "timed: a timer or resync)", ["why"], registry=r)
+        self.gap = Histogram(
+            "kanaria_analysis_gap_ratio", "Time between two measurements of an object over its analysis interval",
+            buckets=(0.9, 1.0, 1.1, 1.25, 1.5, 2, 3, 5, 10), registry=r,
+        )
+
     def serve(self, port: int, addr: str = "0.0.0.0") -> None:
         self._server, self._thread = start_http_server(port, addr=addr, registry=self.registry)
 

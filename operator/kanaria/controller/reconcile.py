@@ -8,6 +8,7 @@ instead of a double step.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import threading
@@ -56,6 +57,11 @@ class ReconcileContext:
     """One client per (address, timeout), shared by every worker thread."""
     on_decision: Callable[[dict[str, Any], Decision], None] | None = None
     on_verdicts: Callable[[dict[str, Any], dict[str, Verdict], float], None] | None = None
+    cache: Any = None
+    """The operator's watch caches (:class:`kanaria.controller.informers.Informers`); every
+    read goes to the API when None."""
+    on_status_written: Callable[[dict[str, Any]], None] | None = None
+    """Told of every status this operator writes (the object as the API server returned it)."""
     _providers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def provider(self, address: str, timeout: float) -> MetricProvider:
@@ -84,17 +90,67 @@ def _read_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
         return ModelDeploymentStatus()
 
 
+@dataclass
+class Prepared:
+    """What one cycle read before measuring: the measurement (if one is due) can then run on
+    its own — alone, or batched with other objects' (see :mod:`kanaria.controller.batch`) —
+    and ``finish`` decides and acts on what it found."""
+
+    obj: dict[str, Any]
+    spec: ModelDeploymentSpec
+    status: ModelDeploymentStatus
+    now: datetime
+    router: Router
+    workloads: Workloads
+    jobs: Jobs
+    states: dict[str, Any]
+    models: dict[str, str]
+    router_error: str | None
+    observed: tuple[Any, Any, Any]
+    plan: AnalysisPlan | None
+    target: Target
+    verdicts: dict[str, Verdict] | None = None
+    serving: ServingReading | None = None
+    arm_verdicts: dict[str, dict[str, Verdict]] | None = None
+
+    @property
+    def due(self) -> bool:
+        """Whether this cycle queries Prometheus (an analysis or a check of the serving one)."""
+        return self.plan is not None or (monitoring_due(self.spec, self.status, self.now) is not None)
+
+
 def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     """Run one cycle; returns seconds until the next one."""
-    if not ctx.is_leader():
-        return 2.0  # a follower writes nothing, not even an InvalidSpec status
+    step = prepare(ctx, namespace, name)
+    if not isinstance(step, Prepared):
+        return step
+    measure_now(ctx, step, ctx.provider, step.now.timestamp())
+    return finish(ctx, step)
+
+
+def _read(ctx: ReconcileContext, namespace: str, name: str) -> dict[str, Any] | None:
+    """The object: from the watch cache (a copy: the cycle edits it), else from the API."""
+    if ctx.cache is not None and ctx.cache.has("ModelDeployment"):
+        cached = ctx.cache.get("ModelDeployment", namespace, name)
+        if cached is not None:
+            return cast(dict[str, Any], copy.deepcopy(cached))
     custom = client.CustomObjectsApi(ctx.api)
     try:
-        obj = cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
+        return cast(dict[str, Any], custom.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name))
     except ApiException as exc:
         if exc.status == 404:
-            return 60.0
+            return None
         raise
+
+
+def prepare(ctx: ReconcileContext, namespace: str, name: str) -> Prepared | float:
+    """Read and check everything a cycle needs; a delay instead when the cycle ends here (a
+    follower, a deleted object, an invalid spec)."""
+    if not ctx.is_leader():
+        return 2.0  # a follower writes nothing, not even an InvalidSpec status
+    obj = _read(ctx, namespace, name)
+    if obj is None:
+        return 60.0
     meta = obj["metadata"]
     status = _read_status(obj.get("status"))
     now = ctx.clock()
@@ -107,8 +163,8 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
         _write_invalid(ctx, obj, status, _validation_message(exc), now)
         return 300.0
 
-    router = router_for(ctx.api, name, namespace, meta["uid"], spec)
-    workloads = Workloads(ctx.api, name, namespace, meta["uid"])
+    router = router_for(ctx.api, name, namespace, meta["uid"], spec, ctx.cache)
+    workloads = Workloads(ctx.api, name, namespace, meta["uid"], ctx.cache)
     states, models = workloads.observe()
     collision = (_collision(spec, name, models) or _version_reused(spec, status, models)
                  or _captured_by(ctx, spec, namespace, states))
@@ -116,29 +172,47 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
         _write_invalid(ctx, obj, status, collision, now)
         return 300.0
     jobs = Jobs(ctx.api, name, namespace, meta["uid"])
-    running = {j.name for j in status.jobs if j.state == "Running"}
     router_error = router.check()
-    weights, mirror, match = router.observe() if router_error is None else (None, None, None)
+    observed = router.observe() if router_error is None else (None, None, None)
     plan = analysis_plan(spec, status, now)
-    target = Target(name, namespace, spec.model.name)
-    verdicts = _measure(ctx, spec, plan, target, now, obj)
-    serving = _check_serving(ctx, spec, status, now) if plan is None else None
-    arm_verdicts = _measure_others(ctx, spec, plan, target, now) if verdicts is not None else None
+    return Prepared(obj, spec, status, now, router, workloads, jobs, states, models, router_error, observed,
+                    plan, Target(name, namespace, spec.model.name))
+
+
+def measure_now(ctx: ReconcileContext, step: Prepared, providers: Callable[[str, float], MetricProvider],
+                at: float) -> Prepared:
+    """Take the cycle's measurements with ``providers`` (address, timeout → provider), every
+    query evaluated at ``at``."""
+    spec, plan = step.spec, step.plan
+    step.verdicts = _measure(ctx, spec, plan, step.target, at, step.obj, providers)
+    step.serving = _check_serving(spec, step.status, step.now, at, providers) if plan is None else None
+    step.arm_verdicts = (_measure_others(spec, plan, step.target, at, providers)
+                         if step.verdicts is not None else None)
+    return step
+
+
+def finish(ctx: ReconcileContext, step: Prepared) -> float:
+    """Decide on what the cycle read and measured, write the status, act."""
+    obj, spec, status, now = step.obj, step.spec, step.status, step.now
+    meta = obj["metadata"]
+    namespace, name = meta["namespace"], meta["name"]
+    weights, mirror, match = step.observed
+    running = {j.name for j in status.jobs if j.state == "Running"}
     obs = Observations(
         revision=revision_hash(spec),
         version=spec.model.version,
         generation=int(meta.get("generation") or 0),
-        workloads=states,
+        workloads=step.states,
         weights=weights,
-        verdicts=verdicts,
+        verdicts=step.verdicts,
         action=UserAction.parse((meta.get("annotations") or {}).get(ACTION_ANNOTATION)),
-        router_error=router_error,
+        router_error=step.router_error,
         mirror=mirror,
         match=match,
-        arm_verdicts=arm_verdicts,
-        serving=serving,
-        jobs=jobs.observe(running),
-        stable_uri=_model_uri(models.get(status.stable_revision or "")),
+        arm_verdicts=step.arm_verdicts,
+        serving=step.serving,
+        jobs=step.jobs.observe(running),
+        stable_uri=_model_uri(step.models.get(status.stable_revision or "")),
         name=name,
     )
     decision = decide(spec, status, obs, now)
@@ -151,14 +225,14 @@ def reconcile(ctx: ReconcileContext, namespace: str, name: str) -> float:
     if not _write_status(ctx, obj, status, decision.status):
         return 1.0
     try:
-        _act(decision, spec, router, workloads, models, obs)
+        _act(decision, spec, step.router, step.workloads, step.models, obs)
     except RevisionCollision as exc:
         # A Deployment took a revision's name after observe(): this cycle's status is written
         # already (one write per cycle); the next cycle's check above marks the spec invalid.
         log.warning("%s/%s: %s; checking again next cycle", namespace, name, exc)
         return 1.0
     for job in decision.jobs:
-        jobs.create(job.name, job.purpose, job.template, job.env, job.deadline_seconds)
+        step.jobs.create(job.name, job.purpose, job.template, job.env, job.deadline_seconds)
     if decision.adopt is not None:
         _adopt(ctx, obj, spec, *decision.adopt)
     for event in decision.events:
@@ -249,16 +323,27 @@ def _captured_by(ctx: ReconcileContext, spec: ModelDeploymentSpec, namespace: st
     if not labels or revision_hash(spec) in states:
         return None
     pods = {**labels, **MANAGED_BY, LABEL_REVISION: revision_hash(spec)}
-    services = client.CoreV1Api(ctx.api).list_namespaced_service(namespace)
-    for svc in services.items:
-        meta, selector = svc.metadata or client.V1ObjectMeta(), (svc.spec.selector if svc.spec else None) or {}
-        if not selector or (meta.labels or {}).get("app.kubernetes.io/managed-by") == "kanaria":
+    for svc_name, svc_labels, selector in _services(ctx, namespace):
+        if not selector or svc_labels.get("app.kubernetes.io/managed-by") == "kanaria":
             continue
         if all(pods.get(k) == v for k, v in selector.items()) and any(k in labels for k in selector):
-            return (f"template: metadata.labels would put the new revision's pods behind Service {meta.name} "
+            return (f"template: metadata.labels would put the new revision's pods behind Service {svc_name} "
                     f"(selector {dict(sorted(selector.items()))}), which Kanaria does not own; choose labels "
                     "no other Service selects")
     return None
+
+
+def _services(ctx: ReconcileContext, namespace: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
+    """(name, labels, selector) of every Service in the namespace: from the watch cache when the
+    operator runs one, else listed."""
+    if ctx.cache is not None and ctx.cache.has("Service"):
+        return [(str((s.get("metadata") or {}).get("name")), dict((s.get("metadata") or {}).get("labels") or {}),
+                 dict((s.get("spec") or {}).get("selector") or {})) for s in ctx.cache.list("Service", namespace)]
+    out = []
+    for svc in client.CoreV1Api(ctx.api).list_namespaced_service(namespace).items:
+        meta = svc.metadata or client.V1ObjectMeta()
+        out.append((str(meta.name), dict(meta.labels or {}), dict((svc.spec.selector if svc.spec else None) or {})))
+    return out
 
 
 def _measure(
@@ -266,14 +351,15 @@ def _measure(
     spec: ModelDeploymentSpec,
     plan: AnalysisPlan | None,
     target: Target,
-    now: datetime,
+    at: float,
     obj: dict[str, Any],
+    providers: Callable[[str, float], MetricProvider],
 ) -> dict[str, Verdict] | None:
     if plan is None or spec.analysis is None:
         return None
-    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    provider = providers(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     started = ctx.clock()
-    verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=now.timestamp(),
+    verdicts = measure(list(spec.analysis.metrics), plan, provider, target, at=at,
                        llm_context=_llm_context(spec))
     if ctx.on_verdicts is not None:
         ctx.on_verdicts(obj, verdicts, (ctx.clock() - started).total_seconds())
@@ -287,33 +373,34 @@ def _llm_context(spec: ModelDeploymentSpec) -> LLMContext:
 
 
 def _check_serving(
-    ctx: ReconcileContext, spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime
+    spec: ModelDeploymentSpec, status: ModelDeploymentStatus, now: datetime, at: float,
+    providers: Callable[[str, float], MetricProvider],
 ) -> ServingReading | None:
     """A check of the serving revision between rollouts, when one is due."""
     period = monitoring_due(spec, status, now)
     if period is None or spec.analysis is None or status.monitoring is None:
         return None
-    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    provider = providers(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     started = parse_time(status.monitoring.started_at)
     monitored_for = (now - started).total_seconds() if started is not None else period
-    return read_serving(provider, spec, status.monitoring.revision, period, monitored_for, now.timestamp())
+    return read_serving(provider, spec, status.monitoring.revision, period, monitored_for, at)
 
 
 def _measure_others(
-    ctx: ReconcileContext,
     spec: ModelDeploymentSpec,
     plan: AnalysisPlan | None,
     target: Target,
-    now: datetime,
+    at: float,
+    providers: Callable[[str, float], MetricProvider],
 ) -> dict[str, dict[str, Verdict]] | None:
     """A/B with several challengers: each other running challenger against the incumbent,
     with the plan ``_measure`` used (computed once per cycle)."""
     if plan is None or not plan.others or spec.analysis is None:
         return None
-    provider = ctx.provider(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
+    provider = providers(spec.analysis.prometheus.address, parse_duration(spec.analysis.prometheus.timeout))
     return {
         arm.revision: measure(list(spec.analysis.metrics), replace(plan, candidate=arm, others=()), provider,
-                              target, at=now.timestamp(), llm_context=_llm_context(spec))
+                              target, at=at, llm_context=_llm_context(spec))
         for arm in plan.others
     }
 
@@ -382,6 +469,10 @@ def _write_status(
     if isinstance(written, dict):  # later writes in this cycle build on this version
         obj["metadata"]["resourceVersion"] = written["metadata"]["resourceVersion"]
         obj["status"] = written.get("status")
+        if ctx.cache is not None:
+            ctx.cache.put("ModelDeployment", copy.deepcopy(written))
+        if ctx.on_status_written is not None:
+            ctx.on_status_written(written)
     return True
 
 

@@ -6,6 +6,8 @@ it; ``decide`` makes one per call and returns its decision. Nothing here reads a
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -44,6 +46,8 @@ class Cycle:
         self.now = now
         self.st = status.model_copy(deep=True)
         self.d = Decision(status=self.st, requeue_after=spec.interval_seconds())
+        self.asked = math.inf
+        """The soonest any part of the cycle asked to be looked at again (seconds)."""
 
     def event(self, reason: str, message: str, warning: bool = False) -> None:
         self.d.events.append(Event("Warning" if warning else "Normal", reason, message))
@@ -59,6 +63,7 @@ class Cycle:
         self.st.history = [*self.st.history, entry][-HISTORY_LIMIT:]
 
     def requeue(self, seconds: float) -> None:
+        self.asked = min(self.asked, seconds)
         self.d.requeue_after = max(0.2, min(self.d.requeue_after, seconds))
 
     def ready(self, revision: str | None) -> bool:

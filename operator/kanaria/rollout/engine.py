@@ -31,6 +31,11 @@ from kanaria.rollout.watch import watch
 __all__ = ["decide", "step_metrics", "HISTORY_LIMIT", "TIMELINE_LIMIT"]
 
 TIMELINE_LIMIT = 200
+IDLE_PHASES = ("Stable", "RolledBack", "Paused")
+IDLE_REQUEUE = 3600.0
+"""An object at rest (Stable, RolledBack, Paused) with nothing timed (no check of the serving revision, no retention
+deadline, no Job running) waits for a change: its workloads, route or spec changing wakes it;
+the operator looks again at most this late anyway (and at its own resync, see the daemon)."""
 
 
 def decide(
@@ -52,6 +57,8 @@ def decide(
         _next_move(c)
     retention(c)
     c.st.phase = phase_of(spec, c.st, obs, now)
+    if c.st.phase in IDLE_PHASES:  # at rest: only what was asked for (the analysis interval is not)
+        c.d.requeue_after = max(0.2, min(c.asked, IDLE_REQUEUE))
     c.st.conditions = conditions_for(c.st, status.conditions, obs, now)
     _timeline(c)
     return c.d

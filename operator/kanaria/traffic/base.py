@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -108,8 +109,11 @@ def foreign_route_problem(kind: str, obj: Mapping[str, Any], deployment: str, ui
             f"with the annotation {ADOPT_ANNOTATION}={deployment}, or choose another route name")
 
 
-def crd_problem(api: client.ApiClient, crd: str, what: str, instead: str) -> str | None:
-    """None when the CRD a router writes is installed; otherwise what a person should do."""
+def crd_problem(api: client.ApiClient, crd: str, what: str, instead: str, cache: Any = None) -> str | None:
+    """None when the CRD a router writes is installed; otherwise what a person should do.
+    With the operator's watch caches (``cache``) this reads the CRD cache, never the API."""
+    if cache is not None:
+        return None if cache.crd_established(crd) else f"the {what} CRD ({crd}) is not installed; {instead}"
     try:
         client.ApiextensionsV1Api(api).read_custom_resource_definition(crd)
     except ApiException as exc:
@@ -120,9 +124,14 @@ def crd_problem(api: client.ApiClient, crd: str, what: str, instead: str) -> str
 
 
 def get_or_none(
-    custom: client.CustomObjectsApi, group: str, version: str, namespace: str, plural: str, name: str
+    custom: client.CustomObjectsApi, group: str, version: str, namespace: str, plural: str, name: str,
+    cache: Any = None, kind: str = "",
 ) -> dict[str, Any] | None:
-    """A namespaced custom object, or None when it does not exist."""
+    """A namespaced custom object, or None when it does not exist; from the watch cache of
+    ``kind`` when the operator runs one (a copy: callers may edit it)."""
+    if cache is not None and cache.has(kind):
+        found = cache.get(kind, namespace, name)
+        return copy.deepcopy(found) if found is not None else None
     try:
         obj = custom.get_namespaced_custom_object(group, version, namespace, plural, name)
     except ApiException as exc:

@@ -165,9 +165,9 @@ class GatewayAPIRouter:
     kind = "gatewayAPI"
 
     def __init__(
-        self, api: client.ApiClient, name: str, namespace: str, uid: str, cfg: GatewayAPITraffic
+        self, api: client.ApiClient, name: str, namespace: str, uid: str, cfg: GatewayAPITraffic, cache: Any = None
     ) -> None:
-        self.api = api
+        self.api, self.cache = api, cache
         self.custom = client.CustomObjectsApi(api)
         self.name, self.namespace, self.uid, self.cfg = name, namespace, uid, cfg
         self.route = cfg.http_route or name
@@ -175,17 +175,19 @@ class GatewayAPIRouter:
     def check(self) -> str | None:
         problem = crd_problem(
             self.api, f"{PLURAL}.{GROUP}", "Gateway API HTTPRoute",
-            "install Gateway API or choose spec.traffic.istio or replicas",
+            "install Gateway API or choose spec.traffic.istio or replicas", self.cache,
         )
         if problem is None and self.cfg.inference_pool is not None:
             problem = crd_problem(
                 self.api, f"inferencepools.{POOL_GROUP}", "Gateway API Inference Extension InferencePool",
                 "install the Inference Extension (v1.5.0) or remove spec.traffic.gatewayAPI.inferencePool",
+                self.cache,
             )
         if problem is None and self._rewrite_model is not None:
             problem = crd_problem(
                 self.api, f"inferencemodelrewrites.{REWRITE_GROUP}", "InferenceModelRewrite",
                 "install the Inference Extension's InferenceModelRewrite CRD (v1.5.0) or remove modelRewrite",
+                self.cache,
             )
         if problem is None:
             existing = self._existing()
@@ -196,7 +198,7 @@ class GatewayAPIRouter:
         return problem
 
     def _existing(self) -> dict[str, Any] | None:
-        return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.route)
+        return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.route, self.cache, "HTTPRoute")
 
     @property
     def _rewrite_model(self) -> str | None:
@@ -213,18 +215,23 @@ class GatewayAPIRouter:
     def _adapters(self) -> dict[str, str]:
         """Revision -> the adapter its Deployment serves (recorded in its model annotation);
         a revision without one serves the client's model name as it is."""
-        found = client.AppsV1Api(self.api).list_namespaced_deployment(
-            self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}"
-        )
+        if self.cache is not None:
+            metas = [d.get("metadata") or {} for d in self.cache.list("Deployment", self.namespace,
+                                                                      {LABEL_DEPLOYMENT: self.name})]
+        else:
+            found = client.AppsV1Api(self.api).list_namespaced_deployment(
+                self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}"
+            )
+            metas = [{"labels": d.metadata.labels, "annotations": d.metadata.annotations}
+                     for d in found.items if d.metadata]
         default = self._rewrite_model or ""
         adapters: dict[str, str] = {}
-        for dep in found.items:
-            meta = dep.metadata
-            rev = ((meta.labels if meta else None) or {}).get(LABEL_REVISION)
+        for meta in metas:
+            rev = (meta.get("labels") or {}).get(LABEL_REVISION)
             if not rev:
                 continue
             try:
-                model = json.loads(((meta.annotations if meta else None) or {}).get(ANNOTATION_MODEL, "{}"))
+                model = json.loads((meta.get("annotations") or {}).get(ANNOTATION_MODEL, "{}"))
             except ValueError:
                 model = {}
             adapters[rev] = str(model.get("adapter") or default) if isinstance(model, dict) else default
@@ -246,7 +253,7 @@ class GatewayAPIRouter:
 
     def _rewrite(self) -> dict[str, Any] | None:
         return get_or_none(self.custom, REWRITE_GROUP, REWRITE_VERSION, self.namespace, "inferencemodelrewrites",
-                           self.name)
+                           self.name, self.cache, "InferenceModelRewrite")
 
     def apply(
         self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None, match: RouteMatch | None = None

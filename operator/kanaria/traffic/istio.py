@@ -70,8 +70,9 @@ def match_from_virtualservice(deployment: str, vs: Mapping[str, Any]) -> RouteMa
 class IstioRouter:
     kind = "istio"
 
-    def __init__(self, api: client.ApiClient, name: str, namespace: str, uid: str, cfg: IstioTraffic) -> None:
-        self.api = api
+    def __init__(self, api: client.ApiClient, name: str, namespace: str, uid: str, cfg: IstioTraffic,
+                 cache: Any = None) -> None:
+        self.api, self.cache = api, cache
         self.custom = client.CustomObjectsApi(api)
         self.name, self.namespace, self.uid, self.cfg = name, namespace, uid, cfg
         self.vs = cfg.virtual_service or name
@@ -79,7 +80,7 @@ class IstioRouter:
     def check(self) -> str | None:
         problem = crd_problem(
             self.api, f"{PLURAL}.{GROUP}", "Istio VirtualService",
-            "install Istio or choose spec.traffic.gatewayAPI or replicas",
+            "install Istio or choose spec.traffic.gatewayAPI or replicas", self.cache,
         )
         if problem is None:
             existing = self._existing()
@@ -90,7 +91,7 @@ class IstioRouter:
         return problem
 
     def _existing(self) -> dict[str, Any] | None:
-        return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.vs)
+        return get_or_none(self.custom, GROUP, VERSION, self.namespace, PLURAL, self.vs, self.cache, "VirtualService")
 
     def apply(
         self, weights: Mapping[str, int], mirror: tuple[str, int] | None = None, match: RouteMatch | None = None

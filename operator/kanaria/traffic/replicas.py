@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
@@ -46,9 +47,10 @@ class ReplicaRouter:
     kind = "replicas"
 
     def __init__(
-        self, api: client.ApiClient, name: str, namespace: str, uid: str, cfg: ReplicasTraffic, total: int
+        self, api: client.ApiClient, name: str, namespace: str, uid: str, cfg: ReplicasTraffic, total: int,
+        cache: Any = None,
     ) -> None:
-        self.api = api
+        self.api, self.cache = api, cache
         self.core = client.CoreV1Api(api)
         self.apps = client.AppsV1Api(api)
         self.name, self.namespace, self.uid, self.cfg, self.total = name, namespace, uid, cfg, total
@@ -68,26 +70,42 @@ class ReplicaRouter:
         apply(self.api, svc)
 
     def read(self) -> dict[str, int] | None:
-        try:
-            svc = self.core.read_namespaced_service(self.name, self.namespace)
-        except ApiException as exc:
-            if exc.status == 404:
+        if self.cache is not None:
+            cached = self.cache.get("Service", self.namespace, self.name)
+            if cached is None:
                 return None
-            raise
-        raw = ((svc.metadata.annotations if svc.metadata else None) or {}).get(ANNOTATION_WEIGHTS)
+            raw = ((cached.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_WEIGHTS)
+        else:
+            try:
+                svc = self.core.read_namespaced_service(self.name, self.namespace)
+            except ApiException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+            raw = ((svc.metadata.annotations if svc.metadata else None) or {}).get(ANNOTATION_WEIGHTS)
         if not raw:
             return None
         weights = {str(k): int(v) for k, v in json.loads(raw).items()}
         want = split_replicas(self.total, weights)
+        ready = self._ready()
+        if any(ready.get(rev, 0) != n for rev, n in want.items()):
+            return None  # not in force yet
+        return weights
+
+    def _ready(self) -> dict[str | None, int]:
+        """Ready replicas per revision."""
+        if self.cache is not None:
+            return {
+                ((d.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION):
+                    int((d.get("status") or {}).get("readyReplicas") or 0)
+                for d in self.cache.list("Deployment", self.namespace, {LABEL_DEPLOYMENT: self.name})
+            }
         deps = self.apps.list_namespaced_deployment(self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}")
-        ready = {
+        return {
             ((d.metadata.labels if d.metadata else None) or {}).get(LABEL_REVISION):
                 (d.status.ready_replicas if d.status else None) or 0
             for d in deps.items
         }
-        if any(ready.get(rev, 0) != n for rev, n in want.items()):
-            return None  # not in force yet
-        return weights
 
     def read_mirror(self) -> tuple[str, int] | None:
         return None

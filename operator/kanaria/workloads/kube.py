@@ -60,14 +60,16 @@ def apply(api: client.ApiClient, manifest: dict[str, Any]) -> None:
 class Workloads:
     """The Deployments and Services of one ModelDeployment's revisions."""
 
-    def __init__(self, api: client.ApiClient, name: str, namespace: str, uid: str) -> None:
-        self.api = api
+    def __init__(self, api: client.ApiClient, name: str, namespace: str, uid: str, cache: Any = None) -> None:
+        self.api, self.cache = api, cache
         self.apps = client.AppsV1Api(api)
         self.core = client.CoreV1Api(api)
         self.name, self.namespace, self.uid = name, namespace, uid
 
     def observe(self) -> tuple[dict[str, WorkloadState], dict[str, str]]:
         """Ready state per revision, and the model recorded on each revision's Deployment."""
+        if self.cache is not None:
+            return self._observe_cached()
         found = self.apps.list_namespaced_deployment(
             self.namespace, label_selector=f"{LABEL_DEPLOYMENT}={self.name}"
         )
@@ -92,6 +94,27 @@ class Workloads:
                 ready=(dep.status.ready_replicas if dep.status else None) or 0,
             )
             models[rev] = (meta.annotations or {}).get(ANNOTATION_MODEL, "")
+        return states, models
+
+    def _observe_cached(self) -> tuple[dict[str, WorkloadState], dict[str, str]]:
+        """``observe`` from the operator's watch caches (no API request)."""
+        mine = {LABEL_DEPLOYMENT: self.name}
+        states: dict[str, WorkloadState] = {}
+        models: dict[str, str] = {}
+        for svc in self.cache.list("Service", self.namespace, mine):
+            rev = ((svc.get("metadata") or {}).get("labels") or {}).get(LABEL_REVISION)
+            if rev:
+                states[rev] = WorkloadState(replicas=0, ready=0)
+        for dep in self.cache.list("Deployment", self.namespace, mine):
+            meta = dep.get("metadata") or {}
+            rev = (meta.get("labels") or {}).get(LABEL_REVISION)
+            if not rev:
+                continue
+            states[rev] = WorkloadState(
+                replicas=int((dep.get("spec") or {}).get("replicas") or 0),
+                ready=int((dep.get("status") or {}).get("readyReplicas") or 0),
+            )
+            models[rev] = (meta.get("annotations") or {}).get(ANNOTATION_MODEL, "")
         return states, models
 
     def ensure(
