@@ -1,4 +1,4 @@
-"""The operator's identity has exactly the rights manifests/rbac.yaml grants."""
+"""The operator's identity has exactly the rights manifests/base/rbac.yaml grants."""
 
 from __future__ import annotations
 

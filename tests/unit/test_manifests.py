@@ -18,7 +18,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKOV_CONFIG = ROOT / ".checkov.yaml"
-KUSTOMIZATIONS = {"base": ROOT / "manifests", "namespaced": ROOT / "manifests" / "namespaced"}
+KUSTOMIZATIONS = {"base": ROOT / "manifests", "namespaced": ROOT / "manifests" / "namespaced",
+                  "sharded": ROOT / "manifests" / "sharded"}
 
 
 def _kubectl() -> str:
@@ -160,3 +161,34 @@ def test_namespaced_bundle_grants_nothing_cluster_wide_but_reads() -> None:
     pods = [rule for rule in role["rules"] if "pods" in rule["resources"]]
     assert [sorted(rule["verbs"]) for rule in pods] == [["get", "list"]]  # Job results only
     assert all("*" not in rule["verbs"] and "*" not in rule["resources"] for rule in role["rules"])
+
+
+def test_the_sharded_overlay_runs_two_shards_that_differ_only_in_their_share() -> None:
+    docs = _render(KUSTOMIZATIONS["sharded"])
+    deployments = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Deployment"}
+    assert sorted(deployments) == ["kanaria-operator", "kanaria-operator-shard-1"]
+
+    def share(d: dict[str, Any]) -> str:
+        env = d["spec"]["template"]["spec"]["containers"][0]["env"]
+        return next(e["value"] for e in env if e["name"] == "KANARIA_SHARD")
+
+    assert [share(deployments[n]) for n in sorted(deployments)] == ["0/2", "1/2"]
+    selectors = [deployments[n]["spec"]["selector"]["matchLabels"] for n in sorted(deployments)]
+    assert selectors[0] != selectors[1]  # neither Deployment adopts the other's pods
+    for d in deployments.values():
+        labels = d["spec"]["template"]["metadata"]["labels"]
+        assert all(labels.get(k) == v for k, v in d["spec"]["selector"]["matchLabels"].items())
+
+    def normal(d: dict[str, Any]) -> dict[str, Any]:
+        d = json.loads(json.dumps(d))
+        d["metadata"]["name"] = "x"
+        d["spec"]["selector"]["matchLabels"].pop("kanaria.io/shard")
+        d["spec"]["template"]["metadata"]["labels"].pop("kanaria.io/shard")
+        container = d["spec"]["template"]["spec"]["containers"][0]
+        container["env"] = [e for e in container["env"] if e["name"] != "KANARIA_SHARD"]
+        return d
+
+    assert normal(deployments["kanaria-operator"]) == normal(deployments["kanaria-operator-shard-1"])
+    base = _operator_deployment(_render(KUSTOMIZATIONS["base"]))
+    base["metadata"]["name"] = "x"
+    assert normal(deployments["kanaria-operator"]) == base  # the shards are the base Deployment

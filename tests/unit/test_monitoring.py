@@ -205,7 +205,7 @@ def test_monitors_select_kanaria() -> None:
     endpoint = monitor["spec"]["endpoints"][0]
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     assert endpoint["honorLabels"] is True  # keeps the ModelDeployment's `namespace` label
-    operator = yaml.safe_load((ROOT / "manifests" / "operator.yaml").read_text())
+    operator = yaml.safe_load((ROOT / "manifests" / "base" / "operator.yaml").read_text())
     pod_labels = operator["spec"]["template"]["metadata"]["labels"]
     assert all(pod_labels.get(k) == v for k, v in service["spec"]["selector"].items())
 

@@ -2,7 +2,7 @@
 scheduler and kwok (a fake kubelet) as ordinary processes on 127.0.0.1, in a temp dir.
 
     with LocalCluster() as cluster:
-        cluster.apply_yaml("manifests/rbac.yaml")
+        cluster.apply_yaml("manifests/base/rbac.yaml")
         ... KUBECONFIG=cluster.kubeconfig ...
 
 Developers can run one by hand: ``python -m kanaria.sandbox.cluster up``.
@@ -412,9 +412,9 @@ class LocalCluster(Running):
     def operator_kubeconfig(
         self, namespace: str = "kanaria-system", service_account: str = "kanaria-operator"
     ) -> Path:
-        """Apply manifests/namespace.yaml and manifests/rbac.yaml, then write a kubeconfig
+        """Apply manifests/base/namespace.yaml and manifests/base/rbac.yaml, then write a kubeconfig
         holding a TokenRequest token of that ServiceAccount: its rights come only from RBAC."""
-        manifests = repo_root() / "manifests"
+        manifests = repo_root() / "manifests" / "base"
         self.apply_yaml(manifests / "namespace.yaml")
         self.apply_yaml(manifests / "rbac.yaml")
         api = self._raw_api()

@@ -490,8 +490,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         wrong_delay_s=args.wrong_delay, drift=drift, rescale=None if later else rescale,
         seed=args.seed, concurrency=args.concurrency,
     )  # fmt: skip
-    timer = threading.Timer(args.rescale_after, generator.set_rescale, (rescale,))
-    timer.daemon = True
+    cancelled = threading.Event()
+
+    def rescale_later() -> None:  # counted from the run's start, not from the process's
+        while not generator.running and not cancelled.wait(0.01):
+            pass
+        if not cancelled.wait(args.rescale_after):
+            generator.set_rescale(rescale)
+
+    timer = threading.Thread(target=rescale_later, daemon=True)
     if later:
         timer.start()
     previous = signal.signal(signal.SIGTERM, lambda _signum, _frame: generator.stop())
@@ -501,7 +508,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         generator.stop()
         stats = generator.stats()
     finally:
-        timer.cancel()
+        cancelled.set()
         signal.signal(signal.SIGTERM, previous)
     print(stats.to_json(), flush=True)
     return 0
