@@ -323,3 +323,50 @@ def test_a_new_artifact_under_the_stable_version_is_refused() -> None:
     assert problem is not None and "model.uri changed (s3://m/v1 → s3://m/v1-retrained)" in problem
     assert _version_reused(spec("s3://m/v1", replicas=3), status, models) is None  # same artifact, new template
     assert _version_reused(stable, status, models) is None
+
+
+# --------------------------------------------------------------------------- quiet checks
+
+
+def test_a_check_of_the_serving_revision_that_finds_nothing_new_is_not_written(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At rest, a check with no new labels and no new finding changes only monitoring.lastAt:
+    it is kept in memory, so an idle object costs no status write per check; the time it covers
+    still advances (the next check is due an interval after it), and a write happens once the
+    written time is QUIET_CHECKS_FOR old."""
+    from datetime import timedelta
+
+    clock = {"now": NOW}
+    rev = revision_hash(ModelDeploymentSpec.model_validate(SPEC))
+    status = {**STABLE, "stableRevision": rev, "stableVersion": "v2", "monitoring": {
+        "revision": rev, "startedAt": "2026-01-02T02:00:00Z", "lastAt": "2026-01-02T03:03:00Z"}}
+    cycle = Cycle(monkeypatch, copy.deepcopy(SPEC), status)
+    cycle.router.weights = {rev: 100}
+    cycle.workloads.states = {rev: WorkloadState(replicas=2, ready=2)}
+    cycle.context.clock = lambda: clock["now"]
+
+    class Silent:
+        def query(self, promql: str, at: float | None = None) -> QueryResult:
+            return QueryResult(promql)
+
+        def online(self) -> str | None:
+            return None
+
+    cycle.context.providers[("http://prom:9090", 10.0)] = Silent()
+    cycle.run()  # the first check (and what a Stable status holds: conditions, message) is written
+    assert [w["monitoring"]["lastAt"] for w in cycle.api.status_writes] == ["2026-01-02T03:04:05.000Z"]
+    cycle.api.status_writes.clear()
+    clock["now"] = NOW + timedelta(seconds=1)
+    cycle.run()
+    assert cycle.api.status_writes == []
+
+    clock["now"] = NOW + timedelta(seconds=61)  # the second check: found nothing, not written
+    assert cycle.run() == pytest.approx(60.0, abs=1)
+    assert cycle.api.status_writes == []
+    clock["now"] = NOW + timedelta(seconds=91)
+    assert cycle.run() == pytest.approx(30.0, abs=1)  # not due: the kept time counts
+    clock["now"] = NOW + timedelta(seconds=600)  # the written time is ten minutes old: written
+    cycle.run()
+    assert len(cycle.api.status_writes) == 1
+    assert cycle.api.status_writes[0]["monitoring"]["lastAt"] == "2026-01-02T03:14:05.000Z"

@@ -103,6 +103,9 @@ class Informer:
     on_change: OnChange | None = None
     watch_timeout: int = 300
     _items: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    _by_owner: dict[tuple[str, str], set[tuple[str, str]]] = field(default_factory=dict)
+    """(namespace, kanaria.io/deployment label) -> keys: a cycle's reads do not walk the kind."""
+    _by_namespace: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _synced: threading.Event = field(default_factory=threading.Event)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -120,7 +123,14 @@ class Informer:
     def list(self, namespace: str | None = None, labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """Objects in a namespace (all with None) whose labels include ``labels``."""
         with self._lock:
-            items = list(self._items.values())
+            owner = (labels or {}).get(OWNED)
+            if namespace is not None and owner is not None:
+                keys: Iterable[tuple[str, str]] = self._by_owner.get((namespace, owner), set())
+            elif namespace is not None:
+                keys = self._by_namespace.get(namespace, set())
+            else:
+                keys = self._items.keys()
+            items = [self._items[k] for k in keys if k in self._items]
         out = []
         for obj in items:
             meta = obj.get("metadata") or {}
@@ -140,12 +150,30 @@ class Informer:
         with self._lock:
             key = _key(obj)
             if newer(obj, self._items.get(key)):
-                self._items[key] = obj
+                self._store(key, obj)
 
     def forget(self, namespace: str, name: str) -> None:
         """The operator deleted it: drop it now rather than at the watch's event."""
         with self._lock:
-            self._items.pop((namespace, name), None)
+            self._drop((namespace, name))
+
+    def _store(self, key: tuple[str, str], obj: dict[str, Any]) -> None:
+        """Keep ``obj`` under ``key`` and in the indexes (the lock is held)."""
+        self._drop(key)
+        self._items[key] = obj
+        self._by_namespace.setdefault(key[0], set()).add(key)
+        owner = ((obj.get("metadata") or {}).get("labels") or {}).get(OWNED)
+        if owner is not None:
+            self._by_owner.setdefault((key[0], str(owner)), set()).add(key)
+
+    def _drop(self, key: tuple[str, str]) -> None:
+        old = self._items.pop(key, None)
+        if old is None:
+            return
+        self._by_namespace.get(key[0], set()).discard(key)
+        owner = ((old.get("metadata") or {}).get("labels") or {}).get(OWNED)
+        if owner is not None:
+            self._by_owner.get((key[0], str(owner)), set()).discard(key)
 
     @property
     def synced(self) -> bool:
@@ -218,7 +246,10 @@ class Informer:
                 self._version = str(meta.get("resourceVersion") or "")
                 break
         with self._lock:
-            old, self._items = self._items, fresh
+            old = self._items
+            self._items, self._by_owner, self._by_namespace = {}, {}, {}
+            for key, obj in fresh.items():
+                self._store(key, obj)
         self._synced.set()
         if self.on_change is not None:  # what changed while nobody watched
             for key, obj in fresh.items():
@@ -250,9 +281,9 @@ class Informer:
                     continue
                 with self._lock:
                     if kind == "DELETED":
-                        self._items.pop(_key(obj), None)
+                        self._drop(_key(obj))
                     else:
-                        self._items[_key(obj)] = obj
+                        self._store(_key(obj), obj)
                 if self.on_change is not None:
                     self.on_change(self.kind.name, obj, str(kind))
         finally:

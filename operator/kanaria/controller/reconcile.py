@@ -62,6 +62,9 @@ class ReconcileContext:
     read goes to the API when None."""
     on_status_written: Callable[[dict[str, Any]], None] | None = None
     """Told of every status this operator writes (the object as the API server returned it)."""
+    volatile: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    """(namespace, name) -> (resourceVersion, monitoring.lastAt) of checks not written (see
+    ``_quiet_check``)."""
     _providers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def provider(self, address: str, timeout: float) -> MetricProvider:
@@ -153,6 +156,10 @@ def prepare(ctx: ReconcileContext, namespace: str, name: str) -> Prepared | floa
         return 60.0
     meta = obj["metadata"]
     status = _read_status(obj.get("status"))
+    kept = ctx.volatile.pop((namespace, name), None)
+    if kept is not None and kept[0] == meta.get("resourceVersion") and status.monitoring is not None:
+        status.monitoring.last_at = kept[1]  # a quiet check this process did not write
+        ctx.volatile[(namespace, name)] = kept
     now = ctx.clock()
     if TOO_DEEP_KEY in obj:  # cut when it was read (see safejson): never act on what is left
         _write_invalid(ctx, obj, status, str(obj[TOO_DEEP_KEY]), now)
@@ -222,7 +229,9 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
     # between the two replays the recorded intent (idempotently) instead of an older one —
     # a rolled-back canary never gets its traffic back — and a writer that lost the race
     # (409) acts on nothing.
-    if not _write_status(ctx, obj, status, decision.status):
+    if _quiet_check(ctx, obj, step.status, decision.status, now):
+        pass  # nothing but the time of a check that found nothing new: not written
+    elif not _write_status(ctx, obj, status, decision.status):
         return 1.0
     try:
         _act(decision, spec, step.router, step.workloads, step.models, obs)
@@ -240,6 +249,35 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
     if ctx.on_decision is not None:
         ctx.on_decision(obj, decision)
     return decision.requeue_after
+
+
+QUIET_CHECKS_FOR = 600.0
+"""A check of the serving revision that changed nothing but its own time is written at most
+this often (seconds): an object at rest costs no API request per check."""
+
+
+def _quiet_check(
+    ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus,
+    now: datetime,
+) -> bool:
+    """Whether this cycle's status differs from the one read only in ``monitoring.lastAt`` (a
+    check that found no new labels, no new finding), written less than QUIET_CHECKS_FOR ago: then
+    the time is kept in memory (``ctx.volatile``) and nothing is written. After a restart the
+    next check covers the period since the last written time; no label is counted twice because
+    the unwritten checks found none."""
+    meta = obj["metadata"]
+    key = (meta["namespace"], meta["name"])
+    old, new = before.monitoring, after.monitoring
+    if old is None or new is None or new.last_at is None or obj.get("status") is None:
+        return False
+    stored = parse_time(((obj.get("status") or {}).get("monitoring") or {}).get("lastAt"))
+    if stored is None or (now - stored).total_seconds() >= QUIET_CHECKS_FOR:
+        return False
+    if _status_dump(before.model_copy(update={"monitoring": old.model_copy(update={"last_at": None})})) != \
+            _status_dump(after.model_copy(update={"monitoring": new.model_copy(update={"last_at": None})})):
+        return False
+    ctx.volatile[key] = (str(meta.get("resourceVersion")), new.last_at)
+    return True
 
 
 def _model_uri(fingerprint: str | None) -> str | None:
