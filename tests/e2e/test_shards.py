@@ -27,14 +27,16 @@ SPEC = {
     "strategy": {"canary": {"steps": [{"setWeight": 50}]}},
     "rollback": {"postPromotionWindow": "0s", "scaleDownDelay": "0s"},
 }
-PHASE = re.compile(r'^kanaria_rollout_phase\{namespace="([^"]+)",name="([^"]+)",phase="[^"]+"\} ', re.M)
+PHASE = re.compile(r"^kanaria_rollout_phase\{([^}]*)\}", re.M)
+LABEL = re.compile(r'(\w+)="([^"]*)"')
 
 
 def _objects_seen(op: OperatorProcess, namespace: str) -> set[str]:
     status, body = http_get(f"http://127.0.0.1:{op.metrics_port}/metrics")
     assert status == 200
     text = body.decode() if isinstance(body, bytes) else str(body)
-    return {name for ns, name in PHASE.findall(text) if ns == namespace}
+    found = [dict(LABEL.findall(labels)) for labels in PHASE.findall(text)]
+    return {f["name"] for f in found if f.get("namespace") == namespace}
 
 
 def test_two_shards_split_the_objects_and_never_both_act_on_one(

@@ -342,8 +342,8 @@ class Informers:
 
     def _start_router_kinds(self) -> None:
         for kind in KINDS.values():
-            if kind.crd is not None and kind.name not in self._caches and self.crd_established(kind.crd):
-                self._start_kind(kind.name)
+            if kind.crd is not None and self.crd_established(kind.crd):
+                self._start_kind(kind.name)  # once; a later call waits for the same caches
                 for cache in self._caches[kind.name]:
                     cache.wait_synced(30.0)
 

@@ -229,10 +229,12 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
     # between the two replays the recorded intent (idempotently) instead of an older one —
     # a rolled-back canary never gets its traffic back — and a writer that lost the race
     # (409) acts on nothing.
+    version = meta.get("resourceVersion")
     if _quiet_check(ctx, obj, step.status, decision.status, now):
         pass  # nothing but the time of a check that found nothing new: not written
     elif not _write_status(ctx, obj, status, decision.status):
         return 1.0
+    moved = meta.get("resourceVersion") != version
     try:
         _act(decision, spec, step.router, step.workloads, step.models, obs)
     except RevisionCollision as exc:
@@ -248,9 +250,13 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
         post_event(ctx.api, obj, event)
     if ctx.on_decision is not None:
         ctx.on_decision(obj, decision)
-    return decision.requeue_after
+    # The status' own watch event wakes nothing (see handlers.wake): a cycle that moved the
+    # rollout on looks again within a second instead, as what it did may allow the next move.
+    return min(decision.requeue_after, AFTER_MOVE) if moved else decision.requeue_after
 
 
+AFTER_MOVE = 1.0
+"""Seconds until the next cycle after one that wrote a new status."""
 QUIET_CHECKS_FOR = 600.0
 """A check of the serving revision that changed nothing but its own time is written at most
 this often (seconds): an object at rest costs no API request per check."""
