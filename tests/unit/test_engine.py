@@ -797,3 +797,16 @@ def test_an_object_at_rest_waits_for_a_change_and_a_watched_one_for_its_check() 
     # A rollout under way is never at rest.
     d = decide(quiet, canary_status(step=1, weight=10), obs(workloads=ready("r1", "r2")), T0)
     assert d.requeue_after <= 10
+
+
+def test_an_unreadable_check_of_the_serving_revision_is_tried_again_an_interval_later() -> None:
+    from kanaria.api.observed import ServingReading
+
+    st = ModelDeploymentStatus.model_validate({
+        "phase": "Stable", "stableRevision": "r1", "stableVersion": "v1", "observedGeneration": 3,
+        "monitoring": {"revision": "r1", "startedAt": iso(T0 - timedelta(minutes=10)),
+                       "lastAt": iso(T0 - timedelta(minutes=2))}})
+    failed = ServingReading("r1", 120.0, error="metrics unavailable: ConnectionError")
+    d = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1"), weights={"r1": 100}, serving=failed), T0)
+    assert d.requeue_after == 60  # not every second while Prometheus is down
+    assert d.status.monitoring is not None and d.status.monitoring.last_at == st.monitoring.last_at

@@ -63,6 +63,9 @@ def watch_serving(c: Cycle) -> None:
         c.requeue(interval)
         return
     reading = c.obs.serving
+    if reading is not None and reading.revision == mon.revision and reading.error is not None:
+        c.requeue(interval)  # metrics unreadable: try again an interval later, not at once
+        return
     if reading is not None and reading.revision == mon.revision and reading.error is None:
         mon = mon.model_copy(deep=True)
         _take(c, mon, reading)
