@@ -63,7 +63,8 @@ def test_two_shards_split_the_objects_and_never_both_act_on_one(
     for body in second.values():
         apply_md(cluster, body)
     for n, body in second.items():
-        wait_for(lambda n=n, r=rev(body): md_status(k8s, namespace, n).get("stableRevision") == r
+        r = rev(body)
+        wait_for(lambda n=n, r=r: md_status(k8s, namespace, n).get("stableRevision") == r
                  and md_status(k8s, namespace, n).get("phase") == "Stable", 120, message=f"{n} promoted")
 
     seen = [_objects_seen(op, namespace) for op in shards]

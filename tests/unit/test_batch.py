@@ -177,7 +177,7 @@ def test_the_pool_runs_woken_cycles_before_queued_routine_ones() -> None:
 
 def test_shards_split_every_object_to_exactly_one() -> None:
     shards = [Shard(i, 3) for i in range(3)]
-    names = [("ns-%d" % (i % 7), "model-%d" % i) for i in range(3000)]
+    names = [(f"ns-{i % 7}", f"model-{i}") for i in range(3000)]
     owners = Counter(sum(1 for s in shards if s.owns(ns, n)) for ns, n in names)
     assert owners == {1: 3000}
     per_shard = [sum(1 for ns, n in names if s.owns(ns, n)) for s in shards]

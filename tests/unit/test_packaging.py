@@ -39,6 +39,7 @@ DECLARED = {
     "prometheus_client": "prometheus-client",
     "yaml": "pyyaml",
     "scipy": "scipy",
+    "greenlet": "greenlet",  # batched analysis (kanaria.controller.batch)
 }
 TRANSITIVE = {"urllib3", "requests"}  # urllib3: of kubernetes and of requests; requests: of prometheus-api-client
 OPTIONAL = {"matplotlib": "report"}  # imported inside the function that needs it

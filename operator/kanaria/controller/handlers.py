@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import logging
 import time
 from typing import Any
@@ -48,7 +49,9 @@ def _mine(namespace: str | None, name: str | None, memo: kopf.Memo, **_: Any) ->
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, when=_mine)
-async def wake(namespace: str | None, name: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def wake(
+    namespace: str | None, name: str | None, body: kopf.Body, memo: kopf.Memo, type: str | None = None, **_: Any
+) -> None:
     """Any change to a ModelDeployment wakes its loop at once instead of at the next tick —
     except the status this operator just wrote (that change is the cycle's own result)."""
     if namespace is None or name is None:  # a namespaced kind: never, but kopf types allow it
@@ -56,6 +59,10 @@ async def wake(namespace: str | None, name: str | None, body: kopf.Body, memo: k
     state: OperatorState = memo.state
     if state.own_write(namespace, name, body.get("metadata", {}).get("resourceVersion")):
         return
+    if state.informers is not None and body.get("metadata") and type != "DELETED":
+        # This watch may be ahead of the watch cache the cycle reads: the cycle must see this
+        # version (or a newer one), never the one before the user's change.
+        state.informers.put("ModelDeployment", copy.deepcopy(dict(body)))
     state.wakeup(namespace, name).set()
 
 

@@ -218,7 +218,11 @@ class OperatorState:
         meta = obj.get("metadata") or {}
         namespace = str(meta.get("namespace") or "")
         if kind == "ModelDeployment":
-            return  # kopf's own watch wakes it (see handlers.wake)
+            # kopf's watch wakes it too (handlers.wake); whichever watch is first wakes it, and
+            # the cycle reads the newer version. The operator's own status write wakes nothing.
+            if not self.own_write(namespace, str(meta.get("name")), meta.get("resourceVersion")):
+                self.wake_from_thread(namespace, str(meta.get("name")))
+            return
         if kind == "CustomResourceDefinition":
             self.wake_namespace(None)
             return
