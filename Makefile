@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 .PHONY: help deps system-deps venv cluster-bin crds check-crds test test-unit test-e2e \
-        test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback kind-up cluster-up clean
+        test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback bench-scale kind-up cluster-up clean
 
 help:
 	@echo "make demo        the local stack: a rollout promoted, a bad one rolled back"
@@ -24,6 +24,7 @@ help:
 	@echo "make bench-stats the statistics benchmark"
 	@echo "make bench-feedback the user-feedback (thumbs) benchmark"
 	@echo "make bench-monitor false alarms and detection delay of the serving-revision detectors"
+	@echo "make bench-scale cost against the number of ModelDeployments on the test bed (N=100,1000; BENCH_ARGS)"
 	@echo "make kind-up     a kind cluster (needs Docker and kind)"
 
 system-deps:
@@ -74,6 +75,9 @@ bench-monitor: venv
 
 bench-feedback: venv
 	@$(PY) hack/bench_feedback.py $(BENCH_ARGS)
+
+bench-scale: deps
+	@$(PY) hack/bench_scale.py $(BENCH_ARGS)
 
 bench: bench-stats bench-detection bench-monitor bench-feedback
 

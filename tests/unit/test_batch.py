@@ -18,7 +18,14 @@ import pytest
 
 from kanaria.analysis.prometheus import BatchFailure
 from kanaria.analysis.provider import QueryResult, Sample
-from kanaria.controller.batch import Batcher, _Pending, align, combined_query, split_results
+from kanaria.controller.batch import (
+    Batcher,
+    _Pending,
+    align,
+    combined_query,
+    on_grid,
+    split_results,
+)
 from kanaria.controller.state import PriorityPool, Shard
 
 PART = re.compile(r'label_replace\((\w+), "kanaria_batch", "(\d+)", "", ""\)')
@@ -157,6 +164,20 @@ def test_timed_wakeups_fall_on_the_grid_and_short_ones_are_left_alone() -> None:
     assert align(30.0, 0.0, 1000.2) == 30.0
     wakes = {round(1000.0 + t + align(60.0, 5.0, 1000.0 + t)) for t in (0.3, 1.1, 2.7, 4.9)}
     assert wakes == {1065}  # four objects due within one slot wake together
+    # Due exactly on a grid point (a measurement made on the grid, an interval later): that
+    # point, even when the sum carries a rounding error, not the next slot.
+    assert 1000.3 + align(9.7 + 1e-9, 5.0, 1000.3) == pytest.approx(1010.0)
+
+
+def test_a_batch_just_after_a_grid_point_is_evaluated_at_that_point() -> None:
+    assert on_grid(1010.4, 5.0) == 1010.0
+    assert on_grid(1011.2, 5.0) == 1011.2  # more than a second late: its own instant
+    assert on_grid(1010.4, 0.0) == 1010.4
+    provider = Recording()
+    seen: list[float] = []
+    batcher = Batcher(lambda _a, _t: provider, clock=lambda: 1010.3, grid=5.0)
+    _run(batcher, [lambda _p, at: seen.append(at)])
+    assert seen == [1010.0]
 
 
 def test_the_pool_runs_woken_cycles_before_queued_routine_ones() -> None:

@@ -482,6 +482,18 @@ def test_plan_compares_canary_with_stable_over_the_step() -> None:
     assert analysis_plan(make_spec(), canary_status(weight=0), T0) is None  # no traffic yet
 
 
+def test_the_next_cycle_is_when_the_next_measurement_is_due_not_an_interval_after_this_one() -> None:
+    """Measured 3 s before this cycle, with a 10 s interval: look again in 7 s (then it is due),
+    not in 10 s — every interval plus a cycle's latency (or a grid slot) would drift."""
+    spec = make_spec(strategy={"canary": {"steps": [{"setWeight": 20}, {"pause": {"duration": "2m"}}]}})
+    st = canary_status(step=1, weight=20, last_analysis_at=iso(T0 + timedelta(seconds=27)))
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), weights={"r1": 80, "r2": 20}), T0 + timedelta(seconds=30))
+    assert d.status.current_step == 1
+    assert d.requeue_after == pytest.approx(7.0)
+    plan = analysis_plan(spec, d.status, T0 + timedelta(seconds=30 + d.requeue_after))
+    assert plan is not None, "due exactly when the cycle wakes"
+
+
 def test_plan_in_watch_window_compares_the_promoted_revision_with_itself() -> None:
     st = watching()  # promoted at T0, window 60 s: the first 20 s are the baseline
     assert analysis_plan(make_spec(), st, T0 + timedelta(seconds=25)) is None

@@ -126,6 +126,10 @@ class Batcher:
     window: float = 0.05
     """How long a batch waits for more measurements after the first arrives."""
     clock: Callable[[], float] = time.time
+    grid: float = 0.0
+    """The timers' grid (see :func:`align`): a batch that starts within a fifth of a slot (at
+    most a second) after a grid point is evaluated at that point, so that a measurement made in
+    the slot of t is next due exactly on the slot of t + interval, not one slot later."""
     stats: BatchStats = field(default_factory=BatchStats)
     _queue: list[_Pending] = field(default_factory=list)
     _cv: threading.Condition = field(default_factory=threading.Condition)
@@ -176,7 +180,7 @@ class Batcher:
                         p.done.set_exception(RuntimeError("analysis batch failed"))
 
     def run_batch(self, batch: list[_Pending]) -> None:
-        at = self.clock()
+        at = on_grid(self.clock(), self.grid)
         self.stats.batches += 1
         self.stats.measurements += len(batch)
 
@@ -270,5 +274,14 @@ def align(delay: float, grid: float, now: float) -> float:
     shorter than the grid (a rollout step waiting for readiness) are left alone."""
     if grid <= 0 or delay < grid:
         return delay
-    wake = math.ceil((now + delay) / grid) * grid
+    wake = math.ceil((now + delay - 1e-3) / grid) * grid  # a due time on the grid stays on it
     return wake - now
+
+
+def on_grid(at: float, grid: float) -> float:
+    """``at``, moved back to the grid point before it when that point is at most a fifth of a
+    slot (and at most a second) earlier; else ``at`` itself."""
+    if grid <= 0:
+        return at
+    point = math.floor(at / grid) * grid
+    return point if at - point <= min(1.0, grid / 5) else at

@@ -83,7 +83,7 @@ async def rollout_loop(
     woken = True
     while not stopped:
         try:
-            delay = await _cycle(state, namespace, name, URGENT if woken else ROUTINE)
+            delay = await _cycle(state, namespace, name, URGENT if woken else ROUTINE) - time.time()
             state.reconciled(namespace, name)
         except Exception as exc:  # never crash-loop: log, count, back off, try again
             delay = state.failed(namespace, name, exc)
@@ -97,11 +97,13 @@ async def rollout_loop(
 
 
 async def _cycle(state: OperatorState, namespace: str, name: str, priority: int) -> float:
+    """One cycle; returns when (Unix time) to look again. A decision's delays count from the
+    moment the cycle read the clock, not from when it finished."""
     ctx = state.context
     state.metrics.cycles.labels("woken" if priority == URGENT else "timed").inc()
     step = await asyncio.wrap_future(state.pool.submit(priority, prepare, ctx, namespace, name))
     if not isinstance(step, Prepared):
-        return float(step)
+        return time.time() + float(step)
     if step.due:
         last = parse_time(step.status.last_analysis_at) if step.plan is not None else None
         if last is not None:
@@ -111,7 +113,8 @@ async def _cycle(state: OperatorState, namespace: str, name: str, priority: int)
         else:
             await asyncio.wrap_future(state.pool.submit(priority, measure_now, ctx, step, ctx.provider,
                                                         time.time()))
-    return float(await asyncio.wrap_future(state.pool.submit(priority, finish, ctx, step)))
+    delay = float(await asyncio.wrap_future(state.pool.submit(priority, finish, ctx, step)))
+    return step.now.timestamp() + delay
 
 
 @kopf.on.probe(id="leader")

@@ -115,6 +115,7 @@ class Prepared:
     verdicts: dict[str, Verdict] | None = None
     serving: ServingReading | None = None
     arm_verdicts: dict[str, dict[str, Verdict]] | None = None
+    measured_at: datetime | None = None
 
     @property
     def due(self) -> bool:
@@ -192,6 +193,7 @@ def measure_now(ctx: ReconcileContext, step: Prepared, providers: Callable[[str,
     query evaluated at ``at``."""
     spec, plan = step.spec, step.plan
     step.verdicts = _measure(ctx, spec, plan, step.target, at, step.obj, providers)
+    step.measured_at = datetime.fromtimestamp(at, UTC)
     step.serving = _check_serving(spec, step.status, step.now, at, providers) if plan is None else None
     step.arm_verdicts = (_measure_others(spec, plan, step.target, at, providers)
                          if step.verdicts is not None else None)
@@ -212,6 +214,7 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
         workloads=step.states,
         weights=weights,
         verdicts=step.verdicts,
+        measured_at=step.measured_at,
         action=UserAction.parse((meta.get("annotations") or {}).get(ACTION_ANNOTATION)),
         router_error=step.router_error,
         mirror=mirror,

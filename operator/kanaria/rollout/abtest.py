@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import ABTestStrategy, ArmStatus
 from kanaria.api.routing import route_match
 from kanaria.api.verdict import Verdict
 from kanaria.rollout.assess import assess
-from kanaria.rollout.clock import iso, seconds_since
+from kanaria.rollout.clock import iso, seconds_since, until_text
 from kanaria.rollout.cycle import FAST, Cycle, summary
 from kanaria.rollout.endings import finish_promotion, promote, rollback
 from kanaria.rollout.steps import advance, pace, show_pause, wait_for_canary_ready, warn_if_too_slow
@@ -75,7 +76,7 @@ def progress_ab_test(c: Cycle) -> None:
     latest = {r.metric: r for r in st.analysis}
     judged = [ab.primary_metric, *ab.guardrails]
     st.message = (f"A/B test, {said}: deciding on {pace(latest.get(ab.primary_metric), ab.primary_metric)} "
-                  f"({limit - elapsed:.0f}s left)")
+                  f"(until {until_text(c.now + timedelta(seconds=limit - elapsed))})")
     undecided = [latest[n] for n in judged if n in latest and latest[n].verdict == "inconclusive"]
     warn_if_too_slow(c, undecided, limit - elapsed, "the A/B test", then="the incumbent stays")
 

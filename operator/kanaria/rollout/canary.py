@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from kanaria.api.durations import parse_duration
 from kanaria.api.models import ArmStatus, CanaryStep
 from kanaria.api.observed import SRM_METRIC
 from kanaria.api.revision import revision_hash
 from kanaria.rollout.assess import Assessment
-from kanaria.rollout.clock import iso, seconds_since
+from kanaria.rollout.clock import iso, seconds_since, until_text
 from kanaria.rollout.cycle import FAST, Cycle, summary
 from kanaria.rollout.endings import judge, promote
 from kanaria.rollout.steps import (
@@ -111,10 +113,8 @@ def _pause_step(c: Cycle, step: CanaryStep, total: int) -> None:
     if elapsed >= hold:
         advance(c, total, f"paused {hold:.0f}s at {st.canary_weight}%")
     else:
-        st.message = (
-            f"step {st.current_step + 1}/{total}: holding {st.canary_weight}% for "
-            f"{hold - elapsed:.0f}s more"
-        )
+        end = c.now + timedelta(seconds=hold - elapsed)
+        st.message = f"step {st.current_step + 1}/{total}: holding {st.canary_weight}% until {until_text(end)}"
         c.requeue(hold - elapsed)
 
 

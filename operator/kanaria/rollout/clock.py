@@ -11,6 +11,13 @@ def iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def until_text(moment: datetime) -> str:
+    """An end time in a status message, to the second. Messages name when a wait ends, never
+    how long is left: a countdown would change the status on every cycle and be written each
+    time."""
+    return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def parse_iso(text: str | None) -> datetime | None:
     """A stored timestamp; None when absent or unreadable — status may be written by anyone, so
     this never raises (a time without a zone is taken as UTC)."""

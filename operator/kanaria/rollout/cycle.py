@@ -7,7 +7,6 @@ it; ``decide`` makes one per call and returns its decision. Nothing here reads a
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -104,7 +103,7 @@ class Cycle:
     def record(self, verdicts: Mapping[str, Verdict]) -> None:
         """Write this measurement's verdicts into status.analysis."""
         kinds = {m.name: m.kind for m in self.spec.analysis.metrics} if self.spec.analysis else {}
-        at = iso(self.now)
+        at = iso(self.obs.measured_at or self.now)
         self.st.analysis = [
             MetricResult(
                 metric=name,

@@ -15,7 +15,7 @@ from kanaria.api.models import ModelDeploymentSpec, ModelDeploymentStatus, Timel
 from kanaria.rollout.abtest import progress_ab_test
 from kanaria.rollout.actions import handle_action
 from kanaria.rollout.canary import progress_canary, start_canary
-from kanaria.rollout.clock import iso
+from kanaria.rollout.clock import iso, seconds_since
 from kanaria.rollout.conditions import conditions_for
 from kanaria.rollout.cycle import HISTORY_LIMIT, Cycle
 from kanaria.rollout.endings import end_canary, finish_watch
@@ -59,9 +59,22 @@ def decide(
     c.st.phase = phase_of(spec, c.st, obs, now)
     if c.st.phase in IDLE_PHASES:  # at rest: only what was asked for (the analysis interval is not)
         c.d.requeue_after = max(0.2, min(c.asked, IDLE_REQUEUE))
+    else:
+        _next_measurement(c)
     c.st.conditions = conditions_for(c.st, status.conditions, obs, now)
     _timeline(c)
     return c.d
+
+
+def _next_measurement(c: Cycle) -> None:
+    """Look again when the next measurement is due — an interval after the last one, not an
+    interval after this cycle (which would measure every interval plus a cycle's latency, and
+    with aligned timers every interval plus a grid slot). Sooner if any part asked for sooner."""
+    if c.spec.analysis is None or not c.st.last_analysis_at:
+        return
+    remaining = c.spec.interval_seconds() - seconds_since(c.st.last_analysis_at, c.now)
+    if remaining > 0:
+        c.d.requeue_after = max(0.2, min(c.asked, remaining))
 
 
 def _next_move(c: Cycle) -> None:

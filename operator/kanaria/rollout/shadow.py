@@ -4,8 +4,10 @@ serves no user before that: its weight stays 0 and its responses are discarded b
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from kanaria.api.durations import parse_duration
-from kanaria.rollout.clock import seconds_since
+from kanaria.rollout.clock import seconds_since, until_text
 from kanaria.rollout.cycle import FAST, Cycle, summary
 from kanaria.rollout.endings import judge, promote
 from kanaria.rollout.steps import (
@@ -67,5 +69,5 @@ def progress_shadow(c: Cycle) -> None:
     latest = {r.metric: r for r in st.analysis}
     waiting = [n for n in names if n not in latest or latest[n].verdict != "pass"]
     st.message = (f"shadow: judging mirrored traffic; waiting on "
-                  f"{', '.join(pace(latest.get(n), n) for n in waiting)} ({limit - elapsed:.0f}s left)")
+                  f"{', '.join(pace(latest.get(n), n) for n in waiting)} (until {until_text(c.now + timedelta(seconds=limit - elapsed))})")
     warn_if_too_slow(c, [latest[n] for n in waiting if n in latest], limit - elapsed, "the shadow")

@@ -3,8 +3,10 @@ pausing for a person when the evidence does not come, and the metrics a step jud
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from kanaria.api.models import CanaryStep, MetricResult, ModelDeploymentSpec
-from kanaria.rollout.clock import human_duration, iso, seconds_since
+from kanaria.rollout.clock import human_duration, iso, seconds_since, until_text
 from kanaria.rollout.cycle import FAST, Cycle
 from kanaria.rollout.endings import rollback
 
@@ -45,7 +47,7 @@ def wait_for_canary_ready(c: Cycle) -> None:
         return
     st.message = (
         f"waiting for canary revision {st.canary_revision}: {ready}/{c.spec.replicas} "
-        f"replicas ready ({waited:.0f}s of {deadline:.0f}s)"
+        f"replicas ready (deadline {until_text(c.now + timedelta(seconds=deadline - waited))})"
     )
     c.requeue(2.0)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Literal
 
 from kanaria.api.models import ModelDeploymentStatus
@@ -58,6 +59,9 @@ class Observations:
     weights: Mapping[str, int] | None = None
     """Weights read back from the router; None when they could not be read."""
     verdicts: Mapping[str, Verdict] | None = None
+    measured_at: datetime | None = None
+    """The instant the verdicts' queries were evaluated at (the batch's, on the timers' grid);
+    the cycle's own time when None."""
     """Verdicts measured this cycle for the plan ``analysis_plan`` returned; None if none."""
     action: UserAction | None = None
     mirror: tuple[str, int] | None = None

@@ -3,7 +3,7 @@ one is kept warm; a regression puts the prior revision back."""
 
 from __future__ import annotations
 
-from kanaria.rollout.clock import parse_iso
+from kanaria.rollout.clock import parse_iso, until_text
 from kanaria.rollout.cycle import Cycle
 from kanaria.rollout.endings import finish_watch, judge
 
@@ -26,5 +26,5 @@ def watch(c: Cycle) -> None:
         st.message = f"serving revision {stable} ({st.stable_version}); watch window passed"
         return
     left = (until - c.now).total_seconds()
-    st.message = f"watching {stable} for {left:.0f}s more with {prior} kept warm"
+    st.message = f"watching {stable} until {until_text(until)} with {prior} kept warm"
     c.requeue(left)

@@ -84,7 +84,16 @@ class LocalCluster(Running):
         node_pods: str = "110",
         start_timeout: float = 60.0,
         stop_timeout: float = 10.0,
+        service_cidr: str = SERVICE_CLUSTER_IP_RANGE,
+        client_qps: int | None = None,
+        apiserver_args: list[str] | None = None,
     ) -> None:
+        """``service_cidr`` bounds how many Services (one per revision) can exist; ``client_qps``
+        raises the controller-manager's and scheduler's client rate limits (burst twice it) and
+        their worker counts, so that pods of many revisions start at once (``make bench-scale``)."""
+        self._service_cidr = service_cidr
+        self._client_qps = client_qps
+        self._apiserver_args = list(apiserver_args or [])
         self._bin_dir = Path(bin_dir) if bin_dir is not None else None
         self._nodes = nodes
         self._node_resources = {"cpu": node_cpu, "memory": node_memory, "pods": node_pods}
@@ -228,9 +237,10 @@ class LocalCluster(Running):
                 f"--service-account-key-file={pki.sa_public_key}",
                 f"--service-account-signing-key-file={pki.sa_private_key}",
                 "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-                f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+                f"--service-cluster-ip-range={self._service_cidr}",
                 "--allow-privileged=true",
                 "--profiling=false",
+                *self._apiserver_args,
             ],
         )
         self._server = f"https://127.0.0.1:{api_port}"
@@ -251,6 +261,10 @@ class LocalCluster(Running):
             "--leader-elect=false",
             "--bind-address=127.0.0.1",
         ]
+        if self._client_qps:
+            common += [f"--kube-api-qps={self._client_qps}", f"--kube-api-burst={2 * self._client_qps}"]
+        kcm_workers = ["--concurrent-deployment-syncs=20", "--concurrent-replicaset-syncs=20",
+                       "--concurrent-service-endpoint-syncs=20"] if self._client_qps else []
         kcm = self._spawn(
             "kube-controller-manager",
             [
@@ -265,6 +279,7 @@ class LocalCluster(Running):
                 f"--cluster-signing-key-file={pki.ca_key}",
                 # kwok's heartbeat stage reports every 20-45 s; leave room before "NotReady".
                 "--node-monitor-grace-period=2m",
+                *kcm_workers,
             ],
         )
         scheduler = self._spawn(
