@@ -7,7 +7,6 @@ it; ``decide`` makes one per call and returns its decision. Nothing here reads a
 from __future__ import annotations
 
 import math
-
 from collections.abc import Mapping
 from datetime import datetime
 
