@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
-.PHONY: help deps system-deps venv cluster-bin crds check-crds test test-unit test-e2e \
+.PHONY: help deps system-deps venv cluster-bin helm-bin crds check-crds test test-unit test-e2e \
         test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback bench-scale kind-up cluster-up clean
 
 help:
@@ -20,6 +20,7 @@ help:
 	@echo "make lint        ruff and mypy"
 	@echo "make crds        regenerate crds/ from the API models"
 	@echo "make cluster-bin build the pinned control-plane binaries (cached)"
+	@echo "make helm-bin    build the pinned helm (cached), for the chart in charts/kanaria"
 	@echo "make cluster-up  a local control plane for development (Ctrl-C stops it)"
 	@echo "make bench-stats the statistics benchmark"
 	@echo "make bench-feedback the user-feedback (thumbs) benchmark"
@@ -42,11 +43,16 @@ venv: $(VENV)/.installed
 cluster-bin: system-deps
 	@bash hack/localcluster/build.sh >/dev/null
 
-deps: system-deps venv cluster-bin
+# helm for the chart's tests (charts/kanaria), built from the Go module proxy like the control plane.
+helm-bin: system-deps
+	@bash hack/localcluster/build-helm.sh >/dev/null
+
+deps: system-deps venv cluster-bin helm-bin
 
 crds: venv
 	@$(PY) -m kanaria.api.crd > crds/modeldeployment.yaml
 	@echo "wrote crds/modeldeployment.yaml"
+	@bash hack/sync-chart.sh
 
 test: deps
 	@$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)

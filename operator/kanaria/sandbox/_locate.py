@@ -56,6 +56,22 @@ def cluster_bin_dir() -> Path:
     return directory
 
 
+def helm_binary(*, build: bool) -> Path | None:
+    """The pinned helm (hack/localcluster/build-helm.sh): $KANARIA_HELM when set, else the
+    cached build, built first when `build` is true; None when it is not there (and `build` is
+    false). No helm from PATH: the chart's tests run the version the repository pins."""
+    env = os.environ.get("KANARIA_HELM")
+    if env:
+        return Path(env) if os.access(env, os.X_OK) else None
+    script = repo_root() / "hack" / "localcluster" / "build-helm.sh"
+    if build:
+        out = run(["bash", str(script)], timeout=3600).strip().splitlines()
+    else:
+        out = run(["bash", str(script), "--where"]).strip().splitlines()
+    path = Path(out[-1]) if out else None
+    return path if path is not None and os.access(path, os.X_OK) else None
+
+
 def _go_env() -> dict[str, str]:
     return {**os.environ, "GOTOOLCHAIN": "local", "GOFLAGS": "-mod=mod"}
 

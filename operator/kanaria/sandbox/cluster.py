@@ -432,6 +432,12 @@ class LocalCluster(Running):
         manifests = repo_root() / "manifests" / "base"
         self.apply_yaml(manifests / "namespace.yaml")
         self.apply_yaml(manifests / "rbac.yaml")
+        return self.service_account_kubeconfig(namespace, service_account)
+
+    def service_account_kubeconfig(self, namespace: str, service_account: str) -> Path:
+        """A kubeconfig holding a 24 h TokenRequest token of an existing (or soon existing)
+        ServiceAccount, whatever installed it (manifests/, the Helm chart): whoever uses it
+        has exactly the rights RBAC gives that ServiceAccount."""
         api = self._raw_api()
         sa_path = f"/api/v1/namespaces/{namespace}/serviceaccounts/{service_account}"
         wait_until(
