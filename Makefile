@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
-.PHONY: help deps system-deps venv cluster-bin helm-bin crds check-crds test test-unit test-e2e \
+.PHONY: help deps system-deps venv cluster-bin helm-bin kindcheck-bin crds check-crds test test-unit test-e2e \
         test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback bench-scale kind-up cluster-up clean
 
 help:
@@ -21,6 +21,7 @@ help:
 	@echo "make crds        regenerate crds/ from the API models"
 	@echo "make cluster-bin build the pinned control-plane binaries (cached)"
 	@echo "make helm-bin    build the pinned helm (cached), for the chart in charts/kanaria"
+	@echo "make kindcheck-bin build the checker of kind-config.yaml against the pinned kind (cached)"
 	@echo "make cluster-up  a local control plane for development (Ctrl-C stops it)"
 	@echo "make bench-stats the statistics benchmark"
 	@echo "make bench-feedback the user-feedback (thumbs) benchmark"
@@ -47,7 +48,12 @@ cluster-bin: system-deps
 helm-bin: system-deps
 	@bash hack/localcluster/build-helm.sh >/dev/null
 
-deps: system-deps venv cluster-bin helm-bin
+# kindcheck: kind-config.yaml checked with the pinned kind's own config loading and validation
+# (tests/unit/test_kind_config.py); kind's module is fetched from the Go module proxy.
+kindcheck-bin: system-deps
+	@bash hack/localcluster/build-kindcheck.sh >/dev/null
+
+deps: system-deps venv cluster-bin helm-bin kindcheck-bin
 
 crds: venv
 	@$(PY) -m kanaria.api.crd > crds/modeldeployment.yaml
