@@ -119,7 +119,7 @@ class LimitedApiClient(client.ApiClient):
     The API server's priority and fairness answers 429 with Retry-After when its share is
     spent; such a cycle fails and backs off like any other failure."""
 
-    def __init__(self, configuration: client.Configuration | None = None, qps: float = 50.0, burst: int = 100) -> None:
+    def __init__(self, configuration: client.Configuration | None = None, qps: float = 200.0, burst: int = 400) -> None:
         super().__init__(configuration)
         self.qps, self.burst = qps, burst
         self.requests = 0
@@ -150,8 +150,8 @@ class LimitedApiClient(client.ApiClient):
 
 def load_api_client() -> client.ApiClient:
     """In-cluster credentials when running in a pod, else the kubeconfig (KUBECONFIG); rate
-    limited by KANARIA_API_QPS and KANARIA_API_BURST (50 and 100 by default; 0 turns it off)."""
-    qps, burst = float(os.environ.get("KANARIA_API_QPS", "50")), int(os.environ.get("KANARIA_API_BURST", "100"))
+    limited by KANARIA_API_QPS and KANARIA_API_BURST (200 and 400 by default; 0 turns it off)."""
+    qps, burst = float(os.environ.get("KANARIA_API_QPS", "200")), int(os.environ.get("KANARIA_API_BURST", "400"))
     if os.environ.get("KUBERNETES_SERVICE_HOST"):
         config.load_incluster_config()  # type: ignore[no-untyped-call]
         return LimitedApiClient(qps=qps, burst=burst)
