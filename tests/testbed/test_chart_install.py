@@ -59,6 +59,25 @@ class Helm:
 
 
 @pytest.fixture(scope="module")
+def cluster() -> Iterator[LocalCluster]:
+    """A control plane of this module's own: the chart installs the CRD with helm's server-side
+    apply, which conflicts with the copy other tests apply to the shared test bed (another field
+    manager owns its fields) — as it would on any cluster where the CRD came from elsewhere."""
+    with LocalCluster() as local:
+        local.install_gateway_api_crds()
+        yield local
+
+
+@pytest.fixture(scope="module")
+def k8s(cluster: LocalCluster) -> Iterator[client.ApiClient]:
+    from kubernetes import config
+
+    api = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    yield api
+    api.close()
+
+
+@pytest.fixture(scope="module")
 def helm(cluster: LocalCluster, tmp_path_factory: pytest.TempPathFactory) -> Helm:
     binary = helm_binary(build=True)  # builds the pinned helm when it is missing, as make deps does
     assert binary is not None, "hack/localcluster/build-helm.sh did not produce helm"

@@ -26,6 +26,7 @@ from kanaria.controller.batch import (
     on_grid,
     split_results,
 )
+from kanaria.controller.reconcile import measurement_instant
 from kanaria.controller.state import PriorityPool, Shard
 
 PART = re.compile(r'label_replace\((\w+), "kanaria_batch", "(\d+)", "", ""\)')
@@ -169,15 +170,19 @@ def test_timed_wakeups_fall_on_the_grid_and_short_ones_are_left_alone() -> None:
     assert 1000.3 + align(9.7 + 1e-9, 5.0, 1000.3) == pytest.approx(1010.0)
 
 
-def test_a_batch_just_after_a_grid_point_is_evaluated_at_that_point() -> None:
+def test_a_measurement_just_after_a_grid_point_is_made_at_that_point() -> None:
+    assert measurement_instant(1010.4, 10.0, 5.0) == 1010.0
+    assert measurement_instant(1011.2, 10.0, 5.0) == 1011.2  # more than a second late
+    # An interval shorter than a slot is never moved back: at 1 s, a measurement at 1011.0 must
+    # not be recorded at 1010.0 again (it would be due again at once).
+    assert measurement_instant(1011.0, 1.0, 5.0) == 1011.0
+    assert measurement_instant(1010.4, 10.0, 0.0) == 1010.4  # not batched: no grid
+
+
+def test_on_grid_moves_back_at_most_a_fifth_of_a_slot() -> None:
     assert on_grid(1010.4, 5.0) == 1010.0
     assert on_grid(1011.2, 5.0) == 1011.2  # more than a second late: its own instant
     assert on_grid(1010.4, 0.0) == 1010.4
-    provider = Recording()
-    seen: list[float] = []
-    batcher = Batcher(lambda _a, _t: provider, clock=lambda: 1010.3, grid=5.0)
-    _run(batcher, [lambda _p, at: seen.append(at)])
-    assert seen == [1010.0]
 
 
 def test_the_pool_runs_woken_cycles_before_queued_routine_ones() -> None:

@@ -194,6 +194,8 @@ def test_indefinite_pause_waits_for_promote() -> None:
     st = canary_status(step=1, weight=20)
     d = decide(spec, st, obs(workloads=ready("r1", "r2")), T0 + timedelta(hours=5))
     assert d.status.phase == "Paused" and d.status.current_step == 1
+    # Paused with a canary is not at rest: it is measured every interval (10 s), not hourly.
+    assert d.requeue_after <= 10.0
     act = UserAction.parse("promote@1")
     d = decide(spec, st, obs(workloads=ready("r1", "r2"), action=act), T0 + timedelta(hours=5))
     assert d.status.current_step == 2 and d.status.last_action == "promote@1"

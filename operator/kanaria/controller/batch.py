@@ -126,10 +126,6 @@ class Batcher:
     window: float = 0.05
     """How long a batch waits for more measurements after the first arrives."""
     clock: Callable[[], float] = time.time
-    grid: float = 0.0
-    """The timers' grid (see :func:`align`): a batch that starts within a fifth of a slot (at
-    most a second) after a grid point is evaluated at that point, so that a measurement made in
-    the slot of t is next due exactly on the slot of t + interval, not one slot later."""
     stats: BatchStats = field(default_factory=BatchStats)
     _queue: list[_Pending] = field(default_factory=list)
     _cv: threading.Condition = field(default_factory=threading.Condition)
@@ -180,7 +176,7 @@ class Batcher:
                         p.done.set_exception(RuntimeError("analysis batch failed"))
 
     def run_batch(self, batch: list[_Pending]) -> None:
-        at = on_grid(self.clock(), self.grid)
+        at = self.clock()
         self.stats.batches += 1
         self.stats.measurements += len(batch)
 

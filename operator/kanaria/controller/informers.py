@@ -399,5 +399,6 @@ class Informers:
         conditions = (crd.get("status") or {}).get("conditions") or []
         return any(c.get("type") == "Established" and c.get("status") == "True" for c in conditions)
 
-    def requests(self) -> int:
-        return sum(c.requests for caches in self._caches.values() for c in caches)
+    def requests(self, kind: str | None = None) -> int:
+        """List and watch requests made so far (of one kind, or of all)."""
+        return sum(c.requests for k, caches in self._caches.items() if kind in (None, k) for c in caches)

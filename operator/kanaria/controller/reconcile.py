@@ -29,6 +29,7 @@ from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, Mode
 from kanaria.api.observed import AnalysisPlan, ServingReading
 from kanaria.api.revision import revision_hash, revision_name
 from kanaria.api.verdict import Verdict
+from kanaria.controller.batch import on_grid
 from kanaria.controller.events import post_event
 from kanaria.controller.safejson import TOO_DEEP_KEY
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
@@ -65,6 +66,8 @@ class ReconcileContext:
     volatile: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     """(namespace, name) -> (resourceVersion, monitoring.lastAt) of checks not written (see
     ``_quiet_check``)."""
+    grid: float = 0.0
+    """The timers' grid (see controller.batch.align); 0 when measurements are not batched."""
     _providers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def provider(self, address: str, timeout: float) -> MetricProvider:
@@ -187,11 +190,20 @@ def prepare(ctx: ReconcileContext, namespace: str, name: str) -> Prepared | floa
                     plan, Target(name, namespace, spec.model.name))
 
 
+def measurement_instant(at: float, interval: float, grid: float) -> float:
+    """When a measurement due at ``at`` is evaluated and recorded: on the grid point just before
+    it for intervals of a grid slot or more (see measure_now); shorter intervals as they come."""
+    return on_grid(at, grid) if grid > 0 and interval >= grid else at
+
+
 def measure_now(ctx: ReconcileContext, step: Prepared, providers: Callable[[str, float], MetricProvider],
                 at: float) -> Prepared:
     """Take the cycle's measurements with ``providers`` (address, timeout → provider), every
-    query evaluated at ``at``."""
+    query evaluated at ``at`` — or at the grid point just before it, when the interval is at least
+    a grid slot and the point at most a fifth of a slot (a second) earlier: a measurement made and
+    recorded on the grid is next due exactly on the grid, not one slot later (controller.batch)."""
     spec, plan = step.spec, step.plan
+    at = measurement_instant(at, spec.interval_seconds(), ctx.grid)
     step.verdicts = _measure(ctx, spec, plan, step.target, at, step.obj, providers)
     step.measured_at = datetime.fromtimestamp(at, UTC)
     step.serving = _check_serving(spec, step.status, step.now, at, providers) if plan is None else None

@@ -324,8 +324,8 @@ def build_state() -> OperatorState:
         log.info("watch caches synced in %.1fs", time.monotonic() - started)
         context.cache = state.informers = informers
     if os.environ.get("KANARIA_BATCH_ANALYSIS", "true").lower() != "false":
-        state.batcher = Batcher(context.provider, window=float(os.environ.get("KANARIA_BATCH_WINDOW_SECONDS", "0.05")),
-                                grid=state.grid)
+        state.batcher = Batcher(context.provider, window=float(os.environ.get("KANARIA_BATCH_WINDOW_SECONDS", "0.05")))
+        context.grid = state.grid
         state.batcher.start()
     metrics.attach(state)
     return state

@@ -57,9 +57,10 @@ def decide(
         _next_move(c)
     retention(c)
     c.st.phase = phase_of(spec, c.st, obs, now)
-    if c.st.phase in IDLE_PHASES:  # at rest: only what was asked for (the analysis interval is not)
+    if c.st.phase in IDLE_PHASES and c.st.canary_revision is None:
+        # At rest: only what was asked for (the analysis interval is not).
         c.d.requeue_after = max(0.2, min(c.asked, IDLE_REQUEUE))
-    else:
+    else:  # a rollout, paused or not: the canary is measured every interval
         _next_measurement(c)
     c.st.conditions = conditions_for(c.st, status.conditions, obs, now)
     _timeline(c)
