@@ -65,3 +65,25 @@ def test_kopfs_event_puts_the_new_version_in_the_cache_before_waking() -> None:
     puts, woken = asyncio.run(run("DELETED"))
     assert puts == [], "a deleted object is not put back into the cache"
     assert woken
+
+
+def test_a_cycle_the_api_refused_is_logged_in_one_line_without_a_traceback(
+    caplog: Any,
+) -> None:
+    """A 403 for a namespace being deleted (or any API answer) says what the API server said;
+    a traceback is for the operator's own errors only."""
+    from kubernetes.client.exceptions import ApiException
+
+    state = _state()
+    state.metrics.on_reconcile_error = lambda *_: None  # type: ignore[method-assign]
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = ('{"kind":"Status","message":"httproutes \\"ha\\" is forbidden: unable to create new content '
+                    'in namespace t-1 because it is being terminated","reason":"Forbidden","code":403}')
+    with caplog.at_level("WARNING", logger="kanaria.state"):
+        delay = state.failed("t-1", "ha", refused)
+        state.failed("t-1", "other", RuntimeError("a bug"))
+    assert delay == 1.0
+    first, second = caplog.records
+    assert "the API answered 403: httproutes \"ha\" is forbidden" in first.getMessage()
+    assert "being terminated" in first.getMessage() and first.exc_info is None
+    assert second.exc_info is not None, "the operator's own error keeps its traceback"

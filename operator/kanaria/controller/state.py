@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import heapq
 import itertools
+import json
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
 
 from kanaria.controller.batch import Batcher
 from kanaria.controller.informers import Informers
@@ -111,6 +113,18 @@ class Shard:
             return True
         digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()
         return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
+def api_message(exc: ApiException) -> str:
+    """The message of the API server's Status in an error answer (its reason when there is none),
+    at most 300 characters."""
+    message = ""
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+        message = str(body.get("message") or "") if isinstance(body, dict) else ""
+    except (TypeError, ValueError):
+        message = ""
+    return (message or str(exc.reason or ""))[:300]
 
 
 class LimitedApiClient(client.ApiClient):
@@ -257,6 +271,10 @@ class OperatorState:
             self._failures[(namespace, name)] = n
         delay = min(60.0, 2.0 ** (n - 1))
         self.metrics.on_reconcile_error(namespace, name)
+        if isinstance(exc, ApiException):  # the API server said why: that line, no traceback
+            log.warning("reconcile %s/%s failed (%d in a row, next try in %.0fs): the API answered %s: %s",
+                        namespace, name, n, delay, exc.status, api_message(exc))
+            return delay
         log.warning("reconcile %s/%s failed (%d in a row, next try in %.0fs): %s: %s",
                     namespace, name, n, delay, type(exc).__name__, exc, exc_info=n == 1)
         return delay
