@@ -70,20 +70,50 @@ def test_kopfs_event_puts_the_new_version_in_the_cache_before_waking() -> None:
 def test_a_cycle_the_api_refused_is_logged_in_one_line_without_a_traceback(
     caplog: Any,
 ) -> None:
-    """A 403 for a namespace being deleted (or any API answer) says what the API server said;
-    a traceback is for the operator's own errors only."""
+    """A 403 (or any API answer) says what the API server said; a traceback is for the operator's
+    own errors only."""
     from kubernetes.client.exceptions import ApiException
 
     state = _state()
-    state.metrics.on_reconcile_error = lambda *_: None  # type: ignore[method-assign]
+    errors: list[tuple[str, str]] = []
+    state.metrics.on_reconcile_error = lambda ns, name: errors.append((ns, name))  # type: ignore[method-assign]
     refused = ApiException(status=403, reason="Forbidden")
-    refused.body = ('{"kind":"Status","message":"httproutes \\"ha\\" is forbidden: unable to create new content '
-                    'in namespace t-1 because it is being terminated","reason":"Forbidden","code":403}')
+    refused.body = ('{"kind":"Status","message":"httproutes.gateway.networking.k8s.io \\"ha\\" is forbidden: '
+                    'User \\"system:serviceaccount:kanaria:kanaria\\" cannot create resource","reason":"Forbidden",'
+                    '"code":403}')
     with caplog.at_level("WARNING", logger="kanaria.state"):
         delay = state.failed("t-1", "ha", refused)
         state.failed("t-1", "other", RuntimeError("a bug"))
     assert delay == 1.0
     first, second = caplog.records
-    assert "the API answered 403: httproutes \"ha\" is forbidden" in first.getMessage()
-    assert "being terminated" in first.getMessage() and first.exc_info is None
+    assert "the API answered 403: httproutes.gateway.networking.k8s.io \"ha\" is forbidden" in first.getMessage()
+    assert "cannot create resource" in first.getMessage() and first.exc_info is None
     assert second.exc_info is not None, "the operator's own error keeps its traceback"
+    assert errors == [("t-1", "ha"), ("t-1", "other")]
+
+
+def test_a_write_into_a_namespace_being_deleted_waits_without_counting_as_a_failure(caplog: Any) -> None:
+    """The object goes with its namespace: the cycle backs off and says so at INFO, no warning,
+    no reconcile-error metric."""
+    from kubernetes.client.exceptions import ApiException
+
+    state = _state()
+    errors: list[tuple[str, str]] = []
+    state.metrics.on_reconcile_error = lambda ns, name: errors.append((ns, name))  # type: ignore[method-assign]
+    refused = ApiException(status=403, reason="Forbidden")
+    refused.body = ('{"kind":"Status","message":"deployments.apps \\"ha-1\\" is forbidden: unable to create new '
+                    'content in namespace t-1 because it is being terminated","reason":"Forbidden",'
+                    '"details":{"name":"ha-1","kind":"deployments","causes":[{"reason":"NamespaceTerminating",'
+                    '"message":"namespace t-1 is being terminated","field":"metadata.namespace"}]},"code":403}')
+    with caplog.at_level("INFO", logger="kanaria.state"):
+        first = state.failed("t-1", "ha", refused)
+        second = state.failed("t-1", "ha", refused)
+    assert (first, second) == (1.0, 2.0), "it still backs off"
+    assert [r.levelname for r in caplog.records] == ["INFO", "INFO"]
+    assert all("namespace is being deleted" in r.getMessage() and "failed" not in r.getMessage()
+               for r in caplog.records)
+    assert errors == []
+    from kanaria.controller.state import namespace_terminating
+    plain = ApiException(status=403, reason="Forbidden")
+    plain.body = '{"kind":"Status","message":"forbidden","reason":"Forbidden","code":403}'
+    assert not namespace_terminating(plain) and not namespace_terminating(RuntimeError("x"))

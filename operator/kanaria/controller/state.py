@@ -127,6 +127,23 @@ def api_message(exc: ApiException) -> str:
     return (message or str(exc.reason or ""))[:300]
 
 
+def namespace_terminating(exc: Exception) -> bool:
+    """Whether the API server refused a write because the object's namespace is being deleted
+    (403 with a NamespaceTerminating cause)."""
+    if not isinstance(exc, ApiException) or exc.status != 403:
+        return False
+    try:
+        body = json.loads(exc.body) if exc.body else {}
+    except (TypeError, ValueError):
+        return False
+    details = body.get("details") if isinstance(body, dict) else None
+    causes = details.get("causes") if isinstance(details, dict) else None
+    if isinstance(causes, list) and any(isinstance(c, dict) and c.get("reason") == "NamespaceTerminating"
+                                        for c in causes):
+        return True
+    return "because it is being terminated" in api_message(exc)
+
+
 class LimitedApiClient(client.ApiClient):
     """The Kubernetes client with a client-side rate limit (a token bucket: ``qps`` per second,
     bursts of ``burst``), as controller-runtime's clients have, and a count of the requests made.
@@ -270,6 +287,10 @@ class OperatorState:
             n = self._failures.get((namespace, name), 0) + 1
             self._failures[(namespace, name)] = n
         delay = min(60.0, 2.0 ** (n - 1))
+        if namespace_terminating(exc):  # the object goes with its namespace: nothing is wrong
+            log.info("reconcile %s/%s waits: its namespace is being deleted (next look in %.0fs)",
+                     namespace, name, delay)
+            return delay
         self.metrics.on_reconcile_error(namespace, name)
         if isinstance(exc, ApiException):  # the API server said why: that line, no traceback
             log.warning("reconcile %s/%s failed (%d in a row, next try in %.0fs): the API answered %s: %s",
