@@ -370,3 +370,63 @@ def test_a_check_of_the_serving_revision_that_finds_nothing_new_is_not_written(
     cycle.run()
     assert len(cycle.api.status_writes) == 1
     assert cycle.api.status_writes[0]["monitoring"]["lastAt"] == "2026-01-02T03:14:05.000Z"
+
+
+def test_a_canary_that_keeps_passing_is_written_once_a_minute_not_every_measurement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Through a long pause, a measurement whose every verdict passes again changes only numbers
+    and times: it is kept in memory (the next is due an interval after it, not after the written
+    one), written once the written measurement is QUIET_MEASUREMENTS_FOR old, and at once when a
+    verdict changes."""
+    from datetime import timedelta
+
+    spec = copy.deepcopy(SPEC)
+    spec["strategy"] = {"canary": {"steps": [{"setWeight": 20}, {"pause": {"duration": "10m"}}, {"setWeight": 100}]}}
+    spec["analysis"] = {"prometheus": {"address": "http://prom:9090"}, "interval": "10s",
+                        "metrics": [{"name": "quality", "kind": "custom", "query": "q{revision=\"{{revision}}\"}", "condition": ">= 0.9"}]}
+    rev = revision_hash(ModelDeploymentSpec.model_validate(spec))
+    status = {"phase": "Progressing", "stableRevision": "r1", "stableVersion": "v1", "observedGeneration": 1,
+              "canaryRevision": rev, "canaryVersion": "v2", "canaryWeight": 20, "currentStep": 1,
+              "stepStartedAt": "2026-01-02T03:04:00.000Z", "rolloutStartedAt": "2026-01-02T03:03:00.000Z",
+              "lastAnalysisAt": "2026-01-02T03:03:55.000Z",
+              "analysis": [{"metric": "quality", "kind": "custom", "verdict": "pass", "value": 0.97,
+                            "at": "2026-01-02T03:03:55.000Z"}]}
+    cycle = Cycle(monkeypatch, spec, status)
+    cycle.router.weights = {"r1": 80, rev: 20}
+    cycle.workloads.states = {"r1": WorkloadState(replicas=2, ready=2), rev: WorkloadState(replicas=2, ready=2)}
+    clock = {"now": NOW}
+    cycle.context.clock = lambda: clock["now"]
+    quality = {"value": 0.97}
+
+    class Fixed:
+        def query(self, promql: str, at: float | None = None) -> QueryResult:
+            return QueryResult(promql, (Sample({}, quality["value"]),))
+
+        def online(self) -> str | None:
+            return None
+
+    cycle.context.providers[("http://prom:9090", 10.0)] = Fixed()
+    cycle.run()  # the first cycle also fills in what the read status lacked (conditions): written
+    assert [w["lastAnalysisAt"] for w in cycle.api.status_writes] == ["2026-01-02T03:04:05.000Z"]
+    cycle.api.status_writes.clear()
+    clock["now"] = NOW + timedelta(seconds=10)  # measured, passes again: not written
+    cycle.run()
+    assert cycle.api.status_writes == []
+    clock["now"] = NOW + timedelta(seconds=15)
+    assert cycle.run() == pytest.approx(5.0, abs=0.5), "due an interval after the kept measurement"
+    quality["value"] = 0.95
+    for second in (20, 30, 40, 50):
+        clock["now"] = NOW + timedelta(seconds=second)
+        cycle.run()
+    assert cycle.api.status_writes == [], "numbers changed, verdicts did not"
+    clock["now"] = NOW + timedelta(seconds=60)  # the written measurement is a minute old
+    cycle.run()
+    assert [w["lastAnalysisAt"] for w in cycle.api.status_writes] == ["2026-01-02T03:05:05.000Z"]
+    assert cycle.api.status_writes[0]["analysis"][0]["value"] == pytest.approx(0.95)
+    assert cycle.api.status_writes[0]["currentStep"] == 1
+    quality["value"] = 0.5  # a failing verdict is written at once
+    clock["now"] = NOW + timedelta(seconds=70)
+    cycle.run()
+    assert len(cycle.api.status_writes) == 2
+    assert cycle.api.status_writes[1]["analysis"][0]["verdict"] == "fail"

@@ -25,7 +25,14 @@ from kanaria.analysis.measure import LLMContext, Target, measure
 from kanaria.analysis.provider import MetricProvider, provider_for
 from kanaria.analysis.serving import read_serving
 from kanaria.api.durations import parse_duration
-from kanaria.api.models import GROUP, PLURAL, VERSION, ModelDeploymentSpec, ModelDeploymentStatus
+from kanaria.api.models import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    MetricResult,
+    ModelDeploymentSpec,
+    ModelDeploymentStatus,
+)
 from kanaria.api.observed import AnalysisPlan, ServingReading
 from kanaria.api.revision import revision_hash, revision_name
 from kanaria.api.verdict import Verdict
@@ -66,6 +73,9 @@ class ReconcileContext:
     volatile: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     """(namespace, name) -> (resourceVersion, monitoring.lastAt) of checks not written (see
     ``_quiet_check``)."""
+    unwritten: dict[tuple[str, str], tuple[str | None, ModelDeploymentStatus]] = field(default_factory=dict)
+    """(namespace, name) -> (status.lastAnalysisAt as written, the status of measurements since)
+    for measurements that changed no verdict and were not written (see ``_quiet_measurement``)."""
     grid: float = 0.0
     """The timers' grid (see controller.batch.align); 0 when measurements are not batched."""
     _providers_lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
@@ -164,6 +174,13 @@ def prepare(ctx: ReconcileContext, namespace: str, name: str) -> Prepared | floa
     if kept is not None and kept[0] == meta.get("resourceVersion") and status.monitoring is not None:
         status.monitoring.last_at = kept[1]  # a quiet check this process did not write
         ctx.volatile[(namespace, name)] = kept
+    quiet = ctx.unwritten.pop((namespace, name), None)
+    if quiet is not None and quiet[0] == status.last_analysis_at and status.canary_revision is not None \
+            and status.canary_revision == quiet[1].canary_revision:
+        # measurements this process made and did not write: the next is due after the latest
+        status.last_analysis_at, status.analysis = quiet[1].last_analysis_at, quiet[1].analysis
+        status.message, status.conditions = quiet[1].message, quiet[1].conditions
+        ctx.unwritten[(namespace, name)] = quiet
     now = ctx.clock()
     if TOO_DEEP_KEY in obj:  # cut when it was read (see safejson): never act on what is left
         _write_invalid(ctx, obj, status, str(obj[TOO_DEEP_KEY]), now)
@@ -247,6 +264,8 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
     version = meta.get("resourceVersion")
     if _quiet_check(ctx, obj, step.status, decision.status, now):
         pass  # nothing but the time of a check that found nothing new: not written
+    elif _quiet_measurement(ctx, obj, step.status, decision.status, now):
+        pass  # a measurement that changed no verdict: written at most every QUIET_MEASUREMENTS_FOR
     elif not _write_status(ctx, obj, status, decision.status):
         return 1.0
     moved = meta.get("resourceVersion") != version
@@ -298,6 +317,48 @@ def _quiet_check(
             _status_dump(after.model_copy(update={"monitoring": new.model_copy(update={"last_at": None})})):
         return False
     ctx.volatile[key] = (str(meta.get("resourceVersion")), new.last_at)
+    return True
+
+
+QUIET_MEASUREMENTS_FOR = 60.0
+"""A measurement of a canary that changed no verdict, failed nothing and could query everything
+(nothing changed but the numbers, the time and the message) is written at most this often (seconds): a canary that keeps passing through a long
+pause costs one status write a minute, not one per interval."""
+
+
+def _measurement_free(status: ModelDeploymentStatus) -> dict[str, Any]:
+    """The status without what every measurement changes: its time, its numbers, the message
+    and the conditions' messages; each metric's verdict stays."""
+    return _status_dump(status.model_copy(update={
+        "last_analysis_at": None,
+        "message": "",
+        "analysis": [MetricResult(metric=r.metric, kind=r.kind, verdict=r.verdict) for r in status.analysis],
+        "conditions": [c.model_copy(update={"message": ""}) for c in status.conditions],
+    }))
+
+
+def _quiet_measurement(
+    ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus,
+    now: datetime,
+) -> bool:
+    """Whether this cycle only measured a canary again with the same verdicts, less than
+    QUIET_MEASUREMENTS_FOR after the measurement last written: then its status is kept in memory
+    (``ctx.unwritten``), the next cycle reads it from there, and nothing is written. A verdict,
+    a step, a streak or a phase that changes is written at once; after a restart the next
+    measurement is simply made sooner."""
+    meta = obj["metadata"]
+    key = (meta["namespace"], meta["name"])
+    written = ((obj.get("status") or {}).get("lastAnalysisAt"))
+    stored = parse_time(written)
+    if (stored is None or after.last_analysis_at is None or after.last_analysis_at == before.last_analysis_at
+            or after.canary_revision is None or not after.analysis
+            or any(r.verdict == "fail" or r.error for r in after.analysis)):
+        return False  # a failing or blind measurement is written each time
+    if (now - stored).total_seconds() >= QUIET_MEASUREMENTS_FOR:
+        return False
+    if _measurement_free(before) != _measurement_free(after):
+        return False
+    ctx.unwritten[key] = (str(written), after)
     return True
 
 
