@@ -38,6 +38,12 @@ class Rollouts:
 
     def __init__(self, stack: LocalStack, uris: dict[str, str], load: LoadGenerator) -> None:
         self.stack, self.uris, self.load = stack, uris, load
+        self.lost = 0
+        """Requests of the last roll() that no revision answered (the proxy's 5xx, no answer)."""
+
+    def lost_so_far(self) -> int:
+        stats = self.load.stats()
+        return stats.errors_by_revision.get("<none>", 0) + stats.failed
 
     def body(self, version: str, *, env: dict[str, str] | None = None, window: str = "0s",
              metrics: list[dict[str, Any]] | None = None, **analysis: Any) -> dict[str, Any]:
@@ -60,6 +66,7 @@ class Rollouts:
                 **{f"lb:{srv}": (lambda srv=srv: proxy.loadbalanced_counts().get(srv, 0)) for srv in servers},
                 **{f"hw:{srv}": (lambda srv=srv: proxy.weights().get(srv, -1)) for srv in servers},
             }
+            lost_before = self.lost_so_far()
             self.stack.apply(body)
             try:
                 final = wait_status(lambda: self.stack.get(NAME), lambda s: _settled(s, rev, until),
@@ -71,6 +78,7 @@ class Rollouts:
             weight = 0 if until == "rolledBack" else 100
             wait_for(lambda: (timeline.snapshot()[-1].route or {}).get(rev, 0) == weight, 20,
                      message=f"route {weight}% recorded")
+            self.lost = self.lost_so_far() - lost_before
         timeline.dump(artifacts / "timeline.json")
         (artifacts / "status.json").write_text(json.dumps(final, indent=1))
         return final, timeline
@@ -102,6 +110,8 @@ def rollouts(cluster: LocalCluster, operator_kubeconfig: Path, tmp_path_factory:
                                                  feedback_delay_s=1.5, seed=11))
         stack.apply(r.body("v1"))
         wait_status(lambda: stack.get(NAME), lambda s: s.get("phase") == "Stable", timeout=120, what="v1")
+        # Clients come once the proxy carries the route, as its status says.
+        wait_for(lambda: stack.route_programmed(NAME), 60, message="the proxy carries the route")
         r.load.start()
         yield r
         r.load.stop()
@@ -133,6 +143,7 @@ def test_good_revision_is_promoted_and_traffic_really_moves(rollouts: Rollouts, 
         share = _share(timeline, rev, stable, weight)
         assert share is not None and abs(share - weight / 100) < 0.08, (weight, share)
     assert final["history"][-1]["outcome"] == "promoted"
+    assert rollouts.lost == 0, f"{rollouts.lost} requests lost while weights moved: {rollouts.load.stats().failures[-5:]}"
     passed = [t["message"] for t in final["timeline"] if t["reason"] == "StepAdvanced" and "analysis passed" in t["message"]]
     assert len(passed) >= 2 and all("accuracy pass" in m and "latency pass" in m for m in passed[-2:])
     # The observed split was checked against the weights (sample-ratio) from the requests each
@@ -177,6 +188,7 @@ def test_accuracy_regression_from_delayed_labels_rolls_back_after_enough_labels(
     assert accuracy["verdict"] == "fail" and accuracy["samples"] >= 250  # waited for labels
     early = [a for p in timeline.snapshot() for a in p.analysis if a["metric"] == "accuracy" and a["samples"] < 250]
     assert all(a["verdict"] == "inconclusive" for a in early)
+    assert rollouts.lost == 0, f"{rollouts.lost} requests lost in the rollback: {rollouts.load.stats().failures[-5:]}"
 
 
 def test_input_drift_on_the_canary_is_detected(rollouts: Rollouts, artifacts: Path) -> None:
@@ -223,6 +235,8 @@ def test_regression_after_promotion_reverts_to_the_prior_revision(rollouts: Roll
     body = rollouts.body("v2-watched", window="60s")
     rev = revision_of(body)
     status, _ = rollouts.roll(body, artifacts, until="watching")
+    assert rollouts.lost == 0, f"{rollouts.lost} requests lost in the promotion: {rollouts.load.stats().failures[-5:]}"
+    lost_before = rollouts.lost_so_far()
     assert status["priorRevision"] == prior
     assert stack.kubelet is not None
     url = stack.kubelet.url_of(rev)
@@ -238,3 +252,8 @@ def test_regression_after_promotion_reverts_to_the_prior_revision(rollouts: Roll
                         what="revert inside the watch window")
     assert final["stableRevision"] == prior and final["history"][-1]["outcome"] == "reverted"
     assert "latency fail" in final["history"][-1]["reason"]
+    # Every request of the revert answered by a revision: the route moved back before anything
+    # was scaled down.
+    wait_for(lambda: rollouts.stack.route_programmed(NAME), 30, message="the proxy carries the reverted route")
+    lost = rollouts.lost_so_far() - lost_before
+    assert lost == 0, f"{lost} requests lost in the revert: {rollouts.load.stats().failures[-5:]}"

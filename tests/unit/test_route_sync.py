@@ -99,3 +99,49 @@ def test_the_sandbox_has_one_route_sync_loop_and_one_free_port() -> None:
     assert defined["free_port"] == ["_proc.py"]
     loops = sorted(name for name in defined if name.startswith("HTTPRoute") and name.endswith("Sync"))
     assert loops == ["HTTPRouteSync"]
+
+
+class _StatusWrites:
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+
+    def patch_namespaced_custom_object_status(self, *args: Any) -> dict[str, Any]:
+        assert args[:5] == ("gateway.networking.k8s.io", "v1", "models", "httproutes", "m")
+        self.bodies.append(args[5])
+        return args[5]
+
+
+def test_a_sync_with_a_controller_name_reports_what_it_applied_in_the_routes_status_once() -> None:
+    """Like a gateway controller: Accepted and ResolvedRefs for the generation every follower
+    applied, one entry per parentRef, other controllers' entries kept; a route whose status
+    already says so is not written again (its own watch event must not loop); a version a
+    follower failed on is not reported."""
+    api = _StatusWrites()
+    failing = _Recorder(failures=1)
+    sync = HTTPRouteSync("m", "models", [failing], api=api, controller="kanaria.io/sandbox-gateway")
+    route = _route(20)
+    route["metadata"]["generation"] = 3
+    route["spec"]["parentRefs"] = [{"name": "gw"}, {"name": "gw", "sectionName": "http"}]
+    other = {"parentRef": {"name": "gw"}, "controllerName": "example.com/other", "conditions": []}
+    route["status"] = {"parents": [other]}
+    assert not sync.apply(route) and api.bodies == [] and sync.programmed_generation is None
+    assert sync.apply(route)
+    assert sync.programmed_generation == 3
+    (body,) = api.bodies
+    assert body["metadata"]["resourceVersion"] == "20", "written over the version applied, or refused"
+    parents = body["status"]["parents"]
+    assert parents[0] == other
+    assert [p["parentRef"] for p in parents[1:]] == route["spec"]["parentRefs"]
+    assert all(p["controllerName"] == "kanaria.io/sandbox-gateway" for p in parents[1:])
+    assert {(c["type"], c["status"], c["observedGeneration"]) for p in parents[1:] for c in p["conditions"]} == {
+        ("Accepted", "True", 3), ("ResolvedRefs", "True", 3)}
+    route["status"] = body["status"]
+    assert sync.apply(route) and len(api.bodies) == 1, "its own status write is not written again"
+    route["metadata"]["generation"] = 4
+    assert sync.apply(route) and len(api.bodies) == 2
+    silent = HTTPRouteSync("m", "models", [_Recorder()], api=api)
+    assert silent.apply(route) and len(api.bodies) == 2, "without a controller name nothing is written"
+    orphan = _route(30)
+    assert sync.apply(orphan) and len(api.bodies) == 3
+    assert [p["parentRef"]["name"] for p in api.bodies[-1]["status"]["parents"]] == ["kanaria-sandbox"], \
+        "a route naming no parent is reported for the sandbox's own"

@@ -101,6 +101,10 @@ def run_demo(out: Path, *, rate: float = 80.0) -> dict[str, Any]:
         r1 = revision_of(v1)
         wait_status(lambda: stack.get(NAME), lambda s: s.get("phase") == "Stable", timeout=120,
                     what="v1 to be served")
+        # Clients come once the gateway carries the route (its status says so), as they would
+        # behind a real gateway: before that there is no server to send them to.
+        wait_status(lambda: {"status": {"programmed": stack.route_programmed(NAME)}}, lambda s: s["programmed"], timeout=60,
+                    what="the proxy to carry the route")
         print(f"v1 serves as revision {r1}; sending traffic through the proxy at {rate:.0f} req/s "
               "with labels 2 s later", flush=True)
         load = LoadGenerator(stack.proxy_url, rate=rate, duration=1800, feedback_delay_s=2.0, seed=7).start()
@@ -230,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = run_demo(args.out, rate=args.rate)
     ok = [p["outcome"] for p in results["phases"]] == [p["expected"] for p in results["phases"]]
+    load = results.get("load") or {}
+    print(f"\nrequests: {load.get('sent', 0)} sent through the proxy, "
+          f"{int(load.get('errors') or 0) + int(load.get('failed') or 0)} failed "
+          f"({load.get('errors', 0)} 5xx, {load.get('failed', 0)} unanswered or another status)", flush=True)
     print(f"\ndemo {'succeeded' if ok else 'FAILED'} in {results['seconds']:.0f}s; "
           f"report: {results['report']}", flush=True)
     return 0 if ok else 1

@@ -66,6 +66,7 @@ from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from urllib.parse import urlparse
 
 import httpx
@@ -121,6 +122,10 @@ class LoadStats:
     feedback_rejected: int = 0
     feedback_failed: int = 0
     elapsed_s: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    """The first FAILURES_KEPT 5xx answers and failed requests: seconds since the load began
+    (``at``), the status (0 for no answer), the server that answered (HAProxy's header) and the
+    start of the body or the error."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -137,6 +142,10 @@ class _Label:
     correct: bool = field(compare=False, default=False)
 
 
+FAILURES_KEPT = 200
+"""How many failed requests a load generator describes one by one (see LoadStats.failures)."""
+
+
 class _Counters:
     """Mutable tallies behind one lock; ``snapshot`` makes a :class:`LoadStats`."""
 
@@ -148,6 +157,14 @@ class _Counters:
         self.correct_by_revision: Counter[str] = Counter()
         self.labelled: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
         self.with_cookie: Counter[str] = Counter()
+        self.failures: list[dict[str, Any]] = []
+        self.started = time.monotonic()
+
+    def failure(self, status: int, server: str | None, detail: str) -> None:
+        with self.lock:
+            if len(self.failures) < FAILURES_KEPT:
+                self.failures.append({"at": round(time.monotonic() - self.started, 3), "status": status,
+                                      "server": server or "", "detail": detail[:160]})
 
     def add(self, **amounts: int) -> None:
         with self.lock:
@@ -166,7 +183,7 @@ class _Counters:
                 by_revision_with_cookie=dict(self.with_cookie),
                 feedback_sent=t["feedback_sent"], feedback_accepted=t["feedback_accepted"],
                 feedback_rejected=t["feedback_rejected"], feedback_failed=t["feedback_failed"],
-                elapsed_s=elapsed,
+                elapsed_s=elapsed, failures=list(self.failures),
             )  # fmt: skip
 
 
@@ -295,7 +312,7 @@ class LoadGenerator:
     # -- the run ----------------------------------------------------------------------------
 
     def run(self) -> LoadStats:
-        self._started_at = start = time.monotonic()
+        self._started_at = start = self._counters.started = time.monotonic()
         deadline = start + self.duration
         in_flight: list[Future[None]] = []
         try:
@@ -376,8 +393,9 @@ class LoadGenerator:
                 json={"features": features, "request_id": request_id},
                 headers=headers,
             )
-        except httpx.HTTPError:
+        except httpx.HTTPError as exc:
             self._counters.add(failed=1)
+            self._counters.failure(0, None, f"{type(exc).__name__}: {exc}")
             return
         revision = response.headers.get("X-Kanaria-Revision", "")
         try:
@@ -389,9 +407,11 @@ class LoadGenerator:
             with self._counters.lock:
                 self._counters.totals["errors"] += 1
                 self._counters.errors_by_revision[revision or "<none>"] += 1
+            self._counters.failure(response.status_code, response.headers.get(SERVER_HEADER), response.text)
             return
         if response.status_code != 200:
             self._counters.add(failed=1)
+            self._counters.failure(response.status_code, response.headers.get(SERVER_HEADER), response.text)
             return
         correct = body.get("prediction") == label
         with self._counters.lock:

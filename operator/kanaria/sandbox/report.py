@@ -113,9 +113,23 @@ def write_demo_report(out: Path, points: Sequence[Point], results: dict[str, Any
             f"| {a['metric']} | {a['verdict']} | {a.get('value')} | {a.get('baseline')} | "
             f"{a.get('samples')}/{a.get('baselineSamples')} | {a.get('statistic')} | {a.get('threshold')} | {a.get('reason')} |"
         )
-    lines += ["", "## Traffic", "", "```json", json.dumps({"load": results.get("load"),
+    lines += ["", "## Traffic", "", *_requests_line(results.get("load") or {}), "", "```json", json.dumps({"load": results.get("load"),
                                                          "proxy": results.get("proxy_counts")}, indent=1), "```", ""]
     path = out / "report.md"
     path.write_text("\n".join(lines))
     del png
     return path
+
+
+def _requests_line(load: dict[str, Any]) -> list[str]:
+    """Every request the load generator sent, and what became of it."""
+    if not load:
+        return []
+    failed = int(load.get("errors") or 0) + int(load.get("failed") or 0)
+    line = (f"Requests: {load.get('sent', 0)} sent, {load.get('ok', 0)} answered, **{failed} failed** "
+            f"({load.get('errors', 0)} answered 5xx, {load.get('failed', 0)} without an answer or with another status).")
+    first = (load.get("failures") or [])[:3]
+    if first:
+        line += " First failures: " + "; ".join(
+            f"{f['at']:.1f}s after the load began: {f['status'] or 'no answer'} {f['detail'][:60]!r}" for f in first)
+    return [line]

@@ -7,6 +7,13 @@ hands every version of it to its followers — HAProxy's weights
 (:class:`~kanaria.sandbox.mirror.MirrorFollower`). A deleted route is handed on as None. A
 follower that fails (a Service whose process is not up yet) is retried by listing again
 after ``retry_seconds``, and never stops the others.
+
+Given a ``controller`` name, the sync reports like a gateway controller: once every follower
+has applied a version of the route, it writes the route's ``status.parents`` — for each of its
+``parentRefs``, Accepted and ResolvedRefs True with the ``observedGeneration`` it applied
+(entries of other controllers kept; a route without parentRefs gets one for SANDBOX_PARENT,
+as the sandbox proxy follows routes by name). A client can then tell when the data plane carries a
+version of the route (``programmed``).
 """
 
 from __future__ import annotations
@@ -20,6 +27,10 @@ from typing import Any, Protocol
 __all__ = ["HTTPRouteSync", "RouteFollower"]
 
 _log = logging.getLogger(__name__)
+
+
+SANDBOX_PARENT = {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "kanaria-sandbox"}
+"""The parent reported for a route that names none (the sandbox proxy follows routes by name)."""
 
 
 class RouteFollower(Protocol):
@@ -43,6 +54,7 @@ class HTTPRouteSync:
         api: Any = None,
         watch_timeout_seconds: int = 5,
         retry_seconds: float = 0.5,
+        controller: str | None = None,
     ) -> None:
         self.name = name
         self.namespace = namespace
@@ -55,6 +67,9 @@ class HTTPRouteSync:
         self._thread: threading.Thread | None = None
         self.applied_count = 0
         self.last_error: str | None = None
+        self.controller = controller
+        self.programmed_generation: int | None = None
+        """The generation of the route every follower applied last (None before the first)."""
 
     def apply(self, route: Mapping[str, Any] | None) -> bool:
         """Hand one version of the route to every follower; False when any of them failed
@@ -70,8 +85,45 @@ class HTTPRouteSync:
                 ok = False
         if ok:
             self.last_error = None
+            if route is not None:
+                self.programmed_generation = int((route.get("metadata") or {}).get("generation") or 0)
+                if self.controller is not None:
+                    self._report(route)
         self.applied_count += 1
         return ok
+
+    def _report(self, route: Mapping[str, Any]) -> None:
+        """Write Accepted/ResolvedRefs for this generation into the route's status.parents,
+        unless they are there already (the status write's own watch event then changes nothing)."""
+        from datetime import UTC, datetime
+
+        from kubernetes.client.exceptions import ApiException
+
+        meta = route.get("metadata") or {}
+        generation = int(meta.get("generation") or 0)
+        parents = [p for p in ((route.get("status") or {}).get("parents") or []) if isinstance(p, dict)]
+        mine = [p for p in parents if p.get("controllerName") == self.controller]
+        refs = [r for r in ((route.get("spec") or {}).get("parentRefs") or []) if isinstance(r, dict)]
+        refs = refs or [dict(SANDBOX_PARENT)]  # the sandbox's proxy follows a route by name
+        if (len(mine) == len(refs) and all(
+                c.get("observedGeneration") == generation for p in mine for c in p.get("conditions") or [])):
+            return
+        now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        conditions = [
+            {"type": kind, "status": "True", "reason": kind, "message": "applied to the sandbox proxy",
+             "observedGeneration": generation, "lastTransitionTime": now}
+            for kind in ("Accepted", "ResolvedRefs")
+        ]
+        others = [p for p in parents if p.get("controllerName") != self.controller]
+        body = {"metadata": {"resourceVersion": meta.get("resourceVersion")},
+                "status": {"parents": [*others, *({"parentRef": ref, "controllerName": self.controller,
+                                                  "conditions": conditions} for ref in refs)]}}
+        try:
+            self._custom_objects().patch_namespaced_custom_object_status(
+                self.GROUP, self.VERSION, self.namespace, self.PLURAL, self.name, body)
+        except ApiException as exc:  # 409: a newer version is on its way; it is reported then
+            if exc.status not in (404, 409):
+                _log.warning("HTTPRoute status %s/%s: %s %s", self.namespace, self.name, exc.status, exc.reason)
 
     def _custom_objects(self) -> Any:
         if self._api is None:

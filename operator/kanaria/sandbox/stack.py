@@ -44,6 +44,10 @@ log = logging.getLogger("kanaria.sandbox.stack")
 ROOT = Path(__file__).resolve().parents[3]
 
 
+GATEWAY_CONTROLLER = "kanaria.io/sandbox-gateway"
+"""The controllerName the sandbox's proxies report HTTPRoute status under."""
+
+
 class LocalStack:
     """Start with ``with LocalStack() as stack:``; everything stops on exit, also on errors."""
 
@@ -165,9 +169,27 @@ class LocalStack:
                 WeightFollower(self.proxy, self.kubelet.resolve, pool_resolver=pools),
                 MirrorFollower(self.mirror, self.kubelet.resolve),
             ]
-            sync = HTTPRouteSync(name, self.namespace, followers, api=client.CustomObjectsApi(self.api))
+            sync = HTTPRouteSync(name, self.namespace, followers, api=client.CustomObjectsApi(self.api),
+                                 controller=GATEWAY_CONTROLLER)
             self.syncs[name] = sync.start()
         return self.syncs[name]
+
+    def route_programmed(self, name: str) -> bool:
+        """Whether the proxies carry the current generation of the HTTPRoute ``name``, as its
+        status says (what ``kubectl get httproute`` shows a user of a real gateway)."""
+        assert self.api is not None
+        try:
+            route = cast(dict[str, Any], client.CustomObjectsApi(self.api).get_namespaced_custom_object(
+                HTTPRouteSync.GROUP, HTTPRouteSync.VERSION, self.namespace, HTTPRouteSync.PLURAL, name))
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        generation = (route.get("metadata") or {}).get("generation")
+        mine = [p for p in (route.get("status") or {}).get("parents") or []
+                if p.get("controllerName") == GATEWAY_CONTROLLER]
+        return bool(mine) and all(c.get("status") == "True" and c.get("observedGeneration") == generation
+                                  for p in mine for c in p.get("conditions") or [])
 
     def follow_inference(self, name: str) -> InferenceGateway:
         """An :class:`~kanaria.sandbox.inference.InferenceGateway` following the HTTPRoute
