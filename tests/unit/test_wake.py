@@ -27,6 +27,14 @@ def _state() -> OperatorState:
     return OperatorState(context=ReconcileContext(api=None), leader=None)  # type: ignore[arg-type]
 
 
+def _counted_state() -> tuple[OperatorState, list[tuple[str, str]]]:
+    """A state whose reconcile-error metric records the objects it is told of."""
+    state = _state()
+    errors: list[tuple[str, str]] = []
+    state.metrics.on_reconcile_error = lambda ns, name: errors.append((ns, name))  # type: ignore[method-assign]
+    return state, errors
+
+
 def test_a_model_deployment_change_seen_by_the_cache_wakes_it_but_not_its_own_status_write() -> None:
     async def run() -> tuple[bool, bool, bool]:
         state = _state()
@@ -74,9 +82,7 @@ def test_a_cycle_the_api_refused_is_logged_in_one_line_without_a_traceback(
     own errors only."""
     from kubernetes.client.exceptions import ApiException
 
-    state = _state()
-    errors: list[tuple[str, str]] = []
-    state.metrics.on_reconcile_error = lambda ns, name: errors.append((ns, name))  # type: ignore[method-assign]
+    state, errors = _counted_state()
     refused = ApiException(status=403, reason="Forbidden")
     refused.body = ('{"kind":"Status","message":"httproutes.gateway.networking.k8s.io \\"ha\\" is forbidden: '
                     'User \\"system:serviceaccount:kanaria:kanaria\\" cannot create resource","reason":"Forbidden",'
@@ -97,9 +103,7 @@ def test_a_write_into_a_namespace_being_deleted_waits_without_counting_as_a_fail
     no reconcile-error metric."""
     from kubernetes.client.exceptions import ApiException
 
-    state = _state()
-    errors: list[tuple[str, str]] = []
-    state.metrics.on_reconcile_error = lambda ns, name: errors.append((ns, name))  # type: ignore[method-assign]
+    state, errors = _counted_state()
     refused = ApiException(status=403, reason="Forbidden")
     refused.body = ('{"kind":"Status","message":"deployments.apps \\"ha-1\\" is forbidden: unable to create new '
                     'content in namespace t-1 because it is being terminated","reason":"Forbidden",'
