@@ -6,8 +6,10 @@ runs in it as a container would — chroot in a private mount namespace, root re
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,10 @@ SITE = "opt/kanaria/lib/python3.11/site-packages"
 
 
 @pytest.fixture(scope="module")
-def unpacked(operator_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    return unpack_image(operator_image.archive, tmp_path_factory.mktemp("image"))
+def unpacked(operator_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, Any]]]:
+    dest = tmp_path_factory.mktemp("image")
+    yield unpack_image(operator_image.archive, dest)
+    shutil.rmtree(dest, ignore_errors=True)  # ~400 MB unpacked
 
 
 def _run_in(rootfs: Path, workdir: Path, argv: list[str], config: dict[str, Any]) -> subprocess.CompletedProcess[str]:
@@ -98,4 +102,5 @@ def test_modelserver_image_runs_the_reference_server(tmp_path: Path) -> None:
     done = _run_in(rootfs, tmp_path, [*config["Entrypoint"], "--help"], config)
     assert done.returncode == 0 and "--enable-faults" in done.stdout, done.stderr
     done = _run_in(rootfs, tmp_path, ["python", "-c", "import sklearn, kanaria.monitor, kanaria.sandbox.train"], config)
+    shutil.rmtree(tmp_path / "image", ignore_errors=True)
     assert done.returncode == 0, done.stderr
