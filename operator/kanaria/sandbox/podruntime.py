@@ -92,13 +92,14 @@ class ContainerRun:
     restarts: int = 0
     started: float = 0.0
     ready: bool = False
+    exited: float | None = None
     history: list[str] = field(default_factory=list)
 
     def start(self) -> None:
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(self.argv, env=self.env, stdout=out,
                                             stderr=subprocess.STDOUT, start_new_session=True)
-        self.started = time.monotonic()
+        self.started, self.exited = time.monotonic(), None
         for probe in (self.liveness, self.readiness):
             if probe is not None:
                 probe.failures = probe.successes = 0
@@ -129,10 +130,12 @@ class ContainerRun:
         """Run the probes that are due; restart on liveness failure or exit."""
         assert self.process is not None
         code = self.process.poll()
-        if code is not None:
-            backoff = min(10 * 2 ** min(self.restarts, 4), 300) if now - self.started < 10 else 1
-            if now - self.started >= backoff:
-                self.restart(f"exited with {code}")
+        if code is not None:  # restartPolicy Always, with the kubelet's back-off: 10 s doubling to 5 min
+            if self.exited is None:
+                self.exited = now
+                self.history.append(f"exited with {code}")
+            if now - self.exited >= min(10 * 2 ** min(self.restarts, 5), 300):
+                self.restart(f"restarted after exit {code}")
             return
         for probe in (self.liveness, self.readiness):
             if probe is None or now < probe.due:
