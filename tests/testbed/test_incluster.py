@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,19 @@ def _ready(runtime: PodRuntime) -> ContainerRun | None:
     return runs[0] if len(runs) == 1 and runs[0].ready else None
 
 
+def _ports_free(*ports: int) -> None:
+    """The container binds its ports on the host's network: say so plainly when another process
+    (another run of these tests, say) holds them, instead of timing out on a probe."""
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: TIME_WAIT is no owner
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError as exc:
+                pytest.fail(f"port {port}, which the operator's container binds on the host network, "
+                            f"is taken by another process: {exc}")
+
+
 def _requests_of(audit_log: Path, user: str) -> list[dict[str, Any]]:
     events = [json.loads(line) for line in audit_log.read_text().splitlines() if line.strip()]
     return [e for e in events if e.get("user", {}).get("username") == user]
@@ -97,6 +111,7 @@ def _in_cluster_rollout(cluster: LocalCluster, k8s: client.ApiClient, runtime: P
                         prom: LocalPrometheus, audit_log: Path) -> ContainerRun:
     """Start the runtime, wait for the pod's container to answer its probes, roll out a canary
     to promotion, and check who the API server saw doing it; returns the container."""
+    _ports_free(8080, 8081)
     runtime.start()
     def ready() -> ContainerRun | None:
         if runtime.errors:  # not an error a retry mends: say it now
