@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 .PHONY: help deps system-deps venv cluster-bin helm-bin kindcheck-bin crds check-crds test test-unit test-e2e \
-        test-fast lint demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback bench-scale kind-up cluster-up clean
+        test-fast lint image image-modelserver demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback bench-scale kind-up cluster-up clean
 
 help:
 	@echo "make demo        the local stack: a rollout promoted, a bad one rolled back"
@@ -27,6 +27,8 @@ help:
 	@echo "make bench-feedback the user-feedback (thumbs) benchmark"
 	@echo "make bench-monitor false alarms and detection delay of the serving-revision detectors"
 	@echo "make bench-scale cost against the number of ModelDeployments on the test bed (N=100,1000; BENCH_ARGS)"
+	@echo "make image       the operator image as an OCI archive, without Docker (cached by inputs)"
+	@echo "make image-modelserver the reference model server's image, the same way"
 	@echo "make kind-up     a kind cluster (needs Docker and kind)"
 
 system-deps:
@@ -52,6 +54,14 @@ helm-bin: system-deps
 # (tests/unit/test_kind_config.py); kind's module is fetched from the Go module proxy.
 kindcheck-bin: system-deps
 	@bash hack/localcluster/build-kindcheck.sh >/dev/null
+
+# The operator image as an OCI archive (mmdebstrap + umoci, no Docker), under .cache/images/,
+# keyed by a hash of its inputs: a warm build is a lookup. Prints path, size and time.
+image: system-deps
+	@bash hack/build-image.sh operator
+
+image-modelserver: system-deps
+	@bash hack/build-image.sh modelserver
 
 deps: system-deps venv cluster-bin helm-bin kindcheck-bin
 
