@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 from tests.helpers import full_stack_marks, wait_for
 
 from kanaria.sandbox.cluster import LocalCluster
@@ -257,3 +258,43 @@ def test_regression_after_promotion_reverts_to_the_prior_revision(rollouts: Roll
     wait_for(lambda: rollouts.stack.route_programmed(NAME), 30, message="the proxy carries the reverted route")
     lost = rollouts.lost_so_far() - lost_before
     assert lost == 0, f"{lost} requests lost in the revert: {rollouts.load.stats().failures[-5:]}"
+
+
+def test_the_scale_down_of_a_retired_revision_and_a_revert_after_the_watch_window_lose_nothing(
+    rollouts: Rollouts, artifacts: Path
+) -> None:
+    """A promotion without a watch window retires the prior revision; after scaleDownDelay its
+    Deployment goes to zero and its server stops while clients keep coming. A person then
+    reverts to it: it is started again, serves only once it answers its readiness probe, and the
+    revision it replaces drains before it is scaled down. No request is lost in all of it."""
+    stack = rollouts.stack
+    assert stack.api is not None and stack.kubelet is not None
+    kubelet = stack.kubelet
+    apps = client.AppsV1Api(stack.api)
+    prior = stack.get(NAME)["status"]["stableRevision"]
+    body = rollouts.body("v4-kept")
+    rev = revision_of(body)
+    rollouts.roll(body, artifacts, until="promoted")
+    assert rollouts.lost == 0, f"{rollouts.lost} requests lost in the promotion: {rollouts.load.stats().failures[-5:]}"
+    lost_before = rollouts.lost_so_far()
+
+    def scaled_down(revision: str) -> bool:
+        dep = apps.read_namespaced_deployment(f"{NAME}-{revision}", stack.namespace)
+        return dep.spec.replicas == 0 and kubelet.url_of(revision) is None
+
+    wait_for(lambda: scaled_down(prior), 60, message=f"the retired {prior} scaled to zero and its server stopped")
+    served_before = rollouts.load.stats().sent
+    wait_for(lambda: rollouts.load.stats().sent >= served_before + 120, 30, message="clients served after the scale-down")
+    lost = rollouts.lost_so_far() - lost_before
+    assert lost == 0, f"{lost} requests lost in the scale-down: {rollouts.load.stats().failures[-5:]}"
+
+    stack.patch(NAME, {"metadata": {"annotations": {"kanaria.io/action": f"rollback:{prior}@revert-after-window"}}})
+    final = wait_status(lambda: stack.get(NAME), lambda s: s.get("stableRevision") == prior and s.get("priorRevision") is None,
+                        timeout=120, what=f"the revert to {prior}")
+    assert final["history"][-1]["outcome"] == "reverted"
+    wait_for(lambda: stack.route_programmed(NAME), 30, message="the proxy carries the reverted route")
+    wait_for(lambda: scaled_down(rev), 60, message=f"the replaced {rev} scaled to zero and its server stopped")
+    served_before = rollouts.load.stats().sent
+    wait_for(lambda: rollouts.load.stats().sent >= served_before + 120, 30, message="clients served after the revert")
+    lost = rollouts.lost_so_far() - lost_before
+    assert lost == 0, f"{lost} requests lost in the revert after the window: {rollouts.load.stats().failures[-5:]}"

@@ -406,6 +406,46 @@ def test_history_limit_deletes_oldest_retired_revisions() -> None:
     assert set(d.status.retired) == {"r2"}
 
 
+PENDING = "gw has not yet programmed generation 4 of HTTPRoute iris (it reports generation 3)"
+
+
+def test_a_weight_the_gateway_has_not_programmed_is_not_confirmed() -> None:
+    seen = {"r1": 90, "r2": 10}  # the route's spec says it, the gateway has not applied it
+    d = decide(make_spec(), canary_status(), obs(workloads=ready("r1", "r2"), weights=seen, route_pending=PENDING), T0)
+    assert d.status.current_step == 0
+    assert PENDING in (d.status.message or "")
+    d = decide(make_spec(), canary_status(), obs(workloads=ready("r1", "r2"), weights=seen), T0)
+    assert d.status.current_step == 1
+
+
+def test_promotion_waits_for_the_gateway_to_apply_full_weight() -> None:
+    st = canary_status(step=4, weight=100)
+    spec = make_spec(rollback={"postPromotionWindow": "0s"})
+    d = decide(spec, st, obs(workloads=ready("r1", "r2"), weights={"r2": 100}, route_pending=PENDING), T0)
+    assert d.status.phase == "Progressing" and "r1" not in d.status.retired
+    assert "waiting for the router to confirm 100%" in (d.status.message or "")
+
+
+def test_a_retired_revision_drains_before_it_is_scaled_down() -> None:
+    spec = make_spec(rollback={"scaleDownDelay": "0s"})
+    st = ModelDeploymentStatus(phase="Stable", stable_revision="r2", stable_version="v2",
+                               retired={"r1": iso(T0 - timedelta(minutes=5))})
+    # The route read back still gives r1 weight, or the gateway has not applied the route that
+    # took it away: r1 keeps its replicas.
+    for routed in ({"weights": {"r1": 10, "r2": 90}}, {"weights": {"r2": 100}, "route_pending": PENDING},
+                   {"weights": {"r2": 100}, "mirror": ("r1", 5)}):
+        d = decide(spec, st, obs("r2", "v2", workloads=ready("r1", "r2"), **routed), T0)
+        assert d.replicas.get("r1") == 2, routed
+        assert d.requeue_after is not None and d.requeue_after <= 1.0
+    # Nothing routes to it any more: scaled down.
+    d = decide(spec, st, obs("r2", "v2", workloads=ready("r1", "r2"), weights={"r2": 100}), T0)
+    assert d.replicas.get("r1") == 0
+    # One already at zero replicas is not scaled up again by a route the gateway has not applied.
+    d = decide(spec, st, obs("r2", "v2", workloads={**ready("r2"), "r1": WorkloadState(0, 0)},
+                             weights={"r2": 100}, route_pending=PENDING), T0)
+    assert d.replicas.get("r1") == 0
+
+
 def test_unknown_workload_is_retired_not_orphaned() -> None:
     st = ModelDeploymentStatus(phase="Stable", stable_revision="r1", stable_version="v1")
     d = decide(make_spec(), st, obs("r1", "v1", workloads=ready("r1", "zz")), T0)

@@ -62,6 +62,9 @@ class FakeRouter:
     def check(self) -> str | None:
         return None
 
+    def unprogrammed(self) -> str | None:
+        return None
+
     def observe(self) -> tuple[dict[str, int], None, None]:
         return dict(self.weights), None, None
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from kanaria.traffic.base import normalise
-from kanaria.traffic.gatewayapi import mirror_from_route, weights_from_route
+from kanaria.traffic.gatewayapi import mirror_from_route, route_unprogrammed, weights_from_route
 from kanaria.traffic.istio import weights_from_virtualservice
 from kanaria.traffic.replicas import split_replicas
 
@@ -69,3 +69,21 @@ def test_istio_match_route_round_trips() -> None:
     ]}}
     assert match_from_virtualservice("m", vs) == RouteMatch("r2", (HeaderCondition("x-group", "b"),))
     assert weights_from_virtualservice("m", vs) == {"r1": 100, "r2": 0}
+
+
+def _reported(generation: int, *parents: tuple[str, int | None, str]) -> dict[str, object]:
+    return {"metadata": {"name": "m", "generation": generation}, "status": {"parents": [
+        {"controllerName": who, "parentRef": {"name": "gw"}, "conditions": [
+            {"type": "Accepted", "status": status, "reason": "NotAllowedByListeners" if status != "True" else "Accepted",
+             **({"observedGeneration": seen} if seen is not None else {})}]}
+        for who, seen, status in parents]}}
+
+
+def test_a_route_is_programmed_when_every_reporting_gateway_accepted_its_generation() -> None:
+    assert route_unprogrammed({"metadata": {"name": "m", "generation": 3}}) is None  # no gateway reports
+    assert route_unprogrammed(_reported(3, ("a", 3, "True"), ("b", 3, "True"))) is None
+    assert route_unprogrammed(_reported(3, ("a", None, "True"))) is None  # says nothing about generations
+    behind = route_unprogrammed(_reported(4, ("a", 4, "True"), ("b", 3, "True")))
+    assert behind == "b has not yet programmed generation 4 of HTTPRoute m (it reports generation 3)"
+    refused = route_unprogrammed(_reported(4, ("a", 4, "False")))
+    assert refused is not None and refused.startswith("a does not accept HTTPRoute m: NotAllowedByListeners")

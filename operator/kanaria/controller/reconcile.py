@@ -129,6 +129,8 @@ class Prepared:
     serving: ServingReading | None = None
     arm_verdicts: dict[str, dict[str, Verdict]] | None = None
     measured_at: datetime | None = None
+    unprogrammed: str | None = None
+    """Why the gateway has not yet applied the route as it stands (see Router.unprogrammed)."""
 
     @property
     def due(self) -> bool:
@@ -204,7 +206,8 @@ def prepare(ctx: ReconcileContext, namespace: str, name: str) -> Prepared | floa
     observed = router.observe() if router_error is None else (None, None, None)
     plan = analysis_plan(spec, status, now)
     return Prepared(obj, spec, status, now, router, workloads, jobs, states, models, router_error, observed,
-                    plan, Target(name, namespace, spec.model.name))
+                    plan, Target(name, namespace, spec.model.name),
+                    unprogrammed=router.unprogrammed() if router_error is None else None)
 
 
 def measurement_instant(at: float, interval: float, grid: float) -> float:
@@ -246,6 +249,7 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
         measured_at=step.measured_at,
         action=UserAction.parse((meta.get("annotations") or {}).get(ACTION_ANNOTATION)),
         router_error=step.router_error,
+        route_pending=step.unprogrammed,
         mirror=mirror,
         match=match,
         arm_verdicts=step.arm_verdicts,

@@ -54,7 +54,7 @@ def progress_ab_test(c: Cycle) -> None:
         if c.weights_match(weights) and c.obs.match == c.d.match:
             advance(c, 2, f"A/B {split} confirmed by the router")
         else:
-            st.message = f"A/B test: setting up {split}"
+            st.message = f"A/B test: setting up {split}{c.waiting_on_gateway()}"
             c.requeue(FAST)
         return
     if c.obs.verdicts is not None:

@@ -95,7 +95,7 @@ def _set_weight_step(c: Cycle, weight: int, total: int) -> None:
     if c.weights_match(wanted):
         advance(c, total, f"canary weight {weight}% confirmed by the router")
     else:
-        st.message = f"step {st.current_step + 1}/{total}: setting canary weight to {weight}%"
+        st.message = f"step {st.current_step + 1}/{total}: setting canary weight to {weight}%{c.waiting_on_gateway()}"
         c.requeue(FAST)
 
 

@@ -69,13 +69,29 @@ class Cycle:
         return serving_ready(self.spec, self.obs, revision)
 
     def weights_match(self, wanted: Mapping[str, int]) -> bool:
-        """The router's weights, read back, are exactly ``wanted`` (others at 0)."""
+        """The router's weights, read back, are exactly ``wanted`` (others at 0), and the gateway
+        says it has applied them (when it reports that at all)."""
         seen = self.obs.weights
-        if seen is None:
+        if seen is None or self.obs.route_pending is not None:
             return False
         return all(seen.get(rev, 0) == w for rev, w in wanted.items()) and all(
             w == 0 for rev, w in seen.items() if rev not in wanted
         )
+
+    def waiting_on_gateway(self) -> str:
+        """" (the gateway's reason)" while the gateway has not applied the route; else ""."""
+        return f" ({self.obs.route_pending})" if self.obs.route_pending is not None else ""
+
+    def routed_to(self, revision: str) -> bool:
+        """The router may still send ``revision`` traffic: it has weight or the mirror in what
+        was read back, or the gateway has not applied the route yet."""
+        obs = self.obs
+        if obs.route_pending is not None:
+            return True
+        if obs.weights is not None and obs.weights.get(revision, 0) > 0:
+            return True
+        return (obs.mirror is not None and obs.mirror[0] == revision) or (
+            obs.match is not None and obs.match.revision == revision)
 
     def retire(self, revision: str | None) -> None:
         if revision is not None and revision not in self.st.retired:

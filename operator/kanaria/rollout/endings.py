@@ -67,7 +67,7 @@ def promote(c: Cycle, why: str) -> None:
     c.d.mirror = None
     c.d.match = None
     if not c.weights_match(wanted):
-        st.message = f"promoting {new}: waiting for the router to confirm 100%{BECAUSE}{why}"
+        st.message = f"promoting {new}: waiting for the router to confirm 100%{c.waiting_on_gateway()}{BECAUSE}{why}"
         c.requeue(FAST)
         return
     window = parse_duration(spec.rollback.post_promotion_window)

@@ -1,11 +1,12 @@
-"""Retention: retired revisions are scaled down after a delay; the oldest beyond
-``rollback.revisionHistoryLimit`` are deleted."""
+"""Retention: retired revisions are scaled down after a delay, once the router sends them
+nothing (no weight or mirror read back, and the gateway has applied the route); the oldest
+beyond ``rollback.revisionHistoryLimit`` are deleted."""
 
 from __future__ import annotations
 
 from kanaria.api.durations import parse_duration
 from kanaria.rollout.clock import seconds_since
-from kanaria.rollout.cycle import Cycle
+from kanaria.rollout.cycle import FAST, Cycle
 
 __all__ = ["retention"]
 
@@ -23,6 +24,11 @@ def retention(c: Cycle) -> None:
         if seconds_since(at, c.now) < delay and rev in c.obs.workloads:
             c.d.replicas.setdefault(rev, spec.replicas)
             c.requeue(delay - seconds_since(at, c.now))
+        elif (running := c.obs.workloads[rev].replicas if rev in c.obs.workloads else 0) > 0 and c.routed_to(rev):
+            # Draining: the route as read back (or as the gateway still applies it) may send
+            # it traffic. Its replicas stay as they are until the router confirms it sends nothing.
+            c.d.replicas.setdefault(rev, running)
+            c.requeue(FAST)
         else:
             c.d.replicas[rev] = 0
     kept = sorted(

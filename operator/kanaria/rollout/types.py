@@ -73,6 +73,10 @@ class Observations:
     the incumbent, measured with the same plan as ``verdicts``."""
     router_error: str | None = None
     """Why the router cannot be used (for example its CRD is missing); blocks traffic moves."""
+    route_pending: str | None = None
+    """Why the gateway has not yet applied the route as it stands (its status reports an older
+    generation): weights read back are not yet in force, and nothing it may still send
+    traffic to is scaled down."""
     serving: ServingReading | None = None
     """A check of the serving revision between rollouts, when one was due."""
     jobs: Mapping[str, JobState] = field(default_factory=dict)

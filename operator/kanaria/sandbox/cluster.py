@@ -43,6 +43,7 @@ from kanaria.sandbox._proc import (
     run,
     wait_until,
 )
+from kanaria.sandbox.readiness import PodReadiness, revision_pod_stages
 
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 GATEWAY_API_VERSION = "v1.6.3"  # the one pin of the Gateway API CRDs (standard channel)
@@ -52,11 +53,13 @@ KWOK_MODULE = "sigs.k8s.io/kwok"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 # Relative to the kwok module's kustomize/stage/. No pod-complete stage: a Job's pod stays
 # Running until the sandbox's Job runner (sandbox/jobs.py) has run its command and reports
-# how it ended.
+# how it ended. pod-ready is split in two (sandbox/readiness.py): a model revision's pod starts
+# Running but not Ready, and is Ready when its server answers its readiness probe.
+KWOK_POD_READY = "pod/fast/pod-ready.yaml"
 KWOK_STAGES = (
     "node/fast/node-initialize.yaml",
     "node/heartbeat/node-heartbeat.yaml",
-    "pod/fast/pod-ready.yaml",
+    KWOK_POD_READY,
     "pod/fast/pod-delete.yaml",
 )
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
@@ -104,6 +107,7 @@ class LocalCluster(Running):
         self._server: str | None = None
         self._admin_token = ""
         self._pki: Pki | None = None
+        self._readiness: PodReadiness | None = None
 
     # ----------------------------------------------------------------- properties
 
@@ -167,6 +171,9 @@ class LocalCluster(Running):
         """Stop every program in reverse start order and remove the temp dir (idempotent)."""
         atexit.unregister(self.stop)
         errors: list[str] = []
+        if self._readiness is not None:
+            self._readiness.stop()
+            self._readiness = None
         for proc in reversed(self._procs):
             try:
                 proc.stop(self._stop_timeout)
@@ -319,16 +326,20 @@ class LocalCluster(Running):
             what="the default ServiceAccount",
             watch=everything,
         )
+        self._readiness = PodReadiness(self.kubeconfig).start()
 
     def _write_kwok_config(self) -> Path:
         version = required_version(repo_root() / "hack/localcluster/kwok/go.mod", KWOK_MODULE)
         stage_dir = go_module_dir(KWOK_MODULE, version) / "kustomize" / "stage"
-        docs = []
+        docs: list[str] = []
         for rel in KWOK_STAGES:
             path = stage_dir / rel
             if not path.is_file():
                 raise StartupError(f"kwok stage {path} is missing (kwok {version})")
-            docs.append(path.read_text().strip())
+            if rel == KWOK_POD_READY:
+                docs.extend(yaml.safe_dump(stage).strip() for stage in revision_pod_stages(path.read_text()))
+            else:
+                docs.append(path.read_text().strip())
         config = self.workdir / "kwok.yaml"
         config.write_text("\n---\n".join(docs) + "\n")
         return config

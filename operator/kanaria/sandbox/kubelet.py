@@ -21,6 +21,7 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +29,10 @@ from typing import Any
 
 from kubernetes import client
 
-from kanaria.sandbox._proc import ServerProcess
+from kanaria.sandbox._proc import ServerProcess, http_get
 from kanaria.sandbox.llmserver import LLMServerProcess
 from kanaria.sandbox.modelserver import ModelServerProcess
+from kanaria.sandbox.readiness import claim_namespace, mark_ready, needs_readiness
 from kanaria.sandbox.samples import SAMPLE_DIR_ENV
 from kanaria.workloads.objects import LABEL_DEPLOYMENT, LABEL_REVISION, MANAGED_BY
 
@@ -54,6 +56,9 @@ class Served:
     started: float = field(default_factory=time.monotonic)
     """When it was launched (monotonic): a list of Deployments taken before that cannot
     say it is unwanted."""
+    probe_path: str | None = None
+    """The path of the pod template's httpGet readiness probe; None: no probe, so the pod is
+    ready as soon as its server listens (as with a kubelet)."""
 
 
 class LocalKubelet:
@@ -71,6 +76,7 @@ class LocalKubelet:
         sample_dir: Path | None = None,
     ) -> None:
         self.apps = client.AppsV1Api(api)
+        self.core = client.CoreV1Api(api)
         self.namespace = namespace
         self.workdir = workdir
         self.sample_dir = (sample_dir or workdir / "samples").resolve()
@@ -82,11 +88,14 @@ class LocalKubelet:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="local-runtime", daemon=True)
         self.errors: list[str] = []
+        self.probes: Counter[tuple[str, str]] = Counter()
+        """Readiness probes made, by (ModelDeployment, revision)."""
         self._write_targets()
 
     # ---------------------------------------------------------------- lifecycle
 
     def start(self) -> LocalKubelet:
+        claim_namespace(self.core, self.namespace)  # its pods are Ready when the probe passes
         self._thread.start()
         return self
 
@@ -142,6 +151,7 @@ class LocalKubelet:
         while not self._stop.is_set():
             try:
                 self._sync()
+                self._probe_pods()
             except Exception as exc:  # keep the sandbox running; say what went wrong
                 message = f"{type(exc).__name__}: {exc}"
                 if not self.errors or self.errors[-1] != message:
@@ -175,6 +185,29 @@ class LocalKubelet:
             if changed:
                 self._write_targets()
 
+    def _probe_pods(self) -> None:
+        """Mark Ready the Running pods of every revision whose server answers the pod template's
+        readiness probe (kwok starts them unready: see :mod:`kanaria.sandbox.readiness`)."""
+        selector = ",".join([*(f"{k}={v}" for k, v in MANAGED_BY.items()), LABEL_REVISION])
+        pods = [p for p in self.core.list_namespaced_pod(self.namespace, label_selector=selector).items
+                if needs_readiness(p)]
+        if not pods:
+            return
+        with self._lock:
+            by_revision = {(s.deployment, s.revision): s for s in self.served.values()}
+        answers: dict[tuple[str, str], bool] = {}
+        for pod in pods:
+            labels = (pod.metadata.labels if pod.metadata else None) or {}
+            key = (labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""))
+            served = by_revision.get(key)
+            if served is None:
+                continue  # its server is not started yet
+            if key not in answers:
+                answers[key] = _answers_probe(served)
+                self.probes[key] += 1
+            if answers[key]:
+                mark_ready(self.core, pod)
+
     def _launch(self, name: str, dep: Any) -> Served:
         labels = dep.metadata.labels or {}
         containers = dep.spec.template.spec.containers or []
@@ -187,7 +220,8 @@ class LocalKubelet:
         process = server(env, log_path=log_path, enable_faults=True)
         log.info("started %s at %s", name, process.url)
         pod_labels = dict((dep.spec.template.metadata.labels if dep.spec.template.metadata else None) or {})
-        return Served(labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""), name, process, pod_labels)
+        return Served(labels.get(LABEL_DEPLOYMENT, ""), labels.get(LABEL_REVISION, ""), name, process, pod_labels,
+                      probe_path=_probe_path(containers))
 
     def _write_targets(self) -> None:
         groups = [
@@ -200,3 +234,27 @@ class LocalKubelet:
         tmp = self.targets_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(groups))
         tmp.replace(self.targets_file)
+
+
+def _probe_path(containers: list[Any]) -> str | None:
+    """The path of the first container's httpGet readiness probe (the model server's container
+    is the first), or None."""
+    for container in containers[:1]:
+        probe = getattr(container, "readiness_probe", None)
+        get = getattr(probe, "http_get", None) if probe is not None else None
+        if get is not None:
+            return str(get.path or "/")
+    return None
+
+
+def _answers_probe(served: Served) -> bool:
+    """The readiness probe on the revision's process: a status in 200-399 within 1 s, as a
+    kubelet's httpGet probe counts success; no probe: ready once the server listens."""
+    if served.probe_path is None:
+        return True
+    path = served.probe_path if served.probe_path.startswith("/") else "/" + served.probe_path
+    try:
+        status, _ = http_get(f"http://{served.process.host}:{served.process.port}{path}", timeout=1.0)
+    except OSError:
+        return False
+    return 200 <= status < 400

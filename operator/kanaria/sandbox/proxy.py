@@ -483,9 +483,16 @@ class WeightFollower:
 
         with self._lock:
             known = self.proxy.servers()
+            absent: set[str] = set()
             for service in weights:
                 if server_name(service) not in known:
-                    host, port = resolve(service)
+                    try:
+                        host, port = resolve(service)
+                    except KeyError:
+                        if weights[service] > 0:
+                            raise
+                        absent.add(service)  # weight 0 and nothing serving it (scaled to zero)
+                        continue
                     self.proxy.add_server(service, host, port, weight=0)
                     continue
                 # The process behind a Service can start again on another port (a revision
@@ -495,7 +502,7 @@ class WeightFollower:
                 except KeyError:
                     continue  # not serving right now: keep the last address
                 self.proxy.move_server(service, host, port)
-            self.proxy.set_weights(weights)
+            self.proxy.set_weights({s: w for s, w in weights.items() if s not in absent})
             if self.remove_absent:
                 wanted = {server_name(s) for s in weights}
                 for srv in set(known) - wanted:

@@ -111,8 +111,9 @@ class LocalStack:
         self._stack.callback(self.mirror.stop)
 
         targets = self.workdir / "models.targets.json"
+        # A revision scaled to zero loses its server, as its pods would go (keep_stopped=False).
         self.kubelet = LocalKubelet(
-            self.api, self.namespace, self.workdir, targets, sample_dir=self.sample_dir
+            self.api, self.namespace, self.workdir, targets, sample_dir=self.sample_dir, keep_stopped=False
         ).start()
         self._stack.callback(self.kubelet.stop)
         self.jobs = LocalJobRunner(

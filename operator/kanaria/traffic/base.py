@@ -54,6 +54,11 @@ class Router(Protocol):
         """The weights in force, read back from the cluster; None when unknown."""
         ...
 
+    def unprogrammed(self) -> str | None:
+        """Why the data plane has not yet put the route's current spec in force (a gateway's
+        status about an older generation); None when it has or cannot tell."""
+        ...
+
     def read_mirror(self) -> tuple[str, int] | None:
         """The mirror in force (revision, percent), read back; None when there is none."""
         ...

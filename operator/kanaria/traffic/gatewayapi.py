@@ -53,6 +53,7 @@ __all__ = [
     "weights_from_rewrite",
     "mirror_from_route",
     "match_from_route",
+    "route_unprogrammed",
 ]
 
 ANNOTATION_ADAPTERS = "kanaria.io/adapters"
@@ -65,6 +66,29 @@ GROUP, VERSION, PLURAL = "gateway.networking.k8s.io", "v1", "httproutes"
 def _user_rules(route: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """The route's rules without the one Kanaria adds for an A/B test by match."""
     return [r for r in (route.get("spec") or {}).get("rules") or [] if r.get("name") != MATCH_RULE]
+
+
+def route_unprogrammed(route: Mapping[str, Any]) -> str | None:
+    """Why the gateways have not yet put the route's current spec in force, from the status
+    each one reports under ``status.parents``: an Accepted condition about an older generation,
+    or one that is not True. None when every reporting gateway has accepted the current
+    generation — and when none reports, or a report carries no observedGeneration (nothing
+    says otherwise; the weights read back are then all there is)."""
+    meta = route.get("metadata") or {}
+    generation = int(meta.get("generation") or 0)
+    for parent in (route.get("status") or {}).get("parents") or []:
+        accepted = next((c for c in parent.get("conditions") or [] if c.get("type") == "Accepted"), None)
+        if accepted is None or accepted.get("observedGeneration") is None:
+            continue
+        who = str(parent.get("controllerName") or "a gateway")
+        seen = int(accepted.get("observedGeneration") or 0)
+        if seen < generation:
+            return (f"{who} has not yet programmed generation {generation} of HTTPRoute "
+                    f"{meta.get('name', '')} (it reports generation {seen})")
+        if accepted.get("status") != "True":
+            return (f"{who} does not accept HTTPRoute {meta.get('name', '')}: "
+                    f"{accepted.get('reason', '')} {accepted.get('message', '')}".rstrip())
+    return None
 
 
 def weights_from_route(deployment: str, route: Mapping[str, Any]) -> dict[str, int] | None:
@@ -330,6 +354,10 @@ class GatewayAPIRouter:
             return None, None, None
         return (self._weights(existing), mirror_from_route(self.name, existing),
                 match_from_route(self.name, existing))
+
+    def unprogrammed(self) -> str | None:
+        existing = self._existing()
+        return None if existing is None else route_unprogrammed(existing)
 
     def replicas(self, wanted: Mapping[str, int], weights: Mapping[str, int] | None) -> dict[str, int]:
         return dict(wanted)

@@ -148,6 +148,9 @@ class IstioRouter:
         existing = self._existing()
         return None if existing is None else match_from_virtualservice(self.name, existing)
 
+    def unprogrammed(self) -> str | None:
+        return None  # nothing reports which generation the data plane has applied
+
     def observe(self) -> tuple[dict[str, int] | None, tuple[str, int] | None, RouteMatch | None]:
         existing = self._existing()
         if existing is None:

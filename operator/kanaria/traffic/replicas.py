@@ -113,6 +113,9 @@ class ReplicaRouter:
     def read_match(self) -> RouteMatch | None:
         return None
 
+    def unprogrammed(self) -> str | None:
+        return None  # nothing reports which generation the data plane has applied
+
     def observe(self) -> tuple[dict[str, int] | None, tuple[str, int] | None, RouteMatch | None]:
         return self.read(), None, None
 
