@@ -15,7 +15,8 @@ import sys
 import time
 from pathlib import Path
 
-from kanaria.sandbox.scale import ScaleResult, load, plot, run_scale, save, table
+from kanaria.sandbox.scale import ScaleResult, run_scale
+from kanaria.sandbox.scale_report import load, plot, save, table
 
 
 def main(argv: list[str] | None = None) -> int:

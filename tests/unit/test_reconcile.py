@@ -311,7 +311,7 @@ def test_a_new_artifact_under_the_stable_version_is_refused() -> None:
     import json
 
     from kanaria.api import ModelDeploymentSpec, ModelDeploymentStatus
-    from kanaria.controller.reconcile import _version_reused
+    from kanaria.controller.collisions import version_reused as _version_reused
 
     def spec(uri: str, replicas: int = 1) -> ModelDeploymentSpec:
         return ModelDeploymentSpec.model_validate({"model": {"name": "m", "version": "v1", "uri": uri},

@@ -29,15 +29,20 @@ from kanaria.api.models import (
     GROUP,
     PLURAL,
     VERSION,
-    MetricResult,
     ModelDeploymentSpec,
     ModelDeploymentStatus,
 )
 from kanaria.api.observed import AnalysisPlan, ServingReading
-from kanaria.api.revision import revision_hash, revision_name
+from kanaria.api.revision import revision_hash
 from kanaria.api.verdict import Verdict
 from kanaria.controller.batch import on_grid
+from kanaria.controller.collisions import captured_by, collision, version_reused
 from kanaria.controller.events import post_event
+from kanaria.controller.quiet import (
+    quiet_check,
+    quiet_measurement,
+    status_dump,
+)
 from kanaria.controller.safejson import TOO_DEEP_KEY
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
 from kanaria.rollout.conditions import invalid_spec_condition
@@ -45,7 +50,6 @@ from kanaria.rollout.monitoring import monitoring_due, parse_time
 from kanaria.traffic import Router, router_for
 from kanaria.workloads.jobs import Jobs
 from kanaria.workloads.kube import FIELD_MANAGER, RevisionCollision, Workloads
-from kanaria.workloads.objects import LABEL_REVISION, MANAGED_BY, model_fingerprint
 
 __all__ = ["ACTION_ANNOTATION", "ReconcileContext", "reconcile"]
 
@@ -88,10 +92,6 @@ class ReconcileContext:
             if key not in self.providers:
                 self.providers[key] = provider_for("prometheus", address, timeout)
             return self.providers[key]
-
-
-def _status_dump(status: ModelDeploymentStatus) -> dict[str, Any]:
-    return status.model_dump(mode="json", by_alias=True, exclude_none=True)
 
 
 def _read_status(raw: dict[str, Any] | None) -> ModelDeploymentStatus:
@@ -196,10 +196,10 @@ def prepare(ctx: ReconcileContext, namespace: str, name: str) -> Prepared | floa
     router = router_for(ctx.api, name, namespace, meta["uid"], spec, ctx.cache)
     workloads = Workloads(ctx.api, name, namespace, meta["uid"], ctx.cache)
     states, models = workloads.observe()
-    collision = (_collision(spec, name, models) or _version_reused(spec, status, models)
-                 or _captured_by(ctx, spec, namespace, states))
-    if collision is not None:
-        _write_invalid(ctx, obj, status, collision, now)
+    refused = (collision(spec, name, models) or version_reused(spec, status, models)
+               or captured_by(ctx, spec, namespace, states))
+    if refused is not None:
+        _write_invalid(ctx, obj, status, refused, now)
         return 300.0
     jobs = Jobs(ctx.api, name, namespace, meta["uid"])
     router_error = router.check()
@@ -266,9 +266,9 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
     # a rolled-back canary never gets its traffic back — and a writer that lost the race
     # (409) acts on nothing.
     version = meta.get("resourceVersion")
-    if _quiet_check(ctx, obj, step.status, decision.status, now):
+    if quiet_check(ctx, obj, step.status, decision.status, now):
         pass  # nothing but the time of a check that found nothing new: not written
-    elif _quiet_measurement(ctx, obj, step.status, decision.status, now):
+    elif quiet_measurement(ctx, obj, step.status, decision.status, now):
         pass  # a measurement that changed no verdict: written at most every QUIET_MEASUREMENTS_FOR
     elif not _write_status(ctx, obj, status, decision.status):
         return 1.0
@@ -295,77 +295,6 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
 
 AFTER_MOVE = 1.0
 """Seconds until the next cycle after one that wrote a new status."""
-QUIET_CHECKS_FOR = 600.0
-"""A check of the serving revision that changed nothing but its own time is written at most
-this often (seconds): an object at rest costs no API request per check."""
-
-
-def _quiet_check(
-    ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus,
-    now: datetime,
-) -> bool:
-    """Whether this cycle's status differs from the one read only in ``monitoring.lastAt`` (a
-    check that found no new labels, no new finding), written less than QUIET_CHECKS_FOR ago: then
-    the time is kept in memory (``ctx.volatile``) and nothing is written. After a restart the
-    next check covers the period since the last written time; no label is counted twice because
-    the unwritten checks found none."""
-    meta = obj["metadata"]
-    key = (meta["namespace"], meta["name"])
-    old, new = before.monitoring, after.monitoring
-    if old is None or new is None or new.last_at is None or obj.get("status") is None:
-        return False
-    stored = parse_time(((obj.get("status") or {}).get("monitoring") or {}).get("lastAt"))
-    if stored is None or (now - stored).total_seconds() >= QUIET_CHECKS_FOR:
-        return False
-    if _status_dump(before.model_copy(update={"monitoring": old.model_copy(update={"last_at": None})})) != \
-            _status_dump(after.model_copy(update={"monitoring": new.model_copy(update={"last_at": None})})):
-        return False
-    ctx.volatile[key] = (str(meta.get("resourceVersion")), new.last_at)
-    return True
-
-
-QUIET_MEASUREMENTS_FOR = 60.0
-"""A measurement of a canary that changed no verdict, failed nothing and could query everything
-(nothing changed but the numbers, the time and the message) is written at most this often (seconds): a canary that keeps passing through a long
-pause costs one status write a minute, not one per interval."""
-
-
-def _measurement_free(status: ModelDeploymentStatus) -> dict[str, Any]:
-    """The status without what every measurement changes: its time, its numbers, the message
-    and the conditions' messages; each metric's verdict stays."""
-    return _status_dump(status.model_copy(update={
-        "last_analysis_at": None,
-        "message": "",
-        "analysis": [MetricResult(metric=r.metric, kind=r.kind, verdict=r.verdict) for r in status.analysis],
-        "conditions": [c.model_copy(update={"message": ""}) for c in status.conditions],
-    }))
-
-
-def _quiet_measurement(
-    ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus,
-    now: datetime,
-) -> bool:
-    """Whether this cycle only measured a canary again with the same verdicts, less than
-    QUIET_MEASUREMENTS_FOR after the measurement last written: then its status is kept in memory
-    (``ctx.unwritten``), the next cycle reads it from there, and nothing is written. A verdict,
-    a step, a streak or a phase that changes is written at once; after a restart the next
-    measurement is simply made sooner."""
-    meta = obj["metadata"]
-    key = (meta["namespace"], meta["name"])
-    written = ((obj.get("status") or {}).get("lastAnalysisAt"))
-    stored = parse_time(written)
-    if (stored is None or after.last_analysis_at is None or after.last_analysis_at == before.last_analysis_at
-            or after.canary_revision is None or not after.analysis
-            or any(r.verdict == "fail" or r.error for r in after.analysis)):
-        return False  # a failing or blind measurement is written each time
-    if (now - stored).total_seconds() >= QUIET_MEASUREMENTS_FOR:
-        return False
-    if _measurement_free(before) != _measurement_free(after):
-        return False
-    ctx.unwritten[key] = (str(written), after)
-    return True
-
-
 def _model_uri(fingerprint: str | None) -> str | None:
     """The model URI recorded on a revision's Deployment (see model_fingerprint)."""
     if not fingerprint:
@@ -402,72 +331,6 @@ def _adopt(ctx: ReconcileContext, obj: dict[str, Any], spec: ModelDeploymentSpec
         post_event(ctx.api, obj, Event("Warning", "CandidateNotAdopted",
                                        f"could not write {version} into spec.model ({why}); adopt it in the "
                                        "spec's source, or again with kubectl kanaria adopt"))
-
-
-def _collision(spec: ModelDeploymentSpec, name: str, models: dict[str, str]) -> str | None:
-    """Why a revision this spec runs (its own, or an extra A/B challenger's) cannot be used:
-    a Deployment of that revision's name records a different model. None when all is well."""
-    for wanted in (spec, *spec.arm_specs()):
-        revision = revision_hash(wanted)
-        recorded = models.get(revision)
-        if recorded and recorded != model_fingerprint(wanted):
-            return (
-                f"revision {revision}: Deployment {revision_name(name, revision)} exists for a different "
-                f"model ({recorded}); refusing to adopt it (rename it or change the spec)"
-            )
-    return None
-
-
-def _version_reused(spec: ModelDeploymentSpec, status: ModelDeploymentStatus, models: dict[str, str]) -> str | None:
-    """Why a new artifact cannot be published under the stable revision's version: history,
-    metrics and people tell versions apart, so two artifacts must not share one. A new revision
-    of the same artifact (a template change) keeps its version."""
-    stable = status.stable_revision
-    if stable is None or spec.model.version != status.stable_version or revision_hash(spec) == stable:
-        return None
-    try:
-        recorded = json.loads(models.get(stable) or "{}")
-    except ValueError:
-        return None
-    if not isinstance(recorded, dict) or not recorded.get("uri"):
-        return None
-    for part in ("uri", "adapter"):
-        if recorded.get(part) != getattr(spec.model, part):
-            return (f"model.version {spec.model.version} is the stable revision's version, but model.{part} "
-                    f"changed ({recorded.get(part)} → {getattr(spec.model, part)}): a new artifact needs a "
-                    "new version")
-    return None
-
-
-def _captured_by(ctx: ReconcileContext, spec: ModelDeploymentSpec, namespace: str, states: dict[str, Any]) -> str | None:
-    """Why the template's labels cannot be used: a Service Kanaria does not own would select the
-    new revision's pods and send its clients to them (taking over another application's
-    traffic). Checked when the template has labels of its own, before its revision is created."""
-    labels = dict((spec.template.get("metadata") or {}).get("labels") or {})
-    if not labels or revision_hash(spec) in states:
-        return None
-    pods = {**labels, **MANAGED_BY, LABEL_REVISION: revision_hash(spec)}
-    for svc_name, svc_labels, selector in _services(ctx, namespace):
-        if not selector or svc_labels.get("app.kubernetes.io/managed-by") == "kanaria":
-            continue
-        if all(pods.get(k) == v for k, v in selector.items()) and any(k in labels for k in selector):
-            return (f"template: metadata.labels would put the new revision's pods behind Service {svc_name} "
-                    f"(selector {dict(sorted(selector.items()))}), which Kanaria does not own; choose labels "
-                    "no other Service selects")
-    return None
-
-
-def _services(ctx: ReconcileContext, namespace: str) -> list[tuple[str, dict[str, str], dict[str, str]]]:
-    """(name, labels, selector) of every Service in the namespace: from the watch cache when the
-    operator runs one, else listed."""
-    if ctx.cache is not None and ctx.cache.has("Service"):
-        return [(str((s.get("metadata") or {}).get("name")), dict((s.get("metadata") or {}).get("labels") or {}),
-                 dict((s.get("spec") or {}).get("selector") or {})) for s in ctx.cache.list("Service", namespace)]
-    out = []
-    for svc in client.CoreV1Api(ctx.api).list_namespaced_service(namespace).items:
-        meta = svc.metadata or client.V1ObjectMeta()
-        out.append((str(meta.name), dict(meta.labels or {}), dict((svc.spec.selector if svc.spec else None) or {})))
-    return out
 
 
 def _measure(
@@ -574,8 +437,8 @@ def _write_status(
     ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
 ) -> bool:
     """Replace the status; False when someone else changed the object meanwhile (409)."""
-    new = _status_dump(after)
-    if new == _status_dump(before) and obj.get("status") is not None:
+    new = status_dump(after)
+    if new == status_dump(before) and obj.get("status") is not None:
         return True
     # A whole replacement carrying the resourceVersion read at the start of the cycle: fields
     # that went away are removed, and a concurrent writer makes this a 409, not a double step.
