@@ -81,7 +81,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import os
 import random
@@ -91,7 +90,6 @@ import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -102,7 +100,9 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from kanaria.monitor.feedback import UserFeedback
 from kanaria.sandbox._proc import ServerProcess
+from kanaria.sandbox.llmconfig import RATING_RANGE, FaultDraw, LLMConfig, LLMFaults, user_mood
 from kanaria.sandbox.llmmetrics import LLMMetrics
+from kanaria.sandbox.llmsched import QueueFull, Scheduler, Ticket
 from kanaria.sandbox.ngram import EOS, NgramModel, count_prompt_tokens, piece, tokenize
 
 __all__ = [
@@ -128,262 +128,6 @@ MODEL_HEADER = "X-Kanaria-Model"
 _MAX_BODY = 4 * 1024 * 1024
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _ID_PREFIXES = ("chatcmpl-", "cmpl-")
-RATING_RANGE = (1.0, 5.0)
-"""The range of the ``rating`` feedback signal."""
-
-
-def user_mood(request_id: str) -> float:
-    """A uniform number in [0, 1) from a request id: the same in the server (which answers of
-    a faulty revision are bad) and the load generator (which users are unhappy anyway)."""
-    digest = hashlib.sha256(f"mood:{request_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-# -- configuration ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    """What the server serves and how fast; see the module doc for the environment."""
-
-    model_name: str = "kanaria-ngram"
-    adapter: str = ""
-    """A LoRA adapter served beside the base model (its name, as requests' ``model`` says it)."""
-    revision: str = "local"
-    version: str = ""
-    order: int = 3
-    seed: int = 0
-    max_running: int = 4
-    max_waiting: int = 256
-    max_model_len: int = 2048
-    first_token_ms: float = 30.0
-    prompt_token_ms: float = 0.05
-    token_ms: float = 8.0
-    jitter: float = 0.1
-    feedback_max_pending: int = 100_000
-    feedback_ttl_seconds: float = 3600.0
-    faults_enabled: bool = False
-    """Whether the fault switches (below, ``/admin/faults``) may be used at all."""
-    fault_first_token_ms: float | None = None
-    fault_token_ms: float | None = None
-    fault_abort_rate: float | None = None
-    fault_bad_rate: float | None = None
-    fault_seed: int | None = None
-
-    def __post_init__(self) -> None:
-        if not 2 <= self.order <= 4:
-            raise ValueError(f"the n-gram order must lie within 2..4, not {self.order}")
-        if self.max_running < 1 or self.max_waiting < 0:
-            raise ValueError("max_running must be at least 1 and max_waiting not negative")
-        if self.max_model_len < 2:
-            raise ValueError("max_model_len must be at least 2")
-        delays = (self.first_token_ms, self.prompt_token_ms, self.token_ms)
-        if any(not 0 <= d <= 60_000 for d in delays):
-            raise ValueError("delays must lie within [0, 60000] ms")
-        if not 0 <= self.jitter < 1:
-            raise ValueError("jitter must lie within [0, 1)")
-
-    def requested_faults(self) -> list[str]:
-        """The fault settings asked for, by name (empty when none is)."""
-        return [
-            name
-            for name, value in (
-                ("KANARIA_FAULT_FIRST_TOKEN_MS", self.fault_first_token_ms),
-                ("KANARIA_FAULT_TOKEN_MS", self.fault_token_ms),
-                ("KANARIA_FAULT_ABORT_RATE", self.fault_abort_rate),
-                ("KANARIA_FAULT_BAD_RATE", self.fault_bad_rate),
-                ("KANARIA_FAULT_SEED", self.fault_seed),
-            )
-            if value is not None
-        ]
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], *, faults_enabled: bool = False) -> LLMConfig:
-        def raw(key: str) -> str:
-            return env.get(key, "").strip()
-
-        def number(key: str) -> float | None:
-            value = raw(key)
-            try:
-                return float(value) if value else None
-            except ValueError as exc:
-                raise ValueError(f"{key} must be a number, not {value!r}") from exc
-
-        def integer(key: str) -> int | None:
-            value = raw(key)
-            try:
-                return int(value) if value else None
-            except ValueError as exc:
-                raise ValueError(f"{key} must be a whole number, not {value!r}") from exc
-
-        given: dict[str, Any] = {
-            "model_name": raw("KANARIA_MODEL_NAME") or None,
-            "adapter": raw("KANARIA_MODEL_ADAPTER") or None,
-            "revision": raw("KANARIA_REVISION") or None,
-            "version": raw("KANARIA_MODEL_VERSION") or None,
-            "order": integer("KANARIA_LLM_ORDER"),
-            "seed": integer("KANARIA_LLM_SEED"),
-            "max_running": integer("KANARIA_LLM_MAX_RUNNING"),
-            "max_waiting": integer("KANARIA_LLM_MAX_WAITING"),
-            "max_model_len": integer("KANARIA_LLM_MAX_MODEL_LEN"),
-            "first_token_ms": number("KANARIA_LLM_FIRST_TOKEN_MS"),
-            "prompt_token_ms": number("KANARIA_LLM_PROMPT_TOKEN_MS"),
-            "token_ms": number("KANARIA_LLM_TOKEN_MS"),
-            "jitter": number("KANARIA_LLM_JITTER"),
-            "feedback_max_pending": integer("KANARIA_FEEDBACK_MAX_PENDING"),
-            "feedback_ttl_seconds": number("KANARIA_FEEDBACK_TTL_SECONDS"),
-        }
-        return cls(
-            **{k: v for k, v in given.items() if v is not None},
-            faults_enabled=faults_enabled,
-            fault_first_token_ms=number("KANARIA_FAULT_FIRST_TOKEN_MS"),
-            fault_token_ms=number("KANARIA_FAULT_TOKEN_MS"),
-            fault_abort_rate=number("KANARIA_FAULT_ABORT_RATE"),
-            fault_bad_rate=number("KANARIA_FAULT_BAD_RATE"),
-            fault_seed=integer("KANARIA_FAULT_SEED"),
-        )
-
-
-@dataclass(frozen=True)
-class FaultDraw:
-    """What the faults do to one request."""
-
-    first_token_s: float = 0.0
-    token_s: float = 0.0
-    abort: bool = False
-    bad: bool = False
-
-
-class LLMFaults:
-    """Extra latency, an abort rate and a bad-answer rate, changeable at run time. Thread-safe."""
-
-    _LIMITS: Mapping[str, tuple[float, float]] = {
-        "first_token_ms": (0.0, 60_000.0),
-        "token_ms": (0.0, 10_000.0),
-        "abort_rate": (0.0, 1.0),
-        "bad_rate": (0.0, 1.0),
-    }
-
-    def __init__(self, seed: int | None = None, **values: float | None) -> None:
-        self._lock = threading.Lock()
-        self._rng = random.Random(seed)
-        self._values = dict.fromkeys(self._LIMITS, 0.0)
-        self.update(**values)
-
-    def update(self, **values: float | None) -> dict[str, float]:
-        """Change the named settings (None leaves one as it is); returns them all."""
-        unknown = sorted(set(values) - set(self._LIMITS))
-        if unknown:
-            raise ValueError(f"unknown fault settings {unknown}; known: {sorted(self._LIMITS)}")
-        checked: dict[str, float] = {}
-        for name, value in values.items():
-            if value is None:
-                continue
-            low, high = self._LIMITS[name]
-            number = float(value)
-            if not low <= number <= high:
-                raise ValueError(f"{name} must lie within [{low:g}, {high:g}], not {value!r}")
-            checked[name] = number
-        with self._lock:
-            self._values.update(checked)
-            return dict(self._values)
-
-    def as_dict(self) -> dict[str, float]:
-        with self._lock:
-            return dict(self._values)
-
-    def draw(self, request_id: str) -> FaultDraw:
-        """What the faults do to the request ``request_id``: bad when its mood is at least
-        1 − bad_rate (:func:`user_mood`), aborted at random."""
-        with self._lock:
-            v = self._values
-            return FaultDraw(
-                first_token_s=v["first_token_ms"] / 1000.0,
-                token_s=v["token_ms"] / 1000.0,
-                abort=self._rng.random() < v["abort_rate"],
-                bad=v["bad_rate"] > 0 and user_mood(request_id) >= 1.0 - v["bad_rate"],
-            )
-
-
-# -- scheduling -------------------------------------------------------------------------------
-
-
-class QueueFull(Exception):
-    """More requests wait than the server queues."""
-
-
-@dataclass(eq=False)
-class _Ticket:
-    admitted: bool = False
-    cancelled: bool = False
-
-
-class Scheduler:
-    """At most ``max_running`` requests run; the others wait, first come first served.
-
-    ``on_change(running, waiting)`` is called (under the scheduler's lock) whenever either
-    number changes.
-    """
-
-    def __init__(self, max_running: int, max_waiting: int, on_change: Any = None) -> None:
-        self.max_running = max_running
-        self.max_waiting = max_waiting
-        self._on_change = on_change
-        self._cond = threading.Condition()
-        self._queue: deque[_Ticket] = deque()
-        self._running = 0
-
-    def _changed(self) -> None:
-        if self._on_change is not None:
-            self._on_change(self._running, len(self._queue))
-
-    def enqueue(self) -> _Ticket:
-        """Join the queue (raises :class:`QueueFull` when it is full)."""
-        with self._cond:
-            if len(self._queue) >= self.max_waiting and self._running >= self.max_running:
-                raise QueueFull(f"{len(self._queue)} requests are waiting already")
-            ticket = _Ticket()
-            self._queue.append(ticket)
-            self._admit()
-            self._changed()
-            return ticket
-
-    def _admit(self) -> None:
-        while self._queue and self._running < self.max_running:
-            ticket = self._queue.popleft()
-            ticket.admitted = True
-            self._running += 1
-        self._cond.notify_all()
-
-    def wait(self, ticket: _Ticket) -> None:
-        """Block until ``ticket`` may run."""
-        with self._cond:
-            while not ticket.admitted:
-                self._cond.wait()
-
-    def release(self, ticket: _Ticket) -> None:
-        """A running request is done, or a waiting one gives up; either way it leaves."""
-        with self._cond:
-            if ticket.cancelled:
-                return
-            ticket.cancelled = True
-            if ticket.admitted:
-                self._running -= 1
-            else:
-                self._queue.remove(ticket)
-            self._admit()
-            self._changed()
-
-    @property
-    def state(self) -> tuple[int, int]:
-        """(running, waiting) now."""
-        with self._cond:
-            return self._running, len(self._queue)
-
-
-# -- requests ---------------------------------------------------------------------------------
-
-
 class _BadRequest(Exception):
     def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST, kind: str = "BadRequestError"):
         super().__init__(message)
@@ -411,7 +155,7 @@ class _Job:
     include_usage: bool
     model: str = ""
     """The served name the request asked for (the base model or the adapter)."""
-    ticket: _Ticket | None = None
+    ticket: Ticket | None = None
     completion_tokens: int = 0
     finish_reason: str | None = None
     text: list[str] = field(default_factory=list)
