@@ -85,3 +85,37 @@ def test_file_sd_paths_are_absolute_whatever_the_callers_directory() -> None:
     cfg = scrape_config([], file_sd=[Path("artifacts/demo/stack/models.targets.json")])
     files = cfg["scrape_configs"][-1]["file_sd_configs"][0]["files"]
     assert files == [str(Path.cwd() / "artifacts/demo/stack/models.targets.json")]
+
+
+def test_counter_growth_counts_what_a_new_series_counted_before_its_first_scrape(
+    exporter: MetricsExporter, prometheus_factory: Factory
+) -> None:
+    """A revision's server counts 50 requests before Prometheus first scrapes it (discovery
+    lags), then 10 more. increase() over a window holding the whole series sees only the 10
+    (and some extrapolation); counter_growth, which the sample-ratio check uses, sees all 60 —
+    and a series that existed before the window is measured from its value when it began."""
+    import time
+
+    from kanaria.analysis.templates import counter_growth
+
+    old = exporter.counter("kanaria_model_requests_total", labels={"revision": "stable"})
+    old.inc(1000)
+    prom = prometheus_factory([ScrapeTarget(exporter.target)])
+    # The stable series has been scraped for a while (every second) when the window begins.
+    prom.wait_for('count_over_time(kanaria_model_requests_total{revision="stable"}[1m])',
+                  lambda r: (_one_value(r) or 0) >= 4)
+    began = time.time() - 1.0
+    new = exporter.counter("kanaria_model_requests_total", labels={"revision": "canary"})
+    new.inc(50)  # served before the first scrape of its series
+    prom.wait_for('kanaria_model_requests_total{revision="canary"}', lambda r: _one_value(r) == 50)
+    new.inc(10)
+    old.inc(30)
+    prom.wait_for('kanaria_model_requests_total{revision="canary"}', lambda r: _one_value(r) == 60)
+    prom.wait_for('kanaria_model_requests_total{revision="stable"}', lambda r: _one_value(r) == 1030)
+    window = time.time() - began
+    grown = _one_value(prom.query(counter_growth("kanaria_model_requests_total", {"revision": "canary"}, window)))
+    assert grown == 60
+    assert _one_value(prom.query(counter_growth("kanaria_model_requests_total", {"revision": "stable"}, window))) == 30
+    increased = _one_value(prom.query(
+        f'sum(increase(kanaria_model_requests_total{{revision="canary"}}[{max(1, round(window))}s]))'))
+    assert increased is not None and increased < 50, "increase() misses what came before the first scrape"

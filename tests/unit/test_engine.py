@@ -171,6 +171,20 @@ def test_a_sample_ratio_mismatch_is_shown_and_never_acts() -> None:
     assert plan is not None and plan.expected_split == (10, 90)
 
 
+def test_the_split_is_checked_once_the_weights_have_been_in_force_for_a_while() -> None:
+    """Counts over a window of a few scrapes mix in the previous weights: the split is checked
+    from max(30 s, 5 intervals) after the step began (interval 10 s: 50 s)."""
+    st = canary_status(step=1, weight=10)
+    early = analysis_plan(make_spec(), st, T0 + timedelta(seconds=49))
+    assert early is not None and early.expected_split is None and early.metrics  # the judges still measure
+    late = analysis_plan(make_spec(), st, T0 + timedelta(seconds=50))
+    assert late is not None and late.expected_split == (10, 90)
+    quick = make_spec(analysis={"prometheus": {"address": "http://prom:9090"}, "interval": "2s",
+                                "metrics": [{"name": "accuracy", "kind": "accuracy"}]})
+    assert analysis_plan(quick, st, T0 + timedelta(seconds=29)).expected_split is None  # type: ignore[union-attr]
+    assert analysis_plan(quick, st, T0 + timedelta(seconds=30)).expected_split == (10, 90)  # type: ignore[union-attr]
+
+
 def test_analysis_step_with_named_metrics_ignores_others() -> None:
     spec = make_spec(
         strategy={"canary": {"steps": [{"setWeight": 10}, {"analysis": {"metrics": ["accuracy"]}}]}}

@@ -202,6 +202,21 @@ def test_weighted_split_is_checked_for_sample_ratio_mismatch(canary: float, outc
     assert "sample-ratio" not in measure([], PLAN, TableProvider(answers), TARGET)
 
 
+def test_a_revision_prometheus_has_not_scraped_yet_leaves_the_split_unjudged() -> None:
+    """Right after a step starts the new revision's server may not be scraped yet: its request
+    series is absent. That is missing evidence, not zero requests (no false mismatch)."""
+    answers = {'requests_total{model="iris",revision="stable1"}': QueryResult("q", (Sample({}, 900.0),))}
+    plan = AnalysisPlan((), PLAN.candidate, PLAN.baseline, expected_split=(20, 80))
+    v = measure([], plan, TableProvider(answers), TARGET)["sample-ratio"]
+    assert v.outcome.value == "inconclusive"
+    assert "no request series of revision canary1 yet" in v.reason
+    # Counted from the series' growth since the window began, not increase(): a new series'
+    # requests before its first scrape count too.
+    provider = TableProvider({**answers, 'revision="canary1"': QueryResult("q", (Sample({}, 225.0),))})
+    assert measure([], plan, provider, TARGET)["sample-ratio"].outcome.value == "pass"
+    assert all("max_over_time(kanaria_model_requests_total" in q for q in provider.queries)
+
+
 def test_accuracy_when_a_bandit_moved_the_split_is_judged_per_period() -> None:
     """Equal models; the first 5 minutes hard traffic with the challenger at 80%, the last 5
     easy traffic with it at 20%: per period both revisions are equal and the verdict passes,

@@ -391,7 +391,8 @@ def test_a_canary_that_keeps_passing_is_written_once_a_minute_not_every_measurem
     rev = revision_hash(ModelDeploymentSpec.model_validate(spec))
     status = {"phase": "Progressing", "stableRevision": "r1", "stableVersion": "v1", "observedGeneration": 1,
               "canaryRevision": rev, "canaryVersion": "v2", "canaryWeight": 20, "currentStep": 1,
-              "stepStartedAt": "2026-01-02T03:04:00.000Z", "rolloutStartedAt": "2026-01-02T03:03:00.000Z",
+              # The step began over a minute ago: its split is checked from the first measurement.
+              "stepStartedAt": "2026-01-02T03:03:00.000Z", "rolloutStartedAt": "2026-01-02T03:02:00.000Z",
               "lastAnalysisAt": "2026-01-02T03:03:55.000Z",
               "analysis": [{"metric": "quality", "kind": "custom", "verdict": "pass", "value": 0.97,
                             "at": "2026-01-02T03:03:55.000Z"}]}

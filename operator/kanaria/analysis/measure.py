@@ -25,6 +25,7 @@ from kanaria.analysis.templates import (
     CONDITION_OPS,
     TemplateError,
     buckets_increase,
+    counter_growth,
     counter_increase,
     fill_template,
     parse_condition,
@@ -158,7 +159,9 @@ def _split(plan: AnalysisPlan, p: MetricProvider, t: Target, server: LLMContext 
         if server is not None:
             counts = [_count(p, llm.finished_query(server.server, a)) for a in arms]
         else:
-            counts = [_count(p, counter_increase(METRIC_NAMES["requests"], _labels(t, a), a.window, a.offset))
+            counts = [_count(p, counter_growth(METRIC_NAMES["requests"], _labels(t, a), a.window, a.offset),
+                             absent=f"no request series of revision {a.revision} yet (Prometheus has not "
+                                    "scraped its server since it started)")
                       for a in arms]
     except _NoData as missing:
         return missing.verdict("chi2-srm")
@@ -199,9 +202,13 @@ def _labels(target: Target, arm: Arm) -> dict[str, str]:
     return {"model": target.model, "revision": arm.revision}
 
 
-def _count(provider: MetricProvider, query: str) -> int:
+def _count(provider: MetricProvider, query: str, *, absent: str | None = None) -> int:
+    """The query's total; with ``absent``, a result without any series is not 0 but missing
+    evidence, and that is the reason given."""
     result = provider.query(query)
     _check(result)
+    if absent is not None and not result.samples:
+        raise _NoData(absent)
     total = result.total()
     if not math.isfinite(total) or total < 0:
         raise _NoData(f"query returned {total}: {query}")

@@ -24,6 +24,7 @@ __all__ = [
     "check_template",
     "TemplateError",
     "counter_increase",
+    "counter_growth",
     "buckets_increase",
     "CONDITION_OPS",
     "parse_condition",
@@ -42,6 +43,20 @@ def _range(window: float, offset: float) -> str:
 def counter_increase(metric: str, labels: Mapping[str, str], window: float, offset: float = 0.0) -> str:
     """Total increase of a counter over the window (ending ``offset`` seconds ago)."""
     return f"sum(increase({metric}{_selector(labels)}{_range(window, offset)}))"
+
+
+def counter_growth(metric: str, labels: Mapping[str, str], window: float, offset: float = 0.0) -> str:
+    """How much a counter grew over the window (ending ``offset`` seconds ago): its highest value
+    in the window less its value when the window began — counted from 0 for a series that did
+    not exist then. ``increase()`` starts counting at a series' first scrape, so what a new
+    server counted before Prometheus first saw it (target discovery lags by seconds) is lost to
+    it; here it is not. For comparing how many requests each revision got since a step began
+    (the sample-ratio check), where that loss falls on the new revision alone. A counter that
+    resets inside the window (a restarted server) is undercounted."""
+    series = f"{metric}{_selector(labels)}"
+    end = f" offset {format_duration(offset)}" if offset >= 1 else ""
+    return (f"sum(max_over_time({series}[{format_duration(window)}]{end}))"
+            f" - (sum({series} offset {format_duration(offset + window)}) or vector(0))")
 
 
 def buckets_increase(

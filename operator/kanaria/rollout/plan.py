@@ -13,6 +13,14 @@ __all__ = ["analysis_plan", "MAX_WINDOW"]
 MAX_WINDOW = 24 * 3600.0
 
 
+SPLIT_SETTLE_S = 30.0
+SPLIT_SETTLE_INTERVALS = 5
+"""The split is checked (sample ratio) once the step's weights have been in force for
+max(SPLIT_SETTLE_S, SPLIT_SETTLE_INTERVALS × interval): request counts come from counters
+scraped every few seconds, so a window only a few scrapes long starts a scrape early or late
+and mixes in requests sent at the previous weights — a false mismatch on a healthy split."""
+
+
 def _window(seconds: float, floor: float) -> float:
     return min(MAX_WINDOW, max(floor, seconds))
 
@@ -49,7 +57,8 @@ def analysis_plan(
         moving = ab is not None and ab.bandit  # a bandit changes the split within the step
         weighted = (not shadowing and not matching and not moving and not status.arms
                     and 0 < status.canary_weight < 100)
-        split = (status.canary_weight, 100 - status.canary_weight) if weighted else None
+        settled = seconds_since(status.step_started_at, now) >= max(SPLIT_SETTLE_S, SPLIT_SETTLE_INTERVALS * interval)
+        split = (status.canary_weight, 100 - status.canary_weight) if weighted and settled else None
         periods = tuple(
             age for age in (seconds_since(t, now) for t in status.split_changed_at) if 0 < age < window
         ) if moving else ()
