@@ -9,7 +9,7 @@ PYTEST_WORKERS ?= 2
 export PYTHONPATH := $(CURDIR)/operator:$(CURDIR)
 
 .PHONY: help deps system-deps venv cluster-bin helm-bin kindcheck-bin crds check-crds test test-unit test-e2e \
-        test-fast lint image image-modelserver demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback bench-scale kind-up cluster-up clean
+        test-fast lint image image-modelserver demo demo-llm bench bench-stats bench-detection bench-monitor bench-feedback bench-scale bench-floor kind-up cluster-up clean
 
 help:
 	@echo "make demo        the local stack: a rollout promoted, a bad one rolled back"
@@ -27,6 +27,7 @@ help:
 	@echo "make bench-feedback the user-feedback (thumbs) benchmark"
 	@echo "make bench-monitor false alarms and detection delay of the serving-revision detectors"
 	@echo "make bench-scale cost against the number of ModelDeployments on the test bed (N=100,1000; BENCH_ARGS)"
+	@echo "make bench-floor the least time any operator could take to weigh N canaries at once on this bed"
 	@echo "make image       the operator image as an OCI archive, without Docker (cached by inputs)"
 	@echo "make image-modelserver the reference model server's image, the same way"
 	@echo "make kind-up     a kind cluster (needs Docker and kind)"
@@ -100,6 +101,9 @@ bench-feedback: venv
 
 bench-scale: deps
 	@$(PY) hack/bench_scale.py $(BENCH_ARGS)
+
+bench-floor: deps
+	@$(PY) hack/bench_floor.py $(BENCH_ARGS)
 
 bench: bench-stats bench-detection bench-monitor bench-feedback
 
