@@ -87,3 +87,11 @@ def test_a_route_is_programmed_when_every_reporting_gateway_accepted_its_generat
     assert behind == "b has not yet programmed generation 4 of HTTPRoute m (it reports generation 3)"
     refused = route_unprogrammed(_reported(4, ("a", 4, "False")))
     assert refused is not None and refused.startswith("a does not accept HTTPRoute m: NotAllowedByListeners")
+
+
+def test_a_garbled_gateway_status_says_nothing_and_breaks_nothing() -> None:
+    for status in ({"parents": "x"}, {"parents": ["x", {"conditions": "y"}]},
+                   {"parents": [{"conditions": [{"type": "Accepted", "observedGeneration": "3"}]}]},
+                   {"parents": [{"conditions": [{"type": "Accepted", "observedGeneration": True}]}]},
+                   {"parents": [{"conditions": [7, {"type": "Accepted", "observedGeneration": {"a": 1}}]}]}):
+        assert route_unprogrammed({"metadata": {"name": "m", "generation": 4}, "status": status}) is None

@@ -76,18 +76,22 @@ def route_unprogrammed(route: Mapping[str, Any]) -> str | None:
     says otherwise; the weights read back are then all there is)."""
     meta = route.get("metadata") or {}
     generation = int(meta.get("generation") or 0)
-    for parent in (route.get("status") or {}).get("parents") or []:
-        accepted = next((c for c in parent.get("conditions") or [] if c.get("type") == "Accepted"), None)
-        if accepted is None or accepted.get("observedGeneration") is None:
-            continue
-        who = str(parent.get("controllerName") or "a gateway")
-        seen = int(accepted.get("observedGeneration") or 0)
+    parents = (route.get("status") or {}).get("parents")
+    for parent in parents if isinstance(parents, list) else []:
+        conditions = parent.get("conditions") if isinstance(parent, dict) else None
+        accepted: dict[str, Any] = next(
+            (c for c in conditions if isinstance(c, dict) and c.get("type") == "Accepted"), {}
+        ) if isinstance(conditions, list) else {}
+        seen = accepted.get("observedGeneration")
+        if not isinstance(seen, int) or isinstance(seen, bool):
+            continue  # no report, or one that is not a generation: it says nothing
+        who = str(parent.get("controllerName") or "a gateway")[:253]
         if seen < generation:
             return (f"{who} has not yet programmed generation {generation} of HTTPRoute "
                     f"{meta.get('name', '')} (it reports generation {seen})")
         if accepted.get("status") != "True":
             return (f"{who} does not accept HTTPRoute {meta.get('name', '')}: "
-                    f"{accepted.get('reason', '')} {accepted.get('message', '')}".rstrip())
+                    f"{accepted.get('reason', '')} {accepted.get('message', '')}".rstrip()[:500])
     return None
 
 
