@@ -3,8 +3,8 @@ unit tests run without any of the test bed's binaries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from tests.helpers import fresh_namespace
@@ -15,6 +15,20 @@ if TYPE_CHECKING:
     from kanaria.sandbox.cluster import LocalCluster
     from kanaria.sandbox.exporter import MetricsExporter
     from kanaria.sandbox.prometheus import ConfigLike, LocalPrometheus
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
+    """A failed test's report carries what its running operators logged, so a failure in CI
+    can be read without the machine it ran on."""
+    outcome = yield
+    report = outcome.get_result()
+    if not report.failed or call.when == "teardown":
+        return
+    from kanaria.sandbox.operator import running_operators
+
+    for op in running_operators():
+        report.sections.append((f"operator {op.name}", op.failure_digest()))
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,19 @@ import os
 import signal
 import sys
 import tempfile
+import weakref
 from pathlib import Path
 
 from kanaria.sandbox._proc import ManagedProcess, free_port, http_get, wait_until
 
-__all__ = ["OperatorProcess"]
+__all__ = ["OperatorProcess", "running_operators"]
+
+_RUNNING: weakref.WeakSet[OperatorProcess] = weakref.WeakSet()
+
+
+def running_operators() -> list[OperatorProcess]:
+    """The operators started in this process and not stopped yet (for failure reports)."""
+    return sorted(_RUNNING, key=lambda op: str(op.log_path))
 
 
 class OperatorProcess:
@@ -60,6 +68,7 @@ class OperatorProcess:
 
     def start(self, timeout: float = 60.0) -> OperatorProcess:
         self.proc.start()
+        _RUNNING.add(self)
         url = f"http://127.0.0.1:{self.health_port}/healthz"
         wait_until(lambda: http_get(url)[0] == 200, timeout=timeout, what="operator liveness",
                    watch=[self.proc])
@@ -71,15 +80,31 @@ class OperatorProcess:
         if pid is not None:
             os.killpg(pid, signal.SIGKILL)
         self.proc.stop(timeout=5)
+        _RUNNING.discard(self)
 
     def stop(self) -> None:
         self.proc.stop(timeout=15)
+        _RUNNING.discard(self)
 
     def alive(self) -> bool:
         return self.proc.alive()
 
     def log_tail(self, lines: int = 60) -> str:
         return self.proc.log_tail(lines)
+
+    def failure_digest(self, problems: int = 15, last: int = 25) -> str:
+        """What a failed test's report shows of this operator: its last warnings and errors
+        (tracebacks included), then its last lines."""
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError as e:
+            return f"(no log: {e})"
+        flagged = [line for line in text if any(w in line for w in ("ERROR", "WARNING", "Traceback", "Error:"))]
+        parts = [f"{self.log_path} ({len(text)} lines; alive: {self.alive()})"]
+        if flagged:
+            parts += [f"-- last {min(problems, len(flagged))} of {len(flagged)} warnings and errors --", *flagged[-problems:]]
+        parts += [f"-- last {min(last, len(text))} lines --", *text[-last:]]
+        return "\n".join(line[:400] for line in parts)
 
     def __enter__(self) -> OperatorProcess:
         return self.start()
