@@ -434,3 +434,44 @@ def test_a_canary_that_keeps_passing_is_written_once_a_minute_not_every_measurem
     cycle.run()
     assert len(cycle.api.status_writes) == 2
     assert cycle.api.status_writes[1]["analysis"][0]["verdict"] == "fail"
+
+
+class StaleCache:
+    """A watch cache that missed an update: it holds an older version than the API server's
+    until someone puts a newer one (as the real cache does, it keeps the newer of the two)."""
+
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = copy.deepcopy(obj)
+
+    def has(self, _kind: str) -> bool:
+        return True
+
+    def get(self, _kind: str, _namespace: str, _name: str) -> dict[str, Any]:
+        return self.obj
+
+    def put(self, _kind: str, obj: dict[str, Any]) -> None:
+        if int(obj["metadata"]["resourceVersion"]) > int(self.obj["metadata"]["resourceVersion"]):
+            self.obj = copy.deepcopy(obj)
+
+
+def test_a_watch_cache_that_missed_a_change_costs_one_conflict_not_every_cycle(stable: Cycle) -> None:
+    """The API server has a newer version than the cache (the cache's watch missed it): the
+    status write conflicts once, and the cycle after builds on the version the API server has."""
+    cache = StaleCache(stable.api.obj)
+    stable.context.cache = cache
+    stable.api.obj["metadata"]["resourceVersion"] = "11"  # say, a finalizer added
+    stable.api.obj["metadata"]["finalizers"] = ["kopf.zalando.org/KopfFinalizerMarker"]
+    replace = stable.api.replace_namespaced_custom_object_status
+
+    def conflicting(*args: Any) -> dict[str, Any]:
+        if args[-1]["metadata"]["resourceVersion"] != stable.api.obj["metadata"]["resourceVersion"]:
+            raise reconcile_module.ApiException(status=409, reason="Conflict")
+        return replace(*args)
+
+    stable.api.replace_namespaced_custom_object_status = conflicting  # type: ignore[method-assign]
+    stable.run()
+    assert stable.api.status_writes == []
+    assert cache.obj["metadata"]["resourceVersion"] == "11"  # re-read from the API server
+    stable.run()
+    assert [w["phase"] for w in stable.api.status_writes] == ["Progressing"]
+    assert stable.api.obj["metadata"]["finalizers"] == ["kopf.zalando.org/KopfFinalizerMarker"]

@@ -451,6 +451,7 @@ def _write_status(
     except ApiException as exc:
         if exc.status == 409:
             log.info("status of %s changed meanwhile; the next cycle decides again", obj["metadata"]["name"])
+            _refresh_cache(ctx, obj["metadata"]["namespace"], obj["metadata"]["name"])
             return False
         raise
     if isinstance(written, dict):  # later writes in this cycle build on this version
@@ -461,6 +462,21 @@ def _write_status(
         if ctx.on_status_written is not None:
             ctx.on_status_written(written)
     return True
+
+
+def _refresh_cache(ctx: ReconcileContext, namespace: str, name: str) -> None:
+    """After a conflict, put the object as the API server has it now into the watch cache: the
+    next cycle then builds on that version even if the cache's watch missed the change (a
+    cache stuck on an old version would make every cycle conflict again)."""
+    if ctx.cache is None:
+        return
+    try:
+        fresh = client.CustomObjectsApi(ctx.api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except Exception as exc:  # the next cycle reads again; its conflict will try again
+        log.info("could not re-read %s/%s after a conflict: %s", namespace, name, exc)
+        return
+    if isinstance(fresh, dict):
+        ctx.cache.put("ModelDeployment", fresh)
 
 
 def _validation_message(exc: ValidationError) -> str:
