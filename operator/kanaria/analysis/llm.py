@@ -25,6 +25,12 @@ import math
 from dataclasses import dataclass, replace
 
 from kanaria.analysis import latency, proportions
+from kanaria.analysis.evidence import (
+    LLM_DEFAULT_MIN_SAMPLES,
+    NoData,
+    check_result,
+    cumulative_buckets,
+)
 from kanaria.analysis.provider import MetricProvider
 from kanaria.analysis.templates import escape_label_value
 from kanaria.api.durations import format_duration
@@ -55,10 +61,7 @@ __all__ = [
     "DEFAULT_MIN_SAMPLES",
 ]
 
-DEFAULT_MIN_SAMPLES = {
-    **dict.fromkeys(LLM_LATENCY_KINDS, 200),
-    **dict.fromkeys(LLM_RATE_KINDS, 1000),
-}
+DEFAULT_MIN_SAMPLES = LLM_DEFAULT_MIN_SAMPLES
 DEFAULT_MAX_ERROR_RATIO = 1.5
 DEFAULT_MAX_EXCEEDANCE = 0.1
 _VERB = {"abortRate": "abort rate", "serverErrorRate": "server error rate", "successRate": "failure rate"}
@@ -126,44 +129,12 @@ def tokens_query(server: str, arm: Arm) -> str:
 # --------------------------------------------------------------------------- measuring
 
 
-class _NoData(Exception):
-    def __init__(self, message: str, error: str | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-
-    def verdict(self, statistic: str) -> Verdict:
-        if self.error is not None:
-            return Verdict.unavailable_metrics(self.error, statistic=statistic)
-        return Verdict.inconclusive(str(self), statistic=statistic)
-
-
 def _count(p: MetricProvider, query: str) -> float:
     """The summed value of a query; an empty result counts 0 (a counter not yet incremented,
     or a finish reason this server version never reports)."""
     result = p.query(query)
-    if result.error is not None:
-        raise _NoData(f"metrics unavailable: {result.error}", error=result.error)
-    total = 0.0
-    for sample in result.samples:
-        if not math.isfinite(sample.value):
-            raise _NoData(f"query returned {sample.value}: {query}")
-        total += sample.value
-    return max(0.0, total)
-
-
-def _cumulative(p: MetricProvider, query: str) -> tuple[list[float], list[float]]:
-    result = p.query(query)
-    if result.error is not None:
-        raise _NoData(f"metrics unavailable: {result.error}", error=result.error)
-    pairs = []
-    for s in result.samples:
-        if not math.isfinite(s.value):
-            raise _NoData(f"query returned {s.value}: {query}")
-        le = float(s.labels.get("le", "nan"))
-        if not math.isnan(le):
-            pairs.append((le, max(0.0, s.value)))
-    pairs.sort()
-    return [le for le, _ in pairs], [v for _, v in pairs]
+    check_result(result)
+    return max(0.0, sum(sample.value for sample in result.samples))
 
 
 def judge(m: Metric, plan: AnalysisPlan, p: MetricProvider, ctx: LLMContext) -> Verdict:
@@ -175,7 +146,7 @@ def judge(m: Metric, plan: AnalysisPlan, p: MetricProvider, ctx: LLMContext) -> 
         if latency_kind:
             return _latency(m, plan, p, ctx.server, unit)
         return _rate(m, plan, p, ctx.server, unit)
-    except _NoData as missing:
+    except NoData as missing:
         return missing.verdict(statistic)
 
 
@@ -185,14 +156,14 @@ def _latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, server: str, unit
         return Verdict.inconclusive(f"{m.kind}: {histogram}", statistic="mann-whitney")
     arms = []
     for arm in (plan.baseline, plan.candidate):
-        bounds, cumulative = _cumulative(p, buckets_query(histogram, arm))
+        bounds, cumulative = cumulative_buckets(p, buckets_query(histogram, arm))
         if not bounds:
-            raise _NoData(f"no {histogram.name} samples yet for revision {arm.revision} "
+            raise NoData(f"no {histogram.name} samples yet for revision {arm.revision} "
                           "(is the revision label relabelled?)")
         arms.append((bounds, cumulative))
     (b_bounds, b_cum), (c_bounds, c_cum) = arms
     if b_bounds != c_bounds:
-        raise _NoData(f"the two revisions export different {histogram.name} buckets; cannot compare")
+        raise NoData(f"the two revisions export different {histogram.name} buckets; cannot compare")
     objective = m.objective_seconds
     verdict = latency.judge_latency(
         b_bounds, b_cum, c_cum,
@@ -227,7 +198,7 @@ def _rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, server: str, unit: s
     for arm in (plan.baseline, plan.candidate):
         finished = _count(p, increase_query(rate.total, arm))
         if finished <= 0:
-            raise _NoData(f"no finished requests yet for revision {arm.revision} "
+            raise NoData(f"no finished requests yet for revision {arm.revision} "
                           "(is the revision label relabelled?)")
         failed = min(_count(p, increase_query(rate.hits, arm)), finished)
         tokens = _count(p, tokens_query(server, arm)) if unit == "token" else 0.0
@@ -245,7 +216,7 @@ def _rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, server: str, unit: s
         )
         return replace(verdict, reason=f"{m.kind}: " + verdict.reason.replace("error rate", verb))
     if nb <= 0 or tb <= 0:
-        raise _NoData(f"{m.kind} per output token: no finished requests with output tokens yet on "
+        raise NoData(f"{m.kind} per output token: no finished requests with output tokens yet on "
                       f"revision {plan.baseline.revision}")
     tokens_per_request = tb / nb
     verdict = proportions.judge_error_rate(

@@ -11,13 +11,23 @@ import time
 import unicodedata
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from kanaria.analysis import drift, latency, llm, pacing, proportions
 from kanaria.analysis.agreement import judge_agreement
-from kanaria.analysis.feedback import RatingArm, judge_feedback, judge_rating
+from kanaria.analysis.evidence import (
+    DEFAULT_MIN_SAMPLES,
+    METRIC_NAMES,
+    NoData,
+    Target,
+    check_result,
+    count_of,
+    cumulative_buckets,
+    labels_of,
+)
+from kanaria.analysis.feedback_metrics import judge_feedback_metric, judge_rating_metric
 from kanaria.analysis.llm import LLMContext
-from kanaria.analysis.provider import MetricProvider, Pinned, QueryResult
+from kanaria.analysis.provider import MetricProvider, Pinned
 from kanaria.analysis.srm import sample_ratio_mismatch
 from kanaria.analysis.strata import judge_accuracy_stratified as strata_judge
 from kanaria.analysis.strata import judge_error_rate_stratified as error_strata_judge
@@ -37,48 +47,19 @@ from kanaria.api.models import Metric
 from kanaria.api.observed import SRM_METRIC, AnalysisPlan, Arm
 from kanaria.api.verdict import Outcome, Verdict
 
-__all__ = ["Target", "measure", "cohort_arm", "DEFAULT_MIN_SAMPLES", "METRIC_NAMES", "SRM_METRIC", "LLMContext"]
-
-DEFAULT_MIN_SAMPLES = {
-    "accuracy": 500,
-    "errorRate": 1000,
-    "latency": 200,
-    **llm.DEFAULT_MIN_SAMPLES,
-    "drift": 1000,
-    "agreement": 200,
-    "feedback": 500,
-    "rating": 500,
-    "custom": 1,
-}
+__all__ = ["DEFAULT_MIN_SAMPLES", "LLMContext", "METRIC_NAMES", "SRM_METRIC", "Target", "cohort_arm", "measure",
+           "parse_condition", "period_arms"]
 
 DEFAULT_MAX_ERROR_RATIO = 1.5
 DEFAULT_MAX_EXCEEDANCE = 0.1
 """latency with an objective: the share of requests that may be slower than it."""
 
-METRIC_NAMES = {
-    "requests": "kanaria_model_requests_total",
-    "errors": "kanaria_model_errors_total",
-    "latency": "kanaria_model_request_duration_seconds",
-    "labels": "kanaria_model_labels_total",
-    "feature": "kanaria_model_feature",
-    "prediction": "kanaria_model_prediction",
-    "agreement": "kanaria_model_agreement_total",
-    "matured": "kanaria_model_matured_total",
-    "feedback": "kanaria_model_feedback_total",
-    "feedback_matured": "kanaria_model_feedback_matured_total",
-    "ratings_matured": "kanaria_model_feedback_ratings_matured_total",
-    "rating_sum": "kanaria_model_feedback_rating_sum_matured_total",
-    "rating_squares": "kanaria_model_feedback_rating_squares_matured_total",
+VLLM_HISTOGRAMS = {
+    kind: h.name for kind in LLM_LATENCY_KINDS if isinstance(h := histogram_for(kind, "vllm", "request"), Histogram)
 }
-
-
-@dataclass(frozen=True)
-class Target:
-    """Who is being measured: the ModelDeployment and its model."""
-
-    name: str
-    namespace: str
-    model: str
+"""vLLM's per-request histogram for each LLM latency kind (kanaria.api.llmservers has every
+server's). The series need a ``revision`` label, relabelled from the pod label
+kanaria.io/revision (docs/llm.md has the PodMonitor)."""
 
 
 def measure(
@@ -116,7 +97,7 @@ def measure(
         judge = _JUDGES[metric.kind]
         try:
             out[name] = _paced(metric, plan, judge(metric, plan, provider, target))
-        except _NoData as missing:
+        except NoData as missing:
             out[name] = missing.verdict(metric.kind)
     if out_split is not None:
         out[SRM_METRIC] = out_split
@@ -157,20 +138,20 @@ def _split(plan: AnalysisPlan, p: MetricProvider, t: Target, server: LLMContext 
     arms = (plan.candidate, plan.baseline)
     try:
         if server is not None:
-            counts = [_count(p, llm.finished_query(server.server, a)) for a in arms]
+            counts = [count_of(p, llm.finished_query(server.server, a)) for a in arms]
         else:
-            counts = [_count(p, counter_growth(METRIC_NAMES["requests"], _labels(t, a), a.window, a.offset),
+            counts = [count_of(p, counter_growth(METRIC_NAMES["requests"], labels_of(t, a), a.window, a.offset),
                              absent=f"no request series of revision {a.revision} yet (Prometheus has not "
                                     "scraped its server since it started)")
                       for a in arms]
-    except _NoData as missing:
+    except NoData as missing:
         return missing.verdict("chi2-srm")
     verdict = sample_ratio_mismatch(counts, list(plan.expected_split))
     if server is None:
         return verdict
     try:
-        tokens = [_count(p, llm.tokens_query(server.server, a)) for a in arms]
-    except _NoData:
+        tokens = [count_of(p, llm.tokens_query(server.server, a)) for a in arms]
+    except NoData:
         return verdict
     if sum(tokens) <= 0 or sum(counts) <= 0:
         return verdict
@@ -184,54 +165,6 @@ def _split(plan: AnalysisPlan, p: MetricProvider, t: Target, server: LLMContext 
     )
 
 
-class _NoData(Exception):
-    """A query gave no usable evidence (error, empty, NaN or Inf); ``error`` is set when the
-    query itself failed (the metrics could not be read)."""
-
-    def __init__(self, message: str, error: str | None = None) -> None:
-        super().__init__(message)
-        self.error = error
-
-    def verdict(self, statistic: str) -> Verdict:
-        if self.error is not None:
-            return Verdict.unavailable_metrics(self.error, statistic=statistic)
-        return Verdict.inconclusive(str(self), statistic=statistic)
-
-
-def _labels(target: Target, arm: Arm) -> dict[str, str]:
-    return {"model": target.model, "revision": arm.revision}
-
-
-def _count(provider: MetricProvider, query: str, *, absent: str | None = None) -> int:
-    """The query's total; with ``absent``, a result without any series is not 0 but missing
-    evidence, and that is the reason given."""
-    result = provider.query(query)
-    _check(result)
-    if absent is not None and not result.samples:
-        raise _NoData(absent)
-    total = result.total()
-    if not math.isfinite(total) or total < 0:
-        raise _NoData(f"query returned {total}: {query}")
-    return int(round(total))
-
-
-def _check(result: QueryResult) -> None:
-    if result.error is not None:
-        raise _NoData(f"metrics unavailable: {result.error}", error=result.error)
-    for sample in result.samples:
-        if not math.isfinite(sample.value):
-            raise _NoData(f"query returned {sample.value}: {result.query}")
-
-
-def _cumulative(provider: MetricProvider, query: str) -> tuple[list[float], list[float]]:
-    """(upper bounds, cumulative counts) of a ``sum by (le)`` result, sorted, +Inf last."""
-    result = provider.query(query)
-    _check(result)
-    pairs = sorted((float(s.labels.get("le", "nan")), s.value) for s in result.samples)
-    pairs = [(le, v) for le, v in pairs if not math.isnan(le)]
-    return [le for le, _ in pairs], [max(0.0, v) for _, v in pairs]
-
-
 # --------------------------------------------------------------------------- kinds
 
 
@@ -242,9 +175,9 @@ def _proportions(
     arm's window, hits capped at the total (two queries, one instant)."""
     counts = []
     for arm in (plan.baseline, plan.candidate):
-        labels = _labels(t, arm)
-        hit = _count(p, counter_increase(hits, {**labels, **hit_labels}, arm.window, arm.offset))
-        total = _count(p, counter_increase(totals, labels, arm.window, arm.offset))
+        labels = labels_of(t, arm)
+        hit = count_of(p, counter_increase(hits, {**labels, **hit_labels}, arm.window, arm.offset))
+        total = count_of(p, counter_increase(totals, labels, arm.window, arm.offset))
         counts.append((min(hit, total), total))
     return counts
 
@@ -254,17 +187,17 @@ def _cohort_counts(p: MetricProvider, t: Target, arm: Arm, horizon: float) -> tu
     cohort = cohort_arm(arm, horizon)
     if cohort is None:
         wait = horizon - arm.window - arm.offset + 1.0
-        raise _NoData(f"the predictions of this period mature {horizon:.0f}s after they are served "
+        raise NoData(f"the predictions of this period mature {horizon:.0f}s after they are served "
                       f"(maturity): the first count in {wait:.0f}s")
-    labels = {**_labels(t, cohort), "horizon": f"{horizon:.0f}"}
+    labels = {**labels_of(t, cohort), "horizon": f"{horizon:.0f}"}
     counts = {}
     for outcome in ("correct", "incorrect", "unlabelled"):
         result = p.query(counter_increase(METRIC_NAMES["matured"], {**labels, "outcome": outcome},
                                           cohort.window, cohort.offset))
-        _check(result)
+        check_result(result)
         counts[outcome] = max(0, int(round(result.total())))
     if not any(counts.values()):
-        raise _NoData(f"no matured predictions at horizon {horizon:.0f}s for revision {arm.revision} yet "
+        raise NoData(f"no matured predictions at horizon {horizon:.0f}s for revision {arm.revision} yet "
                       f"(the model server exports {METRIC_NAMES['matured']} for the horizons in "
                       "KANARIA_MATURITY_HORIZONS)")
     return counts["correct"], counts["correct"] + counts["incorrect"], counts["unlabelled"]
@@ -294,11 +227,11 @@ def _accuracy_by_period(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Tar
             else:
                 (xb, nb), (xc, nc) = _proportions(p, t, period, METRIC_NAMES["labels"], {"outcome": "correct"},
                                                   METRIC_NAMES["labels"])
-        except _NoData:
+        except NoData:
             continue  # a period with nothing (matured) yet adds nothing
         strata.append((xb, nb, xc, nc))
     if not strata:
-        raise _NoData("no period of this step has labels in both revisions yet")
+        raise NoData("no period of this step has labels in both revisions yet")
     return strata_judge(
         strata,
         min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["accuracy"],
@@ -347,12 +280,12 @@ def _error_rate(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> 
 
 
 def _latency(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    b_bounds, b_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.baseline), plan.baseline.window, plan.baseline.offset))
-    c_bounds, c_cum = _cumulative(p, buckets_increase(METRIC_NAMES["latency"], _labels(t, plan.candidate), plan.candidate.window, plan.candidate.offset))
+    b_bounds, b_cum = cumulative_buckets(p, buckets_increase(METRIC_NAMES["latency"], labels_of(t, plan.baseline), plan.baseline.window, plan.baseline.offset))
+    c_bounds, c_cum = cumulative_buckets(p, buckets_increase(METRIC_NAMES["latency"], labels_of(t, plan.candidate), plan.candidate.window, plan.candidate.offset))
     if not b_bounds or not c_bounds:
-        raise _NoData("no latency histogram samples yet for one of the revisions")
+        raise NoData("no latency histogram samples yet for one of the revisions")
     if b_bounds != c_bounds:
-        raise _NoData("the two revisions export different latency buckets; cannot compare")
+        raise NoData("the two revisions export different latency buckets; cannot compare")
     return latency.judge_latency(
         b_bounds,
         b_cum,
@@ -370,8 +303,8 @@ def _per_feature(p: MetricProvider, t: Target, arm: Arm) -> dict[str, list[float
     out: dict[str, list[tuple[float, float]]] = defaultdict(list)
     for metric, key in ((METRIC_NAMES["feature"], "feature"), (METRIC_NAMES["prediction"], None)):
         by = ("feature", "le") if key else ("le",)
-        result = p.query(buckets_increase(metric, _labels(t, arm), arm.window, arm.offset, by=by))
-        _check(result)
+        result = p.query(buckets_increase(metric, labels_of(t, arm), arm.window, arm.offset, by=by))
+        check_result(result)
         for s in result.samples:
             name = unicodedata.normalize("NFC", s.labels.get("feature", "")) if key else "prediction"
             le = float(s.labels.get("le", "nan"))
@@ -385,13 +318,13 @@ def _drift(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdi
     cand = _per_feature(p, t, plan.candidate)
     names = m.features or sorted(set(base) & set(cand))
     if not names:
-        raise _NoData("no feature histograms yet for one of the revisions")
+        raise NoData("no feature histograms yet for one of the revisions")
     pairs = {}
     for name in names:
         if name not in base or name not in cand:
-            raise _NoData(f"feature {name!r} has no histogram for one of the revisions")
+            raise NoData(f"feature {name!r} has no histogram for one of the revisions")
         if len(base[name]) != len(cand[name]):
-            raise _NoData(f"feature {name!r} has different bins on the two revisions")
+            raise NoData(f"feature {name!r} has different bins on the two revisions")
         pairs[name] = (drift.bins_from_cumulative(base[name]), drift.bins_from_cumulative(cand[name]))
     return drift.judge_dataset_drift(
         pairs,
@@ -402,10 +335,10 @@ def _drift(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdi
 
 
 def _agreement(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    labels = _labels(t, plan.candidate)
+    labels = labels_of(t, plan.candidate)
     name, window, offset = METRIC_NAMES["agreement"], plan.candidate.window, plan.candidate.offset
-    agree = _count(p, counter_increase(name, {**labels, "outcome": "agree"}, window, offset))
-    total = _count(p, counter_increase(name, labels, window, offset))
+    agree = count_of(p, counter_increase(name, {**labels, "outcome": "agree"}, window, offset))
+    total = count_of(p, counter_increase(name, labels, window, offset))
     return judge_agreement(
         min(agree, total),
         total,
@@ -422,7 +355,7 @@ def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verd
     if horizon > 0:  # opted into cohorts: {{window}} is the window of the matured counts
         cohort = cohort_arm(plan.candidate, horizon)
         if cohort is None:
-            raise _NoData(f"the predictions of this period mature {horizon:.0f}s after they are served "
+            raise NoData(f"the predictions of this period mature {horizon:.0f}s after they are served "
                           "(maturity): nothing to count yet")
         window = cohort.window
     values: Mapping[str, str] = {
@@ -440,11 +373,11 @@ def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verd
     except (TemplateError, ValueError) as bad:
         return Verdict.inconclusive(f"custom metric cannot run: {bad}", statistic="custom")
     result = p.query(query)
-    _check(result)
+    check_result(result)
     value = result.scalar()
     if value is None:
         n = len(result.samples)
-        raise _NoData(f"custom query returned {n} series, expected exactly one finite value")
+        raise NoData(f"custom query returned {n} series, expected exactly one finite value")
     ok = CONDITION_OPS[op](value, bound)
     return Verdict(
         Outcome.PASS if ok else Outcome.FAIL,
@@ -454,101 +387,6 @@ def _custom(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verd
         threshold=bound,
         samples=1,
     )
-
-
-VLLM_HISTOGRAMS = {
-    kind: h.name for kind in LLM_LATENCY_KINDS if isinstance(h := histogram_for(kind, "vllm", "request"), Histogram)
-}
-"""vLLM's per-request histogram for each LLM latency kind (kanaria.api.llmservers has every
-server's). The series need a ``revision`` label, relabelled from the pod label
-kanaria.io/revision (docs/llm.md has the PodMonitor)."""
-
-
-def _cohort(arm: Arm, horizon: float) -> Arm:
-    cohort = cohort_arm(arm, horizon)
-    if cohort is None:
-        wait = horizon - arm.window - arm.offset + 1.0
-        raise _NoData(f"the answers of this period mature {horizon:.0f}s after they are served "
-                      f"(maturity): the first count in {wait:.0f}s")
-    return cohort
-
-
-def _sum(p: MetricProvider, query: str) -> float:
-    result = p.query(query)
-    _check(result)
-    return max(0.0, result.total())
-
-
-def _feedback_counts(m: Metric, p: MetricProvider, t: Target, arm: Arm) -> tuple[int, int]:
-    """(positive, positive + negative) feedback on the answers ``arm`` served, each counted H
-    after it was served; with maturity 0s, the feedback that arrived within the arm's window."""
-    signal, horizon = m.signal or "thumbs", m.maturity_seconds()
-    window = _cohort(arm, horizon) if horizon > 0 else arm
-    labels = {**_labels(t, window), "signal": signal}
-    name = METRIC_NAMES["feedback"]
-    if horizon > 0:
-        labels["horizon"] = f"{horizon:.0f}"
-        name = METRIC_NAMES["feedback_matured"]
-    got = {o: _count(p, counter_increase(name, {**labels, "outcome": o}, window.window, window.offset))
-           for o in ("positive", "negative")}
-    return got["positive"], got["positive"] + got["negative"]
-
-
-def judge_feedback_metric(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    """The share of positive feedback on the answers each arm served in the same period (each
-    answer counted H after it was served, with the feedback it got by then); "0s": feedback
-    counted by arrival since the step began. When the split moved within the window (a bandit),
-    one stratum per period, never pooled, as for accuracy."""
-    signal, horizon = m.signal or "thumbs", m.maturity_seconds()
-    min_samples = m.min_samples or DEFAULT_MIN_SAMPLES["feedback"]
-    margin, alpha = (m.margin if m.margin is not None else 0.02), (m.alpha or 0.05)
-    strata: list[tuple[float, float, float, float]] = []
-    for cand, base in zip(period_arms(plan.candidate, plan.periods), period_arms(plan.baseline, plan.periods),
-                          strict=True):
-        try:
-            xb, nb = _feedback_counts(m, p, t, base)
-            xc, nc = _feedback_counts(m, p, t, cand)
-        except _NoData:
-            if not plan.periods:
-                raise
-            continue  # a period with nothing matured yet adds nothing
-        if nb or nc:
-            strata.append((xb, nb, xc, nc))
-    if not strata:
-        raise _NoData(f"no {signal!r} feedback matured yet for either revision (the server records it with "
-                      f"the monitor library: {METRIC_NAMES['feedback_matured']})")
-    if len(strata) == 1:
-        verdict = judge_feedback(*strata[0], min_samples=min_samples, margin=margin, alpha=alpha)
-    else:
-        verdict = strata_judge(strata, min_samples=min_samples, margin=margin, alpha=alpha)
-        verdict = replace(verdict, reason=verdict.reason.replace("canary accuracy", "canary positive feedback", 1)
-                          .replace("accuracy:", "feedback:", 1).replace(" labels", " rated answers"))
-    return replace(verdict, details={**verdict.details, "maturity_seconds": horizon})
-
-
-def judge_rating_metric(m: Metric, plan: AnalysisPlan, p: MetricProvider, t: Target) -> Verdict:
-    """The mean rating of the answers each arm served in the same period, from the matured
-    count, sum and sum of squares (ratings shifted to start at ratingMin)."""
-    assert m.rating_min is not None and m.rating_max is not None
-    signal, horizon = m.signal or "rating", m.maturity_seconds()
-    arms = []
-    for arm in (plan.baseline, plan.candidate):
-        cohort = _cohort(arm, horizon)
-        labels = {**_labels(t, cohort), "signal": signal, "horizon": f"{horizon:.0f}"}
-        w, o = cohort.window, cohort.offset
-        count = _sum(p, counter_increase(METRIC_NAMES["ratings_matured"], {**labels, "outcome": "rated"}, w, o))
-        total = _sum(p, counter_increase(METRIC_NAMES["rating_sum"], labels, w, o))
-        squares = _sum(p, counter_increase(METRIC_NAMES["rating_squares"], labels, w, o))
-        arms.append(RatingArm(count, total, squares))
-    if arms[0].count == 0 and arms[1].count == 0:
-        raise _NoData(f"no {signal!r} ratings matured yet for either revision (the server records them with "
-                      f"the monitor library: {METRIC_NAMES['ratings_matured']})")
-    verdict = judge_rating(
-        arms[0], arms[1], low=m.rating_min, high=m.rating_max,
-        min_samples=m.min_samples or DEFAULT_MIN_SAMPLES["rating"],
-        margin=m.margin, alpha=m.alpha or 0.05,
-    )  # fmt: skip
-    return replace(verdict, details={**verdict.details, "maturity_seconds": horizon})
 
 
 _JUDGES: dict[str, Callable[[Metric, AnalysisPlan, MetricProvider, Target], Verdict]] = {
