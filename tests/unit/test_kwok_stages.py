@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from kanaria.sandbox.cluster import KWOK_MODULE, KWOK_POD_READY
+from kanaria.sandbox.kwoknodes import KWOK_MODULE, KWOK_POD_READY
 from kanaria.sandbox.readiness import revision_pod_stages
 
 

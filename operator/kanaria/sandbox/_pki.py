@@ -2,7 +2,7 @@
 
 One throw-away CA signs the API server's serving certificate (so clients verify TLS properly
 instead of skipping it) and is handed to the controller-manager as its signing CA and root CA.
-A separate keypair signs and verifies ServiceAccount tokens.
+A separate keypair signs and verifies ServiceAccount tokens. A kubeconfig holds a token and the CA.
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from kanaria.sandbox._proc import run
 
@@ -133,3 +135,28 @@ def make_pki(directory: Path, *, service_ip: str = "10.0.0.1") -> Pki:
     )
     run([ssl, "ec", "-in", str(pki.sa_private_key), "-pubout", "-out", str(pki.sa_public_key)])
     return pki
+
+
+def write_kubeconfig(
+    path: Path, server: str, ca_file: Path, user: str, token: str, *, namespace: str = "default"
+) -> None:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "kanaria-local",
+                "cluster": {"server": server, "certificate-authority": str(ca_file)},
+            }
+        ],
+        "users": [{"name": user, "user": {"token": token}}],
+        "contexts": [
+            {
+                "name": "kanaria-local",
+                "context": {"cluster": "kanaria-local", "user": user, "namespace": namespace},
+            }
+        ],
+        "current-context": "kanaria-local",
+    }
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.chmod(0o600)

@@ -22,48 +22,40 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 from types import FrameType
-from typing import Any
 
 import yaml
 
-from kanaria.sandbox._api import ApiError, RawApi, condition_true
+from kanaria.sandbox._api import RawApi, condition_true
 from kanaria.sandbox._locate import (
     cluster_bin_dir,
     go_module_dir,
     repo_root,
-    required_version,
 )
-from kanaria.sandbox._pki import Pki, make_pki
+from kanaria.sandbox._pki import Pki, make_pki, write_kubeconfig
 from kanaria.sandbox._proc import (
     ManagedProcess,
     Running,
-    StartupError,
     free_port,
     http_get,
     run,
     wait_until,
 )
-from kanaria.sandbox.readiness import PodReadiness, revision_pod_stages
+from kanaria.sandbox.kwoknodes import (
+    KWOK_NODE_ANNOTATION,
+    POD_CIDR,
+    node_object,
+    node_schedulable,
+    write_kwok_config,
+)
+from kanaria.sandbox.readiness import PodReadiness
+
+__all__ = ["LocalCluster", "write_kubeconfig"]
 
 GATEWAY_API_MODULE = "sigs.k8s.io/gateway-api"
 GATEWAY_API_VERSION = "v1.6.3"  # the one pin of the Gateway API CRDs (standard channel)
 INFERENCE_EXTENSION_MODULE = "sigs.k8s.io/gateway-api-inference-extension"
 INFERENCE_EXTENSION_VERSION = "v1.5.0"  # the one pin of InferencePool and InferenceModelRewrite
-KWOK_MODULE = "sigs.k8s.io/kwok"
-KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
-# Relative to the kwok module's kustomize/stage/. No pod-complete stage: a Job's pod stays
-# Running until the sandbox's Job runner (sandbox/jobs.py) has run its command and reports
-# how it ended. pod-ready is split in two (sandbox/readiness.py): a model revision's pod starts
-# Running but not Ready, and is Ready when its server answers its readiness probe.
-KWOK_POD_READY = "pod/fast/pod-ready.yaml"
-KWOK_STAGES = (
-    "node/fast/node-initialize.yaml",
-    "node/heartbeat/node-heartbeat.yaml",
-    KWOK_POD_READY,
-    "pod/fast/pod-delete.yaml",
-)
 SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
-POD_CIDR = "10.244.0.0/16"
 ADMIN_USER = "kanaria-admin"
 FIELD_MANAGER = "kanaria-testbed"
 _APPLY = ("apply", "--server-side", "--force-conflicts", f"--field-manager={FIELD_MANAGER}")
@@ -303,7 +295,7 @@ class LocalCluster(Running):
             [
                 str(bin_dir / "kwok"),
                 f"--kubeconfig={admin}",
-                f"--config={self._write_kwok_config()}",
+                f"--config={write_kwok_config(self.workdir)}",
                 "--manage-all-nodes=false",
                 "--manage-nodes-with-annotation-selector=" + "=".join(KWOK_NODE_ANNOTATION),
                 f"--cidr={POD_CIDR}",
@@ -312,10 +304,10 @@ class LocalCluster(Running):
         everything = [etcd, apiserver, kcm, scheduler, kwok]
         names = [f"kwok-node-{i}" for i in range(self._nodes)]
         for name in names:
-            api.post("/api/v1/nodes", self._node_object(name))
+            api.post("/api/v1/nodes", node_object(name, self._node_resources))
         for name in names:
             wait_until(
-                lambda n=name: _node_schedulable(api, n),  # type: ignore[misc]
+                lambda n=name: node_schedulable(api, n),  # type: ignore[misc]
                 timeout=timeout,
                 what=f"Node {name} Ready and untainted",
                 watch=everything,
@@ -327,44 +319,6 @@ class LocalCluster(Running):
             watch=everything,
         )
         self._readiness = PodReadiness(self.kubeconfig).start()
-
-    def _write_kwok_config(self) -> Path:
-        version = required_version(repo_root() / "hack/localcluster/kwok/go.mod", KWOK_MODULE)
-        stage_dir = go_module_dir(KWOK_MODULE, version) / "kustomize" / "stage"
-        docs: list[str] = []
-        for rel in KWOK_STAGES:
-            path = stage_dir / rel
-            if not path.is_file():
-                raise StartupError(f"kwok stage {path} is missing (kwok {version})")
-            if rel == KWOK_POD_READY:
-                docs.extend(yaml.safe_dump(stage).strip() for stage in revision_pod_stages(path.read_text()))
-            else:
-                docs.append(path.read_text().strip())
-        config = self.workdir / "kwok.yaml"
-        config.write_text("\n---\n".join(docs) + "\n")
-        return config
-
-    def _node_object(self, name: str) -> dict[str, Any]:
-        key, value = KWOK_NODE_ANNOTATION
-        return {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "annotations": {key: value, "node.alpha.kubernetes.io/ttl": "0"},
-                "labels": {
-                    "type": "kwok",
-                    "kubernetes.io/hostname": name,
-                    "kubernetes.io/os": "linux",
-                    "kubernetes.io/arch": "amd64",
-                    "node-role.kubernetes.io/agent": "",
-                },
-            },
-            "status": {
-                "allocatable": dict(self._node_resources),
-                "capacity": dict(self._node_resources),
-            },
-        }
 
     # ----------------------------------------------------------------- helpers
 
@@ -487,45 +441,9 @@ class LocalCluster(Running):
         return time.monotonic() - started
 
 
-def write_kubeconfig(
-    path: Path, server: str, ca_file: Path, user: str, token: str, *, namespace: str = "default"
-) -> None:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "kanaria-local",
-                "cluster": {"server": server, "certificate-authority": str(ca_file)},
-            }
-        ],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [
-            {
-                "name": "kanaria-local",
-                "context": {"cluster": "kanaria-local", "user": user, "namespace": namespace},
-            }
-        ],
-        "current-context": "kanaria-local",
-    }
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    path.chmod(0o600)
-
-
 def _etcd_healthy(url: str) -> bool:
     code, body = http_get(url + "/health", timeout=2)
     return code == 200 and b'"true"' in body
-
-
-def _node_schedulable(api: RawApi, name: str) -> bool:
-    try:
-        node = api.get(f"/api/v1/nodes/{name}")
-    except ApiError:
-        return False
-    taints = node.get("spec", {}).get("taints") or []
-    return condition_true(node, "Ready") and not any(
-        t.get("effect") in ("NoSchedule", "NoExecute") for t in taints
-    )
 
 
 # --------------------------------------------------------------------- CLI
