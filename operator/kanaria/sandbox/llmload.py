@@ -52,7 +52,8 @@ from urllib.parse import urlparse
 
 import httpx
 
-from kanaria.sandbox.llmserver import QUALITY_HEADER, REQUEST_ID_HEADER, REVISION_HEADER, user_mood
+from kanaria.sandbox.llmconfig import user_mood
+from kanaria.sandbox.llmhttp import QUALITY_HEADER, REQUEST_ID_HEADER, REVISION_HEADER
 from kanaria.sandbox.proxy import SERVER_HEADER
 
 __all__ = ["PROMPTS", "LLMLoadGenerator", "LLMLoadStats", "main"]

@@ -81,32 +81,34 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import os
 import random
-import re
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Generator, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Generator, Mapping, Sequence
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST
 
 from kanaria.monitor.feedback import UserFeedback
 from kanaria.sandbox._proc import ServerProcess
 from kanaria.sandbox.llmconfig import RATING_RANGE, FaultDraw, LLMConfig, LLMFaults, user_mood
+from kanaria.sandbox.llmhttp import (
+    ID_PREFIXES,
+    REQUEST_ID_PATTERN,
+    BadRequest,
+    Job,
+    LLMHandler,
+    LLMHTTPServer,
+    message_text,
+)
 from kanaria.sandbox.llmmetrics import LLMMetrics
-from kanaria.sandbox.llmsched import QueueFull, Scheduler, Ticket
+from kanaria.sandbox.llmsched import QueueFull, Scheduler
 from kanaria.sandbox.ngram import EOS, NgramModel, count_prompt_tokens, piece, tokenize
 
 __all__ = [
-    "QUALITY_HEADER",
     "LLMConfig",
     "LLMFaults",
     "LLMServer",
@@ -115,73 +117,6 @@ __all__ = [
     "main",
     "user_mood",
 ]
-
-FAULTS_PATH = "/admin/faults"
-FAULTS_OFF = (
-    "fault injection is off: /admin/faults exists only on an LLM server the sandbox starts "
-    "with --enable-faults"
-)
-REVISION_HEADER = "X-Kanaria-Revision"
-REQUEST_ID_HEADER = "X-Request-Id"
-QUALITY_HEADER = "X-Kanaria-Quality"
-MODEL_HEADER = "X-Kanaria-Model"
-_MAX_BODY = 4 * 1024 * 1024
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-_ID_PREFIXES = ("chatcmpl-", "cmpl-")
-class _BadRequest(Exception):
-    def __init__(self, message: str, status: int = HTTPStatus.BAD_REQUEST, kind: str = "BadRequestError"):
-        super().__init__(message)
-        self.status = status
-        self.kind = kind
-
-
-@dataclass
-class _Job:
-    """One completion request, from admission to its finish."""
-
-    chat: bool
-    request_id: str
-    arrival: float
-    prompt_tokens: int
-    context: list[str]
-    previous: str | None
-    max_tokens: int
-    max_tokens_param: int | None
-    temperature: float
-    rng: random.Random
-    faults: FaultDraw
-    abort_at: int | None
-    stream: bool
-    include_usage: bool
-    model: str = ""
-    """The served name the request asked for (the base model or the adapter)."""
-    ticket: Ticket | None = None
-    completion_tokens: int = 0
-    finish_reason: str | None = None
-    text: list[str] = field(default_factory=list)
-
-    @property
-    def response_id(self) -> str:
-        return ("chatcmpl-" if self.chat else "cmpl-") + self.request_id
-
-    def usage(self) -> dict[str, int]:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.prompt_tokens + self.completion_tokens,
-        }
-
-
-def _message_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):  # content parts: only text parts are understood
-        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
-        return " ".join(str(p) for p in parts)
-    if content is None:
-        return ""
-    raise _BadRequest("a message's content must be a string or a list of text parts")
-
 
 class LLMServer:
     """The model, its scheduler, its metrics and the HTTP server; ``start()`` serves in a
@@ -223,7 +158,7 @@ class LLMServer:
         self._seeds = random.Random(f"requests:{config.seed}")
         self._jitter = random.Random(f"jitter:{config.seed}")
         self.created = int(time.time())
-        self._httpd = _HTTPServer((host, port), _Handler, self)
+        self._httpd = LLMHTTPServer((host, port), LLMHandler, self)
         self._thread: threading.Thread | None = None
 
     @property
@@ -268,18 +203,18 @@ class LLMServer:
 
     # -- parsing ------------------------------------------------------------------------------
 
-    def job(self, body: Mapping[str, Any], *, chat: bool, header_id: str | None, arrival: float) -> _Job:
-        """Check a completion request and make it a job (raises _BadRequest)."""
+    def job(self, body: Mapping[str, Any], *, chat: bool, header_id: str | None, arrival: float) -> Job:
+        """Check a completion request and make it a job (raises BadRequest)."""
         model = body.get("model")
         if model is not None and model not in self.served_names:
-            raise _BadRequest(f"The model `{model}` does not exist.", HTTPStatus.NOT_FOUND, "NotFoundError")
+            raise BadRequest(f"The model `{model}` does not exist.", HTTPStatus.NOT_FOUND, "NotFoundError")
         if body.get("n", 1) != 1:
-            raise _BadRequest("only n=1 is supported")
+            raise BadRequest("only n=1 is supported")
         if chat:
             messages = body.get("messages")
             if not isinstance(messages, list) or not messages or not all(isinstance(m, dict) for m in messages):
-                raise _BadRequest('expected "messages": a non-empty list of {"role", "content"}')
-            lines = [f"{m.get('role', 'user')}: {_message_text(m.get('content'))}" for m in messages]
+                raise BadRequest('expected "messages": a non-empty list of {"role", "content"}')
+            lines = [f"{m.get('role', 'user')}: {message_text(m.get('content'))}" for m in messages]
             prompt_text = "\n".join([*lines, "assistant:"])
             context = self.model.start_context([])
             previous = None
@@ -288,7 +223,7 @@ class LLMServer:
             if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
                 prompt = prompt[0]
             if not isinstance(prompt, str):
-                raise _BadRequest('expected "prompt": a string')
+                raise BadRequest('expected "prompt": a string')
             prompt_text = prompt
             prompt_model_tokens = tokenize(prompt)
             context = self.model.start_context(prompt_model_tokens)
@@ -299,10 +234,10 @@ class LLMServer:
         if asked is None:
             asked = body.get("max_tokens")
         if asked is not None and (isinstance(asked, bool) or not isinstance(asked, int) or asked < 1):
-            raise _BadRequest("max_tokens must be a positive whole number")
+            raise BadRequest("max_tokens must be a positive whole number")
         max_tokens = asked if asked is not None else (room if chat else 16)
         if room < 1 or max_tokens > room:
-            raise _BadRequest(
+            raise BadRequest(
                 f"This model's maximum context length is {self.config.max_model_len} tokens. "
                 f"However, you requested {prompt_tokens + max_tokens} tokens "
                 f"({prompt_tokens} in the messages, {max_tokens} in the completion)."
@@ -311,14 +246,14 @@ class LLMServer:
         if temperature is None:
             temperature = 1.0
         if isinstance(temperature, bool) or not isinstance(temperature, int | float) or not 0 <= temperature <= 2:
-            raise _BadRequest("temperature must be a number within [0, 2]")
+            raise BadRequest("temperature must be a number within [0, 2]")
         seed = body.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise _BadRequest("seed must be a whole number")
+            raise BadRequest("seed must be a whole number")
         stream = bool(body.get("stream", False))
         options = body.get("stream_options")
         if options is not None and (not stream or not isinstance(options, dict)):
-            raise _BadRequest("stream_options is only allowed with stream: true, as an object")
+            raise BadRequest("stream_options is only allowed with stream: true, as an object")
         include_usage = bool(options and options.get("include_usage"))
         adapter = bool(self.config.adapter) and model == self.config.adapter
         with self._rng_lock:
@@ -326,10 +261,10 @@ class LLMServer:
             # seed answer differently through the adapter than through the base model.
             prefix = f"{self.config.adapter}:" if adapter else ""
             rng = random.Random(f"{prefix}{self.config.seed}:{seed}") if seed is not None else random.Random(self._seeds.getrandbits(64))
-        request_id = header_id if header_id and _REQUEST_ID.fullmatch(header_id) else uuid.uuid4().hex
+        request_id = header_id if header_id and REQUEST_ID_PATTERN.fullmatch(header_id) else uuid.uuid4().hex
         faults = self.faults.draw(request_id) if self.config.faults_enabled else FaultDraw()
         abort_at = rng.randint(1, max(1, max_tokens - 1)) if faults.abort else None
-        return _Job(
+        return Job(
             chat=chat, request_id=request_id, arrival=arrival, prompt_tokens=prompt_tokens,
             context=context, previous=previous, max_tokens=max_tokens, max_tokens_param=asked,
             temperature=float(temperature), rng=rng, faults=faults, abort_at=abort_at,
@@ -338,13 +273,13 @@ class LLMServer:
 
     # -- generation ---------------------------------------------------------------------------
 
-    def admit(self, job: _Job) -> None:
-        """Queue the job for a running slot (raises _BadRequest 503 when the queue is full)
+    def admit(self, job: Job) -> None:
+        """Queue the job for a running slot (raises BadRequest 503 when the queue is full)
         and remember its id for feedback."""
         try:
             job.ticket = self.scheduler.enqueue()
         except QueueFull as exc:
-            raise _BadRequest(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableError") from exc
+            raise BadRequest(str(exc), HTTPStatus.SERVICE_UNAVAILABLE, "ServiceUnavailableError") from exc
         self.user_feedback.answered(job.request_id)
 
     def _scaled(self, seconds: float) -> float:
@@ -354,7 +289,7 @@ class LLMServer:
             factor = self._jitter.uniform(1 - self.config.jitter, 1 + self.config.jitter)
         return seconds * factor
 
-    def generate(self, job: _Job) -> Generator[str, None, None]:
+    def generate(self, job: Job) -> Generator[str, None, None]:
         """The job's text, piece by piece, as each token is ready; metrics are recorded as it
         goes, and the finish (reason, intervals) before the generator ends. Closing the
         generator early aborts the request. The job must have been admitted."""
@@ -440,12 +375,12 @@ class LLMServer:
         if not rid or (thumbs is None and rating is None) or thumbs not in (None, "up", "down") or (
             rating is not None and not good_rating
         ):
-            raise _BadRequest(
+            raise BadRequest(
                 f'expected {{"request_id": ..., "thumbs": "up" | "down"}} and/or a "rating" within '
                 f"[{low:g}, {high:g}]"
             )
         rid = str(rid)
-        if rid.startswith(_ID_PREFIXES):  # the response's id: chatcmpl-<request id>
+        if rid.startswith(ID_PREFIXES):  # the response's id: chatcmpl-<request id>
             rid = rid.split("-", 1)[1]
         accepted = True
         if thumbs is not None:
@@ -458,7 +393,7 @@ class LLMServer:
         try:
             return self.faults.update(**{k: v for k, v in body.items()})
         except (TypeError, ValueError) as exc:
-            raise _BadRequest(str(exc)) from exc
+            raise BadRequest(str(exc)) from exc
 
     def health(self) -> dict[str, Any]:
         running, waiting = self.scheduler.state
@@ -490,199 +425,6 @@ class LLMServer:
         if self.config.adapter:  # as vLLM lists a LoRA module: its parent is the base model
             data.append({**base, "id": self.config.adapter, "root": self.config.adapter, "parent": self.model_name})
         return {"object": "list", "data": data}
-
-
-# -- HTTP -------------------------------------------------------------------------------------
-
-
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = 128  # bursts of streaming clients connect at once
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: LLMServer):
-        self.app = app
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client or proxy closing its connection is routine, not worth a traceback.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _HTTPServer
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # every streamed token goes out at once
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-        return  # quiet: request logs would drown the test output
-
-    def _headers(self, status: int, content_type: str, extra: Mapping[str, str]) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", content_type)
-        self.send_header(REVISION_HEADER, self.server.app.revision)
-        for name, value in extra.items():
-            self.send_header(name, value)
-
-    def _send(self, status: int, payload: bytes, content_type: str, extra: Mapping[str, str] | None = None) -> None:
-        self._headers(status, content_type, extra or {})
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def _json(self, status: int, body: Mapping[str, Any], extra: Mapping[str, str] | None = None) -> None:
-        self._send(status, json.dumps(body).encode(), "application/json", extra)
-
-    def _error(self, exc: _BadRequest, extra: Mapping[str, str] | None = None) -> None:
-        body = {"error": {"message": str(exc), "type": exc.kind, "code": int(exc.status)}}
-        self._json(exc.status, body, extra)
-
-    def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY:
-            raise _BadRequest("body too large")
-        raw = self.rfile.read(length) if length else b"{}"
-        try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise _BadRequest(f"invalid JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise _BadRequest("expected a JSON object")
-        return body
-
-    def do_GET(self) -> None:
-        app = self.server.app
-        path = self.path.split("?", 1)[0]
-        if path == "/metrics":
-            self._send(HTTPStatus.OK, app.metrics.exposition(), CONTENT_TYPE_LATEST)
-        elif path in ("/health", "/healthz", "/readyz"):
-            self._json(HTTPStatus.OK, app.health())
-        elif path == "/v1/models":
-            self._json(HTTPStatus.OK, app.models())
-        elif path == FAULTS_PATH and not app.config.faults_enabled:
-            self._error(_BadRequest(FAULTS_OFF, HTTPStatus.NOT_FOUND, "NotFoundError"))
-        elif path == FAULTS_PATH:
-            self._json(HTTPStatus.OK, app.faults.as_dict())
-        else:
-            self._error(_BadRequest(f"no route {path}", HTTPStatus.NOT_FOUND, "NotFoundError"))
-
-    def do_POST(self) -> None:
-        arrival = time.monotonic()
-        app = self.server.app
-        path = self.path.split("?", 1)[0]
-        header_id = self.headers.get(REQUEST_ID_HEADER)
-        try:
-            body = self._body()
-            if path in ("/v1/completions", "/v1/chat/completions"):
-                job = app.job(body, chat=path.endswith("/chat/completions"), header_id=header_id, arrival=arrival)
-                app.admit(job)
-                self._complete(job)
-            elif path == "/feedback":
-                self._json(HTTPStatus.OK, app.feedback(body, header_id))
-            elif path == FAULTS_PATH and not app.config.faults_enabled:
-                raise _BadRequest(FAULTS_OFF, HTTPStatus.NOT_FOUND, "NotFoundError")
-            elif path == FAULTS_PATH:
-                self._json(HTTPStatus.OK, app.set_faults(body))
-            else:
-                raise _BadRequest(f"no route {path}", HTTPStatus.NOT_FOUND, "NotFoundError")
-        except _BadRequest as exc:
-            self._error(exc)
-
-    # -- completions --------------------------------------------------------------------------
-
-    def _job_headers(self, job: _Job) -> dict[str, str]:
-        headers = {REQUEST_ID_HEADER: job.request_id, MODEL_HEADER: job.model or self.server.app.model_name}
-        if self.server.app.config.faults_enabled:
-            headers[QUALITY_HEADER] = "bad" if job.faults.bad else "good"
-        return headers
-
-    def _complete(self, job: _Job) -> None:
-        app = self.server.app
-        tokens = app.generate(job)
-        try:
-            if job.stream:
-                self._stream(job, tokens)
-            else:
-                for _ in tokens:
-                    pass
-                self._json(HTTPStatus.OK, self._final_body(job), self._job_headers(job))
-        finally:
-            tokens.close()  # aborts the request if the client went away
-            if job.ticket is not None:
-                app.scheduler.release(job.ticket)  # a no-op once the generator has run
-
-    def _final_body(self, job: _Job) -> dict[str, Any]:
-        app = self.server.app
-        text = "".join(job.text)
-        choice: dict[str, Any]
-        if job.chat:
-            choice = {"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None, "finish_reason": job.finish_reason}
-        else:
-            choice = {"index": 0, "text": text, "logprobs": None, "finish_reason": job.finish_reason}
-        return {
-            "id": job.response_id,
-            "object": "chat.completion" if job.chat else "text_completion",
-            "created": int(time.time()),
-            "model": job.model or app.model_name,
-            "choices": [choice],
-            "usage": job.usage(),
-        }
-
-    def _chunk(self, job: _Job, text: str | None, finish_reason: str | None, *, role: bool = False) -> dict[str, Any]:
-        choice: dict[str, Any]
-        if job.chat:
-            delta: dict[str, Any] = {"role": "assistant", "content": ""} if role else {}
-            if text is not None:
-                delta["content"] = text
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-        else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
-        chunk: dict[str, Any] = {
-            "id": job.response_id,
-            "object": "chat.completion.chunk" if job.chat else "text_completion",
-            "created": int(time.time()),
-            "model": job.model or self.server.app.model_name,
-            "choices": [choice],
-        }
-        if job.include_usage:
-            chunk["usage"] = None
-        return chunk
-
-    def _event(self, data: Mapping[str, Any] | str) -> None:
-        payload = data if isinstance(data, str) else json.dumps(data)
-        message = f"data: {payload}\n\n".encode()
-        self.wfile.write(b"%X\r\n%s\r\n" % (len(message), message))
-
-    def _stream(self, job: _Job, tokens: Iterator[str]) -> None:
-        self._headers(HTTPStatus.OK, "text/event-stream; charset=utf-8", self._job_headers(job))
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
-        try:
-            role = job.chat  # a chat stream's first chunk names the role, as the first token comes
-            for text in tokens:
-                if role:
-                    self._event(self._chunk(job, None, None, role=True))
-                    role = False
-                self._event(self._chunk(job, text, None))
-            if role:
-                self._event(self._chunk(job, None, None, role=True))
-            self._event(self._chunk(job, None if job.chat else "", job.finish_reason))
-            if job.include_usage:
-                self._event({
-                    "id": job.response_id,
-                    "object": "chat.completion.chunk" if job.chat else "text_completion",
-                    "created": int(time.time()),
-                    "model": job.model or self.server.app.model_name,
-                    "choices": [],
-                    "usage": job.usage(),
-                })  # fmt: skip
-            self._event("[DONE]")
-            self.wfile.write(b"0\r\n\r\n")
-        except (ConnectionError, OSError):
-            self.close_connection = True  # the client is gone; closing the generator aborts
 
 
 class LLMServerProcess(ServerProcess):
