@@ -8,16 +8,16 @@ from __future__ import annotations
 import json
 import random
 import re
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from kanaria.sandbox._http import AppHTTPServer, BodyError, read_json_object
 from kanaria.sandbox.llmconfig import FaultDraw
 from kanaria.sandbox.llmsched import Ticket
 
@@ -98,20 +98,9 @@ def message_text(content: object) -> str:
 
 
 
-class LLMHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
+class LLMHTTPServer(AppHTTPServer):
     request_queue_size = 128  # bursts of streaming clients connect at once
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: LLMServer):
-        self.app = app
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client or proxy closing its connection is routine, not worth a traceback.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
+    app: LLMServer
 
 
 class LLMHandler(BaseHTTPRequestHandler):
@@ -143,17 +132,10 @@ class LLMHandler(BaseHTTPRequestHandler):
         self._json(exc.status, body, extra)
 
     def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > MAX_BODY:
-            raise BadRequest("body too large")
-        raw = self.rfile.read(length) if length else b"{}"
         try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"invalid JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise BadRequest("expected a JSON object")
-        return body
+            return read_json_object(self, MAX_BODY)
+        except BodyError as exc:
+            raise BadRequest(str(exc)) from exc
 
     def do_GET(self) -> None:
         app = self.server.app

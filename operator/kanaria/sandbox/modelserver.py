@@ -65,12 +65,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from kanaria.monitor import ModelMonitor, horizons_from_env
+from kanaria.sandbox._http import AppHTTPServer, BodyError, read_json_object
 from kanaria.sandbox._proc import ServerProcess
 from kanaria.sandbox.samples import SAMPLE_DIR_ENV, SampleRecorder, sample_file
 from kanaria.sandbox.train import Artifact, load_artifact
@@ -395,19 +396,8 @@ class ModelServer:
         }
 
 
-class _HTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], app: ModelServer):
-        self.app = app
-        super().__init__(address, handler)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A proxy closing idle keep-alive connections is routine, not worth a traceback.
-        if isinstance(sys.exc_info()[1], ConnectionError):
-            return
-        super().handle_error(request, client_address)
+class _HTTPServer(AppHTTPServer):
+    app: ModelServer
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -430,17 +420,10 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(body).encode(), "application/json")
 
     def _body(self) -> dict[str, Any]:
-        length = int(self.headers.get("Content-Length") or 0)
-        if length > _MAX_BODY:
-            raise _BadRequest("body too large")
-        raw = self.rfile.read(length) if length else b"{}"
         try:
-            body = json.loads(raw or b"{}")
-        except json.JSONDecodeError as exc:
-            raise _BadRequest(f"invalid JSON: {exc}") from exc
-        if not isinstance(body, dict):
-            raise _BadRequest("expected a JSON object")
-        return body
+            return read_json_object(self, _MAX_BODY)
+        except BodyError as exc:
+            raise _BadRequest(str(exc)) from exc
 
     def do_GET(self) -> None:
         app = self.server.app
