@@ -125,12 +125,13 @@ def claim_namespace(core: client.CoreV1Api, namespace: str) -> None:
     core.patch_namespace(namespace, {"metadata": {"annotations": {PROBE_ANNOTATION: PROBE_VALUE}}})
 
 
-def _claimed(core: client.CoreV1Api, namespace: str) -> bool:
+def _claimed(core: client.CoreV1Api, namespace: str) -> bool | None:
+    """Whether a LocalKubelet claimed the namespace; None when it is gone (nothing to make Ready)."""
     try:
         ns = core.read_namespace(namespace)
     except ApiException as exc:
         if exc.status == 404:
-            return True  # gone: nothing to make Ready
+            return None
         raise
     annotations = (ns.metadata.annotations if ns.metadata else None) or {}
     return annotations.get(PROBE_ANNOTATION) == PROBE_VALUE
@@ -148,6 +149,8 @@ class PodReadiness:
         self._pool = ThreadPoolExecutor(workers, thread_name_prefix="pod-readiness")
         self._thread = threading.Thread(target=self._run, name="pod-readiness", daemon=True)
         self._watch: watch.Watch | None = None
+        self._claimed: set[str] = set()
+        """Namespaces a LocalKubelet claimed: a claim is never taken back, so it is read once."""
         self.readied = 0
 
     def start(self) -> PodReadiness:
@@ -180,7 +183,7 @@ class PodReadiness:
             self._watch = watch.Watch()  # type: ignore[no-untyped-call]
             for event in self._watch.stream(  # type: ignore[no-untyped-call]
                 self._core.list_pod_for_all_namespaces, label_selector=LABEL_REVISION,
-                resource_version=version, timeout_seconds=60, allow_watch_bookmarks=True,
+                resource_version=version, timeout_seconds=5, allow_watch_bookmarks=True,  # stop() waits at most this
             ):
                 if self._stop.is_set():
                     return
@@ -199,7 +202,13 @@ class PodReadiness:
     def _ready(self, pod: client.V1Pod) -> None:
         try:
             assert pod.metadata is not None
-            if _claimed(self._core, str(pod.metadata.namespace)):
+            namespace = str(pod.metadata.namespace)
+            if namespace in self._claimed:
+                return
+            claimed = _claimed(self._core, namespace)
+            if claimed:
+                self._claimed.add(namespace)
+            if claimed is not False:
                 return
             if mark_ready(self._core, pod):
                 self.readied += 1
