@@ -17,6 +17,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "operator"))
@@ -36,7 +37,7 @@ def one_pair(out: Path, scrape: str, interval: str, repeats: int) -> list[float]
         stack.follow_route(NAME)
         metrics = [{"name": "errors", "kind": "errorRate", "minSamples": 200, "critical": True}]
 
-        def body(version: str, uri: str) -> dict:
+        def body(version: str, uri: str) -> dict[str, Any]:
             return manifest(NAME, stack.namespace, version, uri, stack.prometheus_url,
                             steps=[{"setWeight": 30}, {"pause": {}}], metrics=metrics,
                             interval=interval, window="0s")

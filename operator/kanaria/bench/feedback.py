@@ -39,11 +39,10 @@ from kanaria.api.verdict import Outcome
 from kanaria.bench.stats import (
     THRESHOLD_VARIANTS,
     TUNED,
-    FloatArray,
-    IntArray,
     index_reaching,
     threshold_policy,
 )
+from kanaria.bench.streams import FloatArray, IntArray
 
 __all__ = ["FeedbackConfig", "FeedbackRow", "FeedbackRun", "run_feedback_benchmark", "summarise_feedback"]
 
