@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from kanaria.api.models import GatewayAPITraffic, InferencePoolBackend, Model, ModelDeploymentSpec
 from kanaria.api.revision import revision_hash
+from kanaria.sandbox.httproute import pools_of_httproute, weights_from_httproute
 from kanaria.sandbox.inference import draw, rewrite_targets
-from kanaria.sandbox.proxy import pools_of_httproute, weights_from_httproute
 from kanaria.traffic.gatewayapi import ANNOTATION_ADAPTERS, weights_from_rewrite
 from kanaria.workloads.objects import (
     LABEL_DEPLOYMENT,

@@ -20,12 +20,12 @@ import pytest
 from tests.helpers import metric_sum, wait_for
 
 from kanaria.sandbox._proc import processes_in_group
+from kanaria.sandbox.httproute import mirror_from_httproute
 from kanaria.sandbox.loadgen import LoadGenerator
 from kanaria.sandbox.mirror import (
     NGINX_BIN,
     MirrorFollower,
     MirrorProxy,
-    mirror_from_httproute,
 )
 from kanaria.sandbox.modelserver import ModelServerProcess
 from kanaria.sandbox.proxy import HAPROXY_BIN, SERVER_HEADER, HAProxyProxy

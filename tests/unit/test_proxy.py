@@ -14,13 +14,13 @@ import httpx
 import pytest
 from tests.helpers import wait_for
 
+from kanaria.sandbox.httproute import weights_from_httproute
 from kanaria.sandbox.modelserver import ModelServerProcess
 from kanaria.sandbox.proxy import (
     SERVER_HEADER,
     HAProxyProxy,
     WeightFollower,
     scale_weights,
-    weights_from_httproute,
 )
 from kanaria.sandbox.route_sync import HTTPRouteSync
 from kanaria.sandbox.train import load_split, train_revision

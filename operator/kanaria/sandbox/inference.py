@@ -39,8 +39,8 @@ from typing import Any, cast
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from kanaria.sandbox.httproute import POOL_GROUP, pools_of_httproute, weights_from_httproute
 from kanaria.sandbox.kubelet import LocalKubelet, Served
-from kanaria.sandbox.proxy import POOL_GROUP, pools_of_httproute, weights_from_httproute
 
 __all__ = [
     "REWRITE_GROUP",

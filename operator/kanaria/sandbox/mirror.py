@@ -28,7 +28,7 @@ it), in its own process group, on a free 127.0.0.1 port:
 configuration, check it (``nginx -t``), SIGHUP the master and wait until the new
 generation answers and the old workers have exited.
 
-:func:`mirror_from_httproute` reads an HTTPRoute's mirror target; :class:`MirrorFollower`
+:func:`~kanaria.sandbox.httproute.mirror_from_httproute` reads an HTTPRoute's mirror target; :class:`MirrorFollower`
 applies it to a :class:`MirrorProxy` on every change
 :class:`~kanaria.sandbox.route_sync.HTTPRouteSync` sees.
 """
@@ -50,6 +50,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from kanaria.sandbox._proc import ManagedProcess, free_port, run, tail
+from kanaria.sandbox.httproute import mirror_from_httproute, pin_from_httproute
 from kanaria.sandbox.nginxconf import (
     MIRRORED_HEADER,
     STATE_PATH,
@@ -60,7 +61,6 @@ from kanaria.sandbox.nginxconf import (
     render_config,
 )
 from kanaria.sandbox.proxy import server_name
-from kanaria.traffic.base import MATCH_RULE
 
 __all__ = [
     "MIRRORED_HEADER",
@@ -71,8 +71,6 @@ __all__ = [
     "MirrorProxy",
     "MirrorTarget",
     "Pin",
-    "pin_from_httproute",
-    "mirror_from_httproute",
 ]
 
 NGINX_BIN = "/usr/sbin/nginx"
@@ -307,67 +305,6 @@ class MirrorProxy:
             f"nginx did not take generation {generation} in time (answers {seen}): "
             f"{tail(error_log, 20)}"
         )
-
-
-# -- HTTPRoute -> mirror target ------------------------------------------------------------
-
-
-def _mirror_filter(rule: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    for item in rule.get("filters") or []:
-        if item.get("type") == "RequestMirror" and item.get("requestMirror"):
-            mirror: Mapping[str, Any] = item["requestMirror"]
-            return mirror
-    return None
-
-
-def mirror_from_httproute(obj: Mapping[str, Any]) -> tuple[str, float] | None:
-    """(Service name, percent) of an HTTPRoute's RequestMirror filter, or None.
-
-    Reads the first rule that carries a ``RequestMirror`` filter (the operator writes it on
-    the first rule). The share is ``percent``, else ``fraction`` (``numerator`` over
-    ``denominator``, which defaults to 100), else 100 (the Gateway API default: mirror
-    everything). A backendRef of another kind than a core Service is ignored.
-    """
-    for rule in (obj.get("spec") or {}).get("rules") or []:
-        mirror = _mirror_filter(rule)
-        if mirror is None:
-            continue
-        ref = mirror.get("backendRef") or {}
-        if (ref.get("group") or "") != "" or (ref.get("kind") or "Service") != "Service":
-            return None
-        if not ref.get("name"):
-            return None
-        if mirror.get("percent") is not None:
-            percent = float(int(mirror["percent"]))
-        elif mirror.get("fraction") is not None:
-            fraction = mirror["fraction"]
-            denominator = int(fraction.get("denominator") or 100)
-            if denominator <= 0:
-                raise ValueError("RequestMirror fraction denominator must be positive")
-            percent = 100.0 * int(fraction.get("numerator") or 0) / denominator
-        else:
-            percent = 100.0
-        return str(ref["name"]), min(100.0, max(0.0, percent))
-    return None
-
-
-def pin_from_httproute(obj: Mapping[str, Any]) -> tuple[str, tuple[tuple[str, str, bool], ...]] | None:
-    """(Service, header conditions) of the rule Kanaria adds for an A/B test by match, or None.
-
-    Only the first match of that rule is read, and only its headers (the operator copies the
-    user's path into it; the sandbox serves one path space)."""
-    for rule in (obj.get("spec") or {}).get("rules") or []:
-        if rule.get("name") != MATCH_RULE:
-            continue
-        refs = [r for r in rule.get("backendRefs") or [] if r.get("name")]
-        if not refs:
-            return None
-        headers = ((rule.get("matches") or [{}])[0].get("headers")) or []
-        conditions = tuple(
-            (str(h["name"]), str(h["value"]), h.get("type", "Exact") == "RegularExpression") for h in headers
-        )
-        return str(refs[0]["name"]), conditions
-    return None
 
 
 class MirrorFollower:

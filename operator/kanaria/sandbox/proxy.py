@@ -35,11 +35,12 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from kanaria.sandbox._proc import die_with_parent, free_port
+from kanaria.sandbox.httproute import pools_of_httproute, weights_from_httproute
 
 __all__ = [
     "BACKEND",
@@ -51,8 +52,6 @@ __all__ = [
     "WeightFollower",
     "scale_weights",
     "server_name",
-    "weights_from_httproute",
-    "pools_of_httproute",
 ]
 
 HAPROXY_BIN = "/usr/sbin/haproxy"
@@ -380,62 +379,6 @@ def _port_open(port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-# -- HTTPRoute -> weights ------------------------------------------------------------------
-
-
-def _is_catch_all(rule: Mapping[str, Any]) -> bool:
-    """A rule whose matches constrain nothing but the path (the weighted split)."""
-    matches = rule.get("matches") or []
-    return not matches or any(
-        not (m.get("headers") or m.get("queryParams") or m.get("method")) for m in matches
-    )
-
-
-POOL_GROUP = "inference.networking.k8s.io"
-
-
-def _is_pool(ref: Mapping[str, Any]) -> bool:
-    return ref.get("group") == POOL_GROUP and ref.get("kind") == "InferencePool"
-
-
-def _service_refs(rule: Mapping[str, Any]) -> Iterator[tuple[str, int]]:
-    """The rule's Service and InferencePool backendRefs, as (name, weight)."""
-    for ref in rule.get("backendRefs") or []:
-        service = (ref.get("group") or "") == "" and (ref.get("kind") or "Service") == "Service"
-        if not (service or _is_pool(ref)):
-            continue
-        weight = ref.get("weight")
-        yield str(ref["name"]), 1 if weight is None else int(weight)
-
-
-def pools_of_httproute(obj: Mapping[str, Any]) -> set[str]:
-    """Names of the InferencePools an HTTPRoute's rules send traffic to."""
-    return {
-        str(ref["name"])
-        for rule in (obj.get("spec") or {}).get("rules") or []
-        for ref in rule.get("backendRefs") or []
-        if _is_pool(ref)
-    }
-
-
-def weights_from_httproute(obj: Mapping[str, Any]) -> dict[str, int]:
-    """Service (or InferencePool) name -> weight of an HTTPRoute's traffic split.
-
-    The split is the first rule that has Service or InferencePool backendRefs and matches on
-    nothing but the path (header- or query-matched rules are pinned routes, not the split);
-    failing that, the first rule with such backendRefs. A missing weight is 1 (the Gateway API
-    default); duplicates add up; other kinds of backend are ignored.
-    """
-    rules = [r for r in (obj.get("spec") or {}).get("rules") or [] if any(_service_refs(r))]
-    if not rules:
-        return {}
-    rule = next((r for r in rules if _is_catch_all(r)), rules[0])
-    weights: dict[str, int] = {}
-    for name, weight in _service_refs(rule):
-        weights[name] = weights.get(name, 0) + weight
-    return weights
 
 
 class WeightFollower:
