@@ -39,8 +39,10 @@ case "$what" in
     ;;
   modelserver)
     name=kanaria-modelserver
-    sources=(pyproject.toml hack/build-image.sh operator/monitor-dist operator/kanaria/monitor
-             operator/kanaria/sandbox/{modelserver,_proc,samples,train}.py)
+    # The sandbox modules the server imports (tests/unit/test_packaging.py checks the list).
+    server_modules=(modelserver _http _proc samples train)
+    sources=(pyproject.toml hack/build-image.sh operator/monitor-dist operator/kanaria/monitor)
+    for m in "${server_modules[@]}"; do sources+=("operator/kanaria/sandbox/$m.py"); done
     entrypoint=(--config.entrypoint python --config.entrypoint=-m --config.entrypoint kanaria.sandbox.modelserver)
     ;;
   *) echo "usage: $0 [operator|modelserver]" >&2; exit 2 ;;
@@ -104,7 +106,7 @@ if [ "$what" = modelserver ]; then
   install_hook="$install_hook"' &&
   site=$(echo "$1"/opt/kanaria/lib/python3.11/site-packages) && mkdir -p "$site/kanaria/sandbox" &&
   touch "$site/kanaria/sandbox/__init__.py" &&
-  for m in modelserver _proc samples train; do cp '"$root"'/operator/kanaria/sandbox/$m.py "$site/kanaria/sandbox/"; done &&
+  for m in '"${server_modules[*]}"'; do cp '"$root"'/operator/kanaria/sandbox/$m.py "$site/kanaria/sandbox/"; done &&
   chroot "$1" /opt/kanaria/bin/python -m compileall -q /opt/kanaria/lib/python3.11/site-packages/kanaria >/dev/null'
 fi
 user_hook='echo "nonroot:x:65532:65532:nonroot:/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd" &&

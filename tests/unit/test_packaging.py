@@ -203,3 +203,37 @@ def test_monitor_installs_into_a_fresh_venv_and_imports_without_the_operator(
     result = json.loads(_run([str(python), "-c", _PROBE.format(HEAVY=HEAVY)], cwd=tmp_path))
     assert result["imported"] == [] and result["importable"] == []
     assert 'kanaria_model_labels_total{model="m",outcome="correct",revision="r1"} 1.0' in result["exposition"]
+
+
+def _kanaria_imports(path: Path) -> set[str]:
+    """The kanaria modules a file imports (absolute imports only, as the project writes them)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module and node.module.startswith("kanaria."):
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("kanaria."))
+    return found
+
+
+def test_the_model_server_image_holds_every_sandbox_module_its_server_imports() -> None:
+    """hack/build-image.sh lists the sandbox modules of the model-server image by hand (once); the
+    reference server's imports, followed within kanaria.sandbox, must all be on that list (a
+    module left off makes the image's entrypoint fail at import)."""
+    script = (ROOT / "hack" / "build-image.sh").read_text()
+    listed_line = next(line for line in script.splitlines() if line.strip().startswith("server_modules=("))
+    listed = set(listed_line.split("(", 1)[1].split(")", 1)[0].split())
+    assert 'for m in \'"${server_modules[*]}"\'; do cp' in script  # the same list is what the image gets
+    wanted: set[str] = set()
+    todo = ["modelserver"]
+    while todo:
+        name = todo.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        for module in _kanaria_imports(PACKAGE / "sandbox" / f"{name}.py"):
+            parts = module.split(".")
+            if parts[:2] == ["kanaria", "sandbox"] and len(parts) > 2 and (PACKAGE / "sandbox" / f"{parts[2]}.py").exists():
+                todo.append(parts[2])
+    assert wanted - listed == set(), f"add to hack/build-image.sh's model-server sources: {sorted(wanted - listed)}"
