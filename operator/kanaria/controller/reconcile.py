@@ -41,9 +41,9 @@ from kanaria.controller.events import post_event
 from kanaria.controller.quiet import (
     quiet_check,
     quiet_measurement,
-    status_dump,
 )
 from kanaria.controller.safejson import TOO_DEEP_KEY
+from kanaria.controller.status_write import write_status
 from kanaria.rollout import Decision, Observations, UserAction, analysis_plan, decide
 from kanaria.rollout.conditions import invalid_spec_condition
 from kanaria.rollout.monitoring import monitoring_due, parse_time
@@ -270,7 +270,7 @@ def finish(ctx: ReconcileContext, step: Prepared) -> float:
         pass  # nothing but the time of a check that found nothing new: not written
     elif quiet_measurement(ctx, obj, step.status, decision.status, now):
         pass  # a measurement that changed no verdict: written at most every QUIET_MEASUREMENTS_FOR
-    elif not _write_status(ctx, obj, status, decision.status):
+    elif not write_status(ctx, obj, status, decision.status):
         return 1.0
     moved = meta.get("resourceVersion") != version
     try:
@@ -433,52 +433,6 @@ def _service_port(spec: ModelDeploymentSpec) -> int | None:
     return None  # the replica router serves every revision through one shared Service
 
 
-def _write_status(
-    ctx: ReconcileContext, obj: dict[str, Any], before: ModelDeploymentStatus, after: ModelDeploymentStatus
-) -> bool:
-    """Replace the status; False when someone else changed the object meanwhile (409)."""
-    new = status_dump(after)
-    if new == status_dump(before) and obj.get("status") is not None:
-        return True
-    # A whole replacement carrying the resourceVersion read at the start of the cycle: fields
-    # that went away are removed, and a concurrent writer makes this a 409, not a double step.
-    body = {**obj, "status": new}
-    custom = client.CustomObjectsApi(ctx.api)
-    try:
-        written = custom.replace_namespaced_custom_object_status(
-            GROUP, VERSION, obj["metadata"]["namespace"], PLURAL, obj["metadata"]["name"], body
-        )
-    except ApiException as exc:
-        if exc.status == 409:
-            log.info("status of %s changed meanwhile; the next cycle decides again", obj["metadata"]["name"])
-            _refresh_cache(ctx, obj["metadata"]["namespace"], obj["metadata"]["name"])
-            return False
-        raise
-    if isinstance(written, dict):  # later writes in this cycle build on this version
-        obj["metadata"]["resourceVersion"] = written["metadata"]["resourceVersion"]
-        obj["status"] = written.get("status")
-        if ctx.cache is not None:
-            ctx.cache.put("ModelDeployment", copy.deepcopy(written))
-        if ctx.on_status_written is not None:
-            ctx.on_status_written(written)
-    return True
-
-
-def _refresh_cache(ctx: ReconcileContext, namespace: str, name: str) -> None:
-    """After a conflict, put the object as the API server has it now into the watch cache: the
-    next cycle then builds on that version even if the cache's watch missed the change (a
-    cache stuck on an old version would make every cycle conflict again)."""
-    if ctx.cache is None:
-        return
-    try:
-        fresh = client.CustomObjectsApi(ctx.api).get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
-    except Exception as exc:  # the next cycle reads again; its conflict will try again
-        log.info("could not re-read %s/%s after a conflict: %s", namespace, name, exc)
-        return
-    if isinstance(fresh, dict):
-        ctx.cache.put("ModelDeployment", fresh)
-
-
 def _validation_message(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:5]:
@@ -507,5 +461,5 @@ def _write_invalid(
 
     # The Event only once the status says so: a conflicting write is retried next cycle and
     # must not leave a second Event behind.
-    if _write_status(ctx, obj, status, after):
+    if write_status(ctx, obj, status, after):
         post_event(ctx.api, obj, Event("Warning", "InvalidSpec", message))
